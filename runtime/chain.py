@@ -1,0 +1,189 @@
+"""The inference chain: primary model -> fallback model(s) -> business rules.
+
+For each model stage, in order::
+
+    breaker.allow()?                 no  -> next stage (reason "circuit_open")
+    time left before the reserve?    no  -> next stage (reason "timeout")
+    batcher.submit() within the stage's timeout
+        raised                            -> breaker failure, next stage (reason "error")
+        timed out                         -> breaker failure, next stage (reason "timeout")
+        NaN / inf / wrong shape           -> breaker failure, next stage (reason "invalid_output")
+        shed (Overloaded)                 -> 503 to the caller, or next stage when shed_policy
+                                             is "degrade" (reason "overloaded")
+    otherwise                             -> breaker success; answer
+
+A stage's timeout is the request's remaining time less ``reserve_s``, the time it leaves for the
+stages after it. The business-rule stage is a plain function of the validated request that
+always answers. Every answer says which stage produced it and whether it is degraded (not
+from the primary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .batching.queue import AdaptiveBatcher
+from .errors import (
+    ChainExhausted,
+    CircuitOpen,
+    DeadlineExceeded,
+    InvalidOutput,
+    Overloaded,
+    StageFailure,
+    StageTimeout,
+)
+from .hooks import RequestRecord
+from .resilience.breaker import CircuitBreaker
+from .session import OnnxModel
+from .signature import TensorSpec
+from .validation import ValidatedRequest
+
+Arrays = dict[str, np.ndarray]
+
+
+@dataclass(slots=True)
+class ModelStage:
+    model: OnnxModel
+    batcher: AdaptiveBatcher
+    breaker: CircuitBreaker
+    reserve_s: float = 0.0
+    """Time this stage leaves, out of the request's deadline, for the stages after it."""
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStage:
+    """The last resort: business rules that answer from the validated request alone."""
+
+    name: str
+    version: str
+    answer: Callable[[ValidatedRequest], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    outputs: Arrays
+    served_by: str
+    degraded: bool
+    model_name: str
+    model_version: str
+
+
+class InferenceChain:
+    def __init__(
+        self,
+        stages: Sequence[ModelStage],
+        rules: RuleStage | None = None,
+        *,
+        outputs: Sequence[TensorSpec] | None = None,
+        shed_policy: Literal["reject", "degrade"] = "reject",
+    ) -> None:
+        if not stages:
+            raise ValueError("a chain needs at least one model stage")
+        self.stages = tuple(stages)
+        self.rules = rules
+        self.shed_policy = shed_policy
+        self.outputs = tuple(outputs) if outputs is not None else stages[0].model.signature.outputs
+        """What every stage must answer: names and row shapes (the primary's outputs by default)."""
+        for stage in self.stages:
+            for spec in self.outputs:
+                theirs = stage.model.signature.output(spec.name)  # KeyError names the gap
+                if len(theirs.shape) != len(spec.shape):
+                    raise TypeError(
+                        f"stage {stage.name!r} output {spec.name!r} is {theirs.describe()}, "
+                        f"the chain expects {spec.describe()}"
+                    )
+
+    @property
+    def primary(self) -> ModelStage:
+        return self.stages[0]
+
+    async def run(self, request: ValidatedRequest, deadline: float, record: RequestRecord) -> ChainResult:
+        failures: list[StageFailure | Overloaded] = []
+        for index, stage in enumerate(self.stages):
+            try:
+                return await self._call_model(stage, request, deadline, record, degraded=index > 0)
+            except StageFailure as exc:
+                failures.append(exc)
+                reason = exc.reason
+            except Overloaded as exc:
+                if self.shed_policy == "reject":
+                    raise
+                failures.append(exc)
+                reason = "overloaded"
+            record.fallbacks.append((stage.name, self._next_name(index), reason))
+        if self.rules is not None:
+            outputs = self._checked(self.rules.answer(request), request.rows, self.rules.name)
+            record.served_by, record.model_version = self.rules.name, self.rules.version
+            return ChainResult(outputs, self.rules.name, True, self.rules.name, self.rules.version)
+        if all(isinstance(f, StageTimeout) for f in failures):
+            raise DeadlineExceeded("every stage timed out")
+        if all(isinstance(f, Overloaded) for f in failures):
+            raise failures[-1]
+        raise ChainExhausted("; ".join(f"{s.name}: {f}" for s, f in zip(self.stages, failures, strict=False)))
+
+    def _next_name(self, index: int) -> str:
+        if index + 1 < len(self.stages):
+            return self.stages[index + 1].name
+        return self.rules.name if self.rules is not None else "none"
+
+    async def _call_model(
+        self,
+        stage: ModelStage,
+        request: ValidatedRequest,
+        deadline: float,
+        record: RequestRecord,
+        degraded: bool,
+    ) -> ChainResult:
+        breaker = stage.breaker
+        if not breaker.allow():
+            raise CircuitOpen(f"{stage.name}: circuit open")
+        stage_deadline = deadline - stage.reserve_s
+        timeout = stage_deadline - time.monotonic()
+        if timeout <= 0:
+            breaker.record_ignored()
+            raise StageTimeout(f"{stage.name}: no time left")
+        try:
+            async with asyncio.timeout(timeout):
+                result = await stage.batcher.submit(request.inputs, request.rows, stage_deadline)
+            outputs = self._checked(result.outputs, request.rows, stage.name)
+        except TimeoutError as exc:
+            breaker.record_failure()
+            raise StageTimeout(f"{stage.name}: no answer within {timeout * 1000:.0f} ms") from exc
+        except StageFailure:
+            breaker.record_failure()
+            raise
+        except BaseException:  # shed, cancelled, or a bug: says nothing about the model
+            breaker.record_ignored()
+            raise
+        breaker.record_success()
+        record.served_by, record.model_version = stage.name, stage.model.version
+        record.queue_wait_s, record.inference_s = result.queue_wait_s, result.inference_s
+        record.batch_rows = result.batch_rows
+        return ChainResult(outputs, stage.name, degraded, stage.name, stage.model.version)
+
+    def _checked(self, outputs: Mapping[str, np.ndarray], rows: int, stage: str) -> Arrays:
+        """The chain's outputs from a stage's answer, or :class:`InvalidOutput`."""
+        checked: Arrays = {}
+        for spec in self.outputs:
+            array = outputs.get(spec.name)
+            if array is None:
+                raise InvalidOutput(f"{stage}: output {spec.name!r} missing")
+            if array.shape[:1] != (rows,) or not spec.row_shape_matches(array.shape[1:]):
+                raise InvalidOutput(
+                    f"{stage}: output {spec.name!r} has shape {array.shape}, "
+                    f"expected {spec.describe()} with {rows} rows"
+                )
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise InvalidOutput(f"{stage}: output {spec.name!r} is not finite")
+            checked[spec.name] = array
+        return checked

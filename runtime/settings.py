@@ -1,0 +1,89 @@
+"""Every runtime setting in one object, read from ``BALLAST_*`` environment variables.
+
+Values are checked when the object is built; a bad value fails at start-up with the value in
+the message (``BALLAST_MAX_BATCH_SIZE=0`` -> "Input should be greater than or equal to 1 ...
+input_value=0").
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Ballast runtime settings. Environment variables use the prefix ``BALLAST_``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BALLAST_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    # --- onnxruntime ---------------------------------------------------------------------
+    intra_op_threads: int = Field(1, ge=0, le=256)
+    """Threads onnxruntime uses inside one operator (0 = onnxruntime's default, one per core).
+    One thread per session is the measured best on a 2-core machine: the default spins."""
+    inter_op_threads: int = Field(1, ge=0, le=256)
+    """Threads onnxruntime uses to run independent operators in parallel (0 = default)."""
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    """onnxruntime graph optimization level."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Execution device. ``cuda`` uses the CUDA execution provider when onnxruntime offers it
+    and falls back to the CPU, with a warning, when it does not."""
+    inline_max_us: float = Field(100.0, ge=0, le=1_000_000)
+    """Batches predicted to compute faster than this run on the event loop's thread instead of
+    a worker thread (a thread hop costs ~150 us on a small VM). 0 = always use a worker thread."""
+    warmup_runs: int = Field(3, ge=0, le=1000)
+    """Inference runs per warm-up batch size before a model is reported ready."""
+
+    # --- batching ------------------------------------------------------------------------
+    max_batch_size: int = Field(64, ge=1, le=65536)
+    """Most rows merged into one onnxruntime call. A request may carry at most this many rows."""
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=10_000)
+    """Longest a formed batch waits for more rows while another batch is computing."""
+    max_batches_in_flight: int = Field(1, ge=1, le=64)
+    """Batches computed at the same time per model (each in its own worker thread)."""
+    max_queue_rows: int = Field(2048, ge=1)
+    """Rows allowed to wait per model; beyond it requests are refused with 503."""
+
+    # --- deadlines and the chain -----------------------------------------------------------
+    request_timeout_ms: float = Field(1000.0, gt=0, le=600_000)
+    """Default deadline of a request, from its arrival, when the caller gives none."""
+    fallback_reserve_ms: float = Field(50.0, ge=0, le=600_000)
+    """Part of the deadline the primary model leaves for the fallback stages."""
+    shed_policy: Literal["reject", "degrade"] = "reject"
+    """When a model stage sheds a request it cannot finish in time: ``reject`` answers 503,
+    ``degrade`` hands the request to the next (cheaper) stage of the chain."""
+    retry_after_s: float = Field(1.0, ge=0, le=3600)
+    """Retry-After advertised with 503 answers."""
+
+    # --- circuit breaker -------------------------------------------------------------------
+    breaker_failure_threshold: int = Field(5, ge=1, le=1_000_000)
+    """Consecutive failures of a model stage that open its circuit breaker."""
+    breaker_recovery_s: float = Field(5.0, gt=0, le=86_400)
+    """Seconds an open breaker waits before it lets one half-open probe through."""
+
+    # --- fault injection (tests and drills only) -------------------------------------------
+    fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of primary-model calls made to raise. 0 (off) by default."""
+    fault_slow_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of primary-model calls made slow by ``fault_slow_ms``. 0 (off) by default."""
+    fault_slow_ms: float = Field(0.0, ge=0.0, le=600_000)
+    """Delay added to a slowed primary call."""
+    fault_seed: int | None = None
+    """Seed of the fault injector's random choices, for repeatable drills."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.fallback_reserve_ms >= self.request_timeout_ms:
+            raise ValueError(
+                "fallback_reserve_ms must be below request_timeout_ms, got "
+                f"{self.fallback_reserve_ms} >= {self.request_timeout_ms}"
+            )
+        if self.max_queue_rows < self.max_batch_size:
+            raise ValueError(
+                "max_queue_rows must be at least max_batch_size, got "
+                f"{self.max_queue_rows} < {self.max_batch_size}"
+            )
+        return self
