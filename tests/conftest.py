@@ -37,7 +37,10 @@ def load_model(model_files: dict[str, Path]) -> Iterator[Callable[..., OnnxModel
 
     def load(key: str, *, name: str | None = None, version: str = "1", **config: object) -> OnnxModel:
         model = OnnxModel.from_path(
-            model_files[key], name=name or key, version=version, config=SessionConfig(**config)  # type: ignore[arg-type]
+            model_files[key],
+            name=name or key,
+            version=version,
+            config=SessionConfig(**config),  # type: ignore[arg-type]
         )
         loaded.append(model)
         return model

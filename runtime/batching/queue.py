@@ -4,7 +4,8 @@ When to dispatch
     * nothing queued -> sleep on an event (an idle process uses no CPU);
     * every in-flight slot busy -> sleep until a batch finishes; rows pile up meanwhile, so
       batches grow exactly as fast as load does;
-    * a slot is free and no batch is computing -> go now: waiting cannot help latency;
+    * a slot is free and no batch is computing -> go now: waiting cannot help latency (when the
+      queue is empty too, the caller's own task runs its request: no hop through the dispatcher);
     * a slot is free while another batch computes -> wait for more rows, but no longer than
       ``max_wait_s`` after the oldest request arrived, and never past the moment the oldest
       request could still finish by its deadline according to the latency model;
@@ -57,7 +58,7 @@ class BatchObserver(Protocol):
 
 
 class _Pending:
-    __slots__ = ("deadline", "enqueued", "future", "inputs", "key", "rows")
+    __slots__ = ("_key", "deadline", "enqueued", "future", "inputs", "rows")
 
     def __init__(
         self,
@@ -68,10 +69,17 @@ class _Pending:
     ) -> None:
         self.inputs = inputs
         self.rows = rows
-        self.key: BatchKey = batch_key(inputs)
+        self._key: BatchKey | None = None
         self.deadline = deadline
         self.enqueued = time.monotonic()
         self.future = future
+
+    @property
+    def key(self) -> BatchKey:
+        """Which requests may share tensors with this one (computed only if it ever queues)."""
+        if self._key is None:
+            self._key = batch_key(self.inputs)
+        return self._key
 
 
 class AdaptiveBatcher:
@@ -147,11 +155,25 @@ class AdaptiveBatcher:
         if self._dispatcher is None:
             self.start()
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(inputs, rows, deadline, future))
+        pending = _Pending(inputs, rows, deadline, future)
+        if not self._queue and self._in_flight == 0:
+            return await self._run_now(pending)
+        self._queue.append(pending)
         self._queued_rows += rows
         self._idle.clear()
         self._wakeup.set()
         return await future  # a cancelled caller cancels the future; the dispatcher skips it
+
+    async def _run_now(self, pending: _Pending) -> BatchResult:
+        """Fast path for an idle batcher: the dispatcher would send this request alone at once,
+        so the caller's own task runs it, saving two event-loop hops."""
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._execute([pending], [0])
+        finally:
+            self._finished()
+        return pending.future.result()
 
     def start(self) -> None:
         if self._dispatcher is None:
@@ -259,11 +281,15 @@ class AdaptiveBatcher:
             if not isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
-            self._in_flight -= 1
+            self._finished()
+
+    def _finished(self) -> None:
+        self._in_flight -= 1
+        if self._queue:  # the dispatcher may be waiting for a slot or lingering
             self._slot_free.set()
             self._wakeup.set()
-            if not self._queue and self._in_flight == 0:
-                self._idle.set()
+        elif self._in_flight == 0:
+            self._idle.set()
 
     async def _execute(self, batch: list[_Pending], budget: list[int]) -> None:
         """Run ``batch``; on failure bisect while ``budget[0]`` extra runs remain."""

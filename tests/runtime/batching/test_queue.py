@@ -53,8 +53,12 @@ def far() -> float:
 
 
 def make(run: Callable[[Arrays], Any], **kw: Any) -> AdaptiveBatcher:
-    options: dict[str, Any] = {"max_batch_size": 64, "max_wait_s": 0.002, "max_in_flight": 1,
-                               "max_queue_rows": 10_000}
+    options: dict[str, Any] = {
+        "max_batch_size": 64,
+        "max_wait_s": 0.002,
+        "max_in_flight": 1,
+        "max_queue_rows": 10_000,
+    }
     options.update(kw)
     return AdaptiveBatcher(run, **options)
 
@@ -86,8 +90,13 @@ def test_every_caller_gets_its_own_rows_and_batches_respect_the_limit(
     recorder = Recorder()
 
     async def scenario() -> None:
-        batcher = make(affine_model.run_async, max_batch_size=max_batch, max_in_flight=in_flight,
-                       max_wait_s=max_wait, observer=recorder)
+        batcher = make(
+            affine_model.run_async,
+            max_batch_size=max_batch,
+            max_in_flight=in_flight,
+            max_wait_s=max_wait,
+            observer=recorder,
+        )
 
         async def client(i: int, rows: int, delay: float) -> None:
             await asyncio.sleep(delay)
@@ -163,7 +172,8 @@ async def test_random_cancellations_never_break_the_batcher(affine_model: OnnxMo
             np.testing.assert_array_equal(outcome.outputs["y"], x * 2 + 1)
     await batcher.close()
     assert errors == []
-    assert batcher.queued_rows == 0 and batcher.in_flight == 0
+    assert batcher.queued_rows == 0
+    assert batcher.in_flight == 0
 
 
 async def test_close_drains_admitted_requests_then_refuses(affine_model: OnnxModel) -> None:
@@ -239,9 +249,7 @@ async def test_a_poison_row_fails_alone_and_its_31_batchmates_succeed(
     gated = Gated(model)
     recorder = Recorder()
     batcher = make(gated, observer=recorder)
-    blocker = asyncio.create_task(
-        batcher.submit({"x": rows_of(0, 1), "idx": np.array([0])}, 1, far())
-    )
+    blocker = asyncio.create_task(batcher.submit({"x": rows_of(0, 1), "idx": np.array([0])}, 1, far()))
     await asyncio.sleep(0.01)
     calls = []
     for i in range(32):
@@ -261,7 +269,8 @@ async def test_a_poison_row_fails_alone_and_its_31_batchmates_succeed(
             np.testing.assert_array_equal(outcome.outputs["y"], table[[i % 8]] + rows_of(i, 1))
     assert len(gated.seen[1]["x"]) == 32
     failed_runs = [rows for rows, ok in recorder.batches if not ok]
-    assert failed_runs[0] == 32 and failed_runs[-1] == 1
+    assert failed_runs[0] == 32
+    assert failed_runs[-1] == 1
     assert len(gated.seen) - 2 <= 2 * 5 + 2  # bisection stayed within its budget of extra runs
     await batcher.close()
 
@@ -287,7 +296,9 @@ async def test_a_model_that_fails_on_everything_is_not_bisected_without_limit(
     await batcher.close()
 
 
-async def test_outputs_with_the_wrong_row_count_fail_every_caller(load_model: Callable[..., OnnxModel]) -> None:
+async def test_outputs_with_the_wrong_row_count_fail_every_caller(
+    load_model: Callable[..., OnnxModel],
+) -> None:
     model = load_model("drop_row")
     batcher = make(model.run_async)
     with pytest.raises(InvalidOutput, match="expected 3 rows"):

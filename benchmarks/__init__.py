@@ -1,0 +1,1 @@
+"""Side-by-side performance harnesses. Benchmarks measure; tests check. See benchmarks/README.md."""

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import OnnxModel, SessionConfig, Settings
+
+
+def test_loads_a_file_and_reads_its_signature(load_model: Callable[..., OnnxModel]) -> None:
+    model = load_model("gather", name="g", version="9")
+    assert (model.name, model.version) == ("g", "9")
+    assert [(s.name, s.dtype.name, s.shape) for s in model.signature.inputs] == [
+        ("x", "float32", (None, 4)),
+        ("idx", "int64", (None,)),
+    ]
+    assert model.batchable
+
+
+def test_session_options_follow_the_config(load_model: Callable[..., OnnxModel]) -> None:
+    model = load_model("affine", intra_op_threads=1, inter_op_threads=1, graph_optimization="basic")
+    options = model.session.get_session_options()
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert model.providers == ["CPUExecutionProvider"]
+
+
+def test_cuda_asked_for_without_cuda_falls_back_to_the_cpu(load_model: Callable[..., OnnxModel]) -> None:
+    import onnxruntime as ort
+
+    model = load_model("affine", device="cuda")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert model.providers[0] == "CUDAExecutionProvider"
+    else:
+        assert model.providers == ["CPUExecutionProvider"]
+
+
+async def test_runs_in_a_worker_thread_under_the_capacity_limit(load_model: Callable[..., OnnxModel]) -> None:
+    model = load_model("affine", capacity=2)
+    threads: set[str] = set()
+    original = model.session.run
+
+    def spy(*args: object) -> object:
+        threads.add(threading.current_thread().name)
+        return original(*args)
+
+    model.session.run = spy
+    x = np.ones((3, 4), np.float32)
+    import asyncio
+
+    results = await asyncio.gather(*(model.run_async({"x": x}) for _ in range(20)))
+    assert all(np.array_equal(r["y"], x * 2 + 1) for r in results)
+    assert threads
+    assert all(name.startswith("ballast-ort-affine") for name in threads)
+    assert len(threads) <= 2
+
+
+async def test_tiny_runs_go_inline_when_allowed(load_model: Callable[..., OnnxModel]) -> None:
+    model = load_model("affine", inline_max_s=0.01)
+    model.warmup([1], runs=2)
+    threads: set[str] = set()
+    original = model.session.run
+
+    def spy(*args: object) -> object:
+        threads.add(threading.current_thread().name)
+        return original(*args)
+
+    model.session.run = spy
+    await model.run_async({"x": np.ones((1, 4), np.float32)})
+    assert threads == {threading.current_thread().name}
+
+
+def test_warmup_times_each_batch_size_and_seeds_the_compute_model(
+    load_model: Callable[..., OnnxModel],
+) -> None:
+    model = load_model("affine")
+    timings = model.warmup([1, 32], runs=2)
+    assert [rows for rows, _ in timings] == [1, 32]
+    assert all(0 < seconds < 1 for _, seconds in timings)
+    assert model.compute.observations == 2
+
+
+def test_config_comes_from_settings_and_refuses_bad_values() -> None:
+    config = SessionConfig.from_settings(Settings(max_batches_in_flight=3, inline_max_us=50))
+    assert config.capacity == 3
+    assert config.inline_max_s == pytest.approx(50e-6)
+    with pytest.raises(ValueError, match="capacity must be an integer >= 1, got 0"):
+        SessionConfig(capacity=0)
+
+
+def test_loads_from_the_bentoml_model_store(model_files: dict[str, Path], tmp_path: Path) -> None:
+    """In a child process, so that BENTOML_HOME points at a store of the test's own."""
+    script = (
+        "import shutil, sys, bentoml\n"
+        "from runtime import OnnxModel\n"
+        "with bentoml.models.create('tiny-affine') as m:\n"
+        "    shutil.copy(sys.argv[1], m.path_of('model.onnx'))\n"
+        "model = OnnxModel.from_bentoml('tiny-affine:latest')\n"
+        "y = model.run({'x': __import__('numpy').ones((1, 4), 'float32')})['y']\n"
+        "print(model.name, model.version == str(m.tag.version), y.tolist())\n"
+    )
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(model_files["affine"])],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.stdout.strip().splitlines()[-1] == "tiny-affine True [[3.0, 3.0, 3.0, 3.0]]"
