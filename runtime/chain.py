@@ -43,6 +43,7 @@ from .resilience.breaker import CircuitBreaker
 from .session import OnnxModel
 from .signature import TensorSpec
 from .validation import ValidatedRequest
+from .validation import all_finite as _all_finite
 
 Arrays = dict[str, np.ndarray]
 
@@ -183,7 +184,7 @@ class InferenceChain:
                     f"{stage}: output {spec.name!r} has shape {array.shape}, "
                     f"expected {spec.describe()} with {rows} rows"
                 )
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
+            if array.dtype.kind == "f" and not _all_finite(array):
                 raise InvalidOutput(f"{stage}: output {spec.name!r} is not finite")
             checked[spec.name] = array
         return checked

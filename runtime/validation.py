@@ -75,6 +75,15 @@ def _json_value(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
+def all_finite(array: np.ndarray) -> bool:
+    """Whether every value is finite: one reduction and no temporary mask in the common case (a
+    non-finite sum means a NaN or inf, or an overflow, which the exact check then tells apart)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(array.sum()):
+            return True
+    return bool(np.isfinite(array).all())
+
+
 def learn_range(values: np.ndarray, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature ``(low, high)`` from training data ``values`` (rows first), widened on each
     side by ``margin`` times the feature's observed spread."""
@@ -205,7 +214,7 @@ class TensorSchema:
         return array
 
     def _content(self, spec: TensorSpec, array: np.ndarray, errors: list[FieldError]) -> None:
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        if array.dtype.kind == "f" and not all_finite(array):
             self._cells(
                 spec.name,
                 ~np.isfinite(array),
