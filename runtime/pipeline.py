@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,7 +142,7 @@ class Pipeline:
         self, payload: Any, *, request_id: str | None = None, timeout_s: float | None = None
     ) -> Prediction:
         started = time.monotonic()
-        record = RequestRecord(request_id or uuid.uuid4().hex, self.name)
+        record = RequestRecord(request_id or os.urandom(8).hex(), self.name)
         token = current_request.set(record)
         outcome = Outcome.ERROR
         try:

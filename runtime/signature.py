@@ -46,8 +46,13 @@ class TensorSpec:
 
     def row_shape_matches(self, shape: Sequence[int]) -> bool:
         """Whether a concrete row shape fits this spec (symbolic dimensions fit any size)."""
-        want = self.row_shape
-        return len(shape) == len(want) and all(w is None or w == s for w, s in zip(want, shape, strict=True))
+        want = self.shape[1:]
+        if len(shape) != len(want):
+            return False
+        for w, s in zip(want, shape, strict=True):  # a plain loop: this runs for every request
+            if w is not None and w != s:
+                return False
+        return True
 
     def describe(self) -> str:
         dims = ", ".join("N" if i == 0 else ("?" if d is None else str(d)) for i, d in enumerate(self.shape))
