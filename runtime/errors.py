@@ -64,6 +64,15 @@ class ValidationFailed(BallastError):
             "fields": [e.as_dict() for e in self.errors],
         }
 
+    def under(self, prefix: str) -> ValidationFailed:
+        """The same violations with paths inside ``prefix`` (``[2].amount`` -> ``rows[2].amount``)."""
+        moved = [
+            FieldError(prefix + (e.path if e.path.startswith("[") or not e.path else "." + e.path),
+                       e.rule, e.message, e.value)
+            for e in self.errors
+        ]
+        return ValidationFailed(moved, self.layer)
+
 
 class BadRequest(BallastError):
     """The request could not be read at all (not JSON, wrong top-level type)."""

@@ -146,7 +146,9 @@ class Pipeline:
         token = current_request.set(record)
         outcome = Outcome.ERROR
         try:
-            result = await self._serve(payload, record, started + (timeout_s or self.timeout_s))
+            # a caller may ask for less time than the server allows, never more
+            budget = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
+            result = await self._serve(payload, record, started + budget)
             outcome = Outcome.FALLBACK if result.degraded else Outcome.SUCCESS
             return Prediction(
                 record.request_id,

@@ -130,16 +130,19 @@ class OnnxModel:
     @classmethod
     def from_bentoml(
         cls,
-        tag: str,
+        model: Any,
         *,
         filename: str = "model.onnx",
         config: SessionConfig | None = None,
         faults: FaultInjector | None = None,
     ) -> OnnxModel:
-        """Load ``filename`` from a model in BentoML's model store; the tag gives name and version."""
-        import bentoml
+        """Load ``filename`` from a model in BentoML's model store: a tag (``"fraud-gbt:latest"``)
+        or a stored model (what a ``bentoml.models.BentoModel`` service attribute resolves to).
+        The model's tag gives the name and version."""
+        if isinstance(model, str):
+            import bentoml
 
-        model = bentoml.models.get(tag)
+            model = bentoml.models.get(model)
         return cls.from_path(
             model.path_of(filename),
             name=model.tag.name,

@@ -1,0 +1,1 @@
+"""BentoML services: thin HTTP layers over the runtime pipeline (see services/http.py)."""

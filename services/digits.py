@@ -1,0 +1,129 @@
+"""Handwritten digits: ``POST /classify`` with one or more 8x8 images (pixel values 0-16).
+
+Chain: MLP (``digits-mlp``) -> smaller MLP (``digits-mlp-small``); no rule stage (there is no
+sensible rule for reading a digit), so when both models fail the answer is 503.
+Serve with ``bentoml serve services.digits:Digits``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from runtime import (
+    FaultInjector,
+    FieldError,
+    ModelSignature,
+    OnnxModel,
+    Pipeline,
+    SessionConfig,
+    TensorRange,
+    TensorSchema,
+    TensorSpec,
+    ValidatedRequest,
+)
+
+from .http import BallastService, RequestInfo, route
+from .openapi import PROVENANCE
+from .settings import ServiceSettings
+
+SETTINGS = ServiceSettings()
+IMAGE = {
+    "type": "array", "minItems": 8, "maxItems": 8, "description": "8 rows of 8 pixels, 0 (white) to 16 (black)",
+    "items": {"type": "array", "minItems": 8, "maxItems": 8,
+              "items": {"type": "number", "minimum": 0, "maximum": 16}},
+}
+ZERO = [[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0], [0, 3, 15, 2, 0, 11, 8, 0],
+        [0, 4, 12, 0, 0, 8, 8, 0], [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0],
+        [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0]]
+
+
+class ImageSchema:
+    """``{"images": N x 8 x 8}`` checked as an image tensor (shape, finite, 0-16), then laid out
+    as the model's ``float32[N, 64]`` input. The API defines images as 8 x 8, so this layout is the
+    contract, not a reshape of whatever arrived: a 64-long flat list is a shape error."""
+
+    def __init__(self, input_name: str, max_rows: int) -> None:
+        spec = TensorSpec("images", np.dtype(np.float32), (None, 8, 8))
+        self.input_name = input_name
+        self.tensor = TensorSchema(ModelSignature(inputs=(spec,), outputs=()), max_rows=max_rows,
+                                   ranges={"images": TensorRange(0.0, 16.0)})
+
+    def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
+        parsed = self.tensor.parse(payload, errors)
+        if parsed is None:
+            return None
+        images = parsed.inputs["images"]
+        return ValidatedRequest(inputs={self.input_name: images.reshape(len(images), 64)}, rows=parsed.rows)
+
+
+@bentoml.service(
+    service_class=BallastService,
+    name="digits",
+    workers=SETTINGS.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": False}},
+)
+class Digits:
+    """Handwritten digit classification (scikit-learn's digits, 8x8 pixels): an MLP, then a smaller
+    MLP. Every answer says which model produced it."""
+
+    primary_model = bentoml.models.BentoModel("digits-mlp:latest")
+    fallback_model = bentoml.models.BentoModel("digits-mlp-small:latest")
+    max_body_bytes = SETTINGS.max_body_bytes
+
+    def __init__(self) -> None:
+        settings = ServiceSettings()
+        config = SessionConfig.from_settings(settings)
+        primary = OnnxModel.from_bentoml(self.primary_model, config=config,
+                                         faults=FaultInjector.from_settings(settings))
+        fallback = OnnxModel.from_bentoml(self.fallback_model, config=config)
+        for model in (primary, fallback):
+            spec = model.signature.input("input")
+            if spec.dtype != np.float32 or spec.row_shape != (64,):
+                raise TypeError(f"{model.name} takes {spec.describe()}, expected float32[N, 64]")
+        self.pipeline = Pipeline.build(
+            "digits", models=[primary, fallback],
+            schema=ImageSchema("input", max_rows=settings.max_batch_size), settings=settings,
+        )
+
+    @bentoml.on_startup
+    async def start(self) -> None:
+        await self.pipeline.start()
+
+    @bentoml.on_shutdown
+    async def stop(self) -> None:
+        await self.pipeline.close()
+
+    def __is_ready__(self) -> bool:
+        return self.pipeline.ready
+
+    @route("POST", "/classify", summary="Classify one or more 8x8 handwritten digits",
+           request_schema={"type": "object", "required": ["images"], "additionalProperties": False,
+                           "properties": {"images": {"type": "array", "minItems": 1,
+                                                     "maxItems": SETTINGS.max_batch_size, "items": IMAGE}}},
+           response_schema={"type": "object", "required": ["results", *PROVENANCE], "properties": {
+               "results": {"type": "array", "items": {"type": "object", "properties": {
+                   "label": {"type": "integer", "minimum": 0, "maximum": 9},
+                   "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10,
+                                     "maxItems": 10}}}},
+               **PROVENANCE}},
+           request_example={"images": [ZERO]},
+           response_example={"request_id": "9c1b7d4e8a603f2a",
+                             "results": [{"label": 0, "probabilities": [0.999, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                                                                        0.0, 0.001, 0.0]}],
+                             "served_by": "digits-mlp", "degraded": False,
+                             "model": {"name": "digits-mlp", "version": "vylf74hjscxr2ax4"}})
+    async def classify(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        prediction = await self.pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
+        probabilities = prediction.outputs["probabilities"]
+        labels = probabilities.argmax(axis=1).tolist()
+        return {
+            "results": [{"label": label, "probabilities": [round(p, 6) for p in row]}
+                        for label, row in zip(labels, probabilities.tolist(), strict=True)],
+            "request_id": prediction.request_id, "served_by": prediction.served_by,
+            "degraded": prediction.degraded,
+            "model": {"name": prediction.model_name, "version": prediction.model_version},
+        }

@@ -1,0 +1,212 @@
+"""Ballast's HTTP layer inside a BentoML service: parse, call the pipeline, map errors.
+
+Why not ``@bentoml.api``: on this machine a constant JSON endpoint costs 1.9 ms of server CPU per
+request through BentoML's API path, 0.8-0.9 ms as a Starlette app mounted in a BentoML service,
+and 0.12 ms as bare Starlette (``python -m benchmarks.serving_path``, README). The difference is
+BentoML's per-request middleware (OpenTelemetry, HTTP metrics, access log, timeout) and IO
+descriptors. So a Ballast service stays a BentoML service for everything BentoML is good at --
+packaging (``bentoml build``), the process model and workers, the model store, ``/livez``,
+``/readyz``, ``/metrics``, lifecycle hooks -- while its prediction routes are dispatched before
+BentoML's middleware stack, by :class:`BallastService`, which BentoML supports as the
+``service_class`` of ``@bentoml.service``. Ballast does for those routes what the middleware
+would: request ids, deadlines, per-request metrics, error bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import bentoml
+import orjson
+
+from runtime import BadRequest, BallastError, Overloaded
+
+log = logging.getLogger("ballast.http")
+
+T = TypeVar("T")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[Any, Any, "RequestInfo"], Awaitable[dict[str, Any]]]
+
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    request_id: str
+    """The caller's ``X-Request-ID`` when well formed, else a new random one."""
+    timeout_s: float | None
+    """The caller's ``X-Request-Timeout-Ms``, as seconds, when given."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """A Ballast JSON endpoint declared on a service class with :func:`route`."""
+
+    method: str
+    path: str
+    attribute: str
+    summary: str
+    request_schema: dict[str, Any]
+    response_schema: dict[str, Any]
+    request_example: Any
+    response_example: dict[str, Any]
+    errors: tuple[int, ...] = (400, 413, 415, 422, 503)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def route(method: str, path: str, *, summary: str, request_schema: dict[str, Any],
+          response_schema: dict[str, Any], request_example: Any,
+          response_example: dict[str, Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Mark a service method ``async def m(self, payload, info) -> dict`` as a JSON endpoint."""
+
+    def mark(func: Callable[..., T]) -> Callable[..., T]:
+        func.__ballast_route__ = Route(  # type: ignore[attr-defined]
+            method, path, func.__name__, summary, request_schema, response_schema,
+            request_example, response_example,
+        )
+        return func
+
+    return mark
+
+
+def routes_of(cls: type) -> list[Route]:
+    return [r for name in dir(cls) if (r := getattr(getattr(cls, name), "__ballast_route__", None))]
+
+
+class HTTPError(BallastError):
+    """An HTTP-level client error (payload too large, wrong content type, wrong method)."""
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        self.status = status
+        self.type = type_
+        super().__init__(message)
+
+
+def error_body(exc: BallastError, request_id: str | None) -> dict[str, Any]:
+    body = exc.public_body()
+    body["request_id"] = request_id
+    return {"error": body}
+
+
+class FastPath:
+    """The ASGI app a Ballast service hands to uvicorn: its own routes directly, everything else
+    (lifespan, health, metrics, docs) to BentoML's app."""
+
+    def __init__(self, routes: list[Route], bentoml_app: ASGIApp, *, max_body_bytes: int,
+                 instance: Callable[[], Any], extra: dict[str, Callable[[], dict[str, Any]]]) -> None:
+        self.routes = {r.path: r for r in routes}
+        self.bentoml_app = bentoml_app
+        self.max_body_bytes = max_body_bytes
+        self.instance = instance
+        self.extra = extra
+        """Read-only JSON documents served at a path (the OpenAPI document)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            found = self.routes.get(path)
+            if found is not None:
+                await self._serve(found, scope, receive, send)
+                return
+            document = self.extra.get(path)
+            if document is not None and scope["method"] == "GET":
+                await _respond(send, 200, orjson.dumps(document()), None)
+                return
+        await self.bentoml_app(scope, receive, send)
+
+    async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = _request_id(scope["headers"]) or os.urandom(8).hex()
+        try:
+            info = RequestInfo(request_id, _timeout(scope["headers"]))
+            if scope["method"] != found.method:
+                raise HTTPError(405, "method_not_allowed", f"use {found.method} for {found.path}")
+            payload = await self._json_body(scope, receive)
+            service = self.instance()
+            result = await getattr(service, found.attribute)(payload, info)
+            await _respond(send, 200, orjson.dumps(result), request_id)
+        except BallastError as exc:
+            extra = [(b"retry-after", b"%d" % max(1, round(exc.retry_after_s)))] if isinstance(
+                exc, Overloaded) else ([(b"retry-after", b"1")] if exc.status == 503 else [])
+            if exc.status == 405:
+                extra.append((b"allow", found.method.encode()))
+            await _respond(send, exc.status, orjson.dumps(error_body(exc, request_id)), request_id, extra)
+        except Exception:
+            log.exception("unhandled error on %s (request %s)", found.path, request_id)
+            body = {"error": {"type": "internal_error", "message": "internal error", "request_id": request_id}}
+            await _respond(send, 500, orjson.dumps(body), request_id)
+
+    async def _json_body(self, scope: Scope, receive: Receive) -> Any:
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+        if not content_type.startswith(b"application/json"):
+            raise HTTPError(415, "unsupported_media_type", "send the body as application/json")
+        chunks = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HTTPError(413, "payload_too_large", f"the body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for key, value in headers:
+        if key == b"x-request-id" and _REQUEST_ID.match(value):
+            return value.decode()
+    return None
+
+
+def _timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
+    for key, value in headers:
+        if key == b"x-request-timeout-ms":
+            try:
+                timeout_s = float(value) / 1000
+            except ValueError:
+                raise BadRequest("X-Request-Timeout-Ms must be a number of milliseconds") from None
+            if not 0 < timeout_s < float("inf"):
+                raise BadRequest("X-Request-Timeout-Ms must be a positive number of milliseconds")
+            return timeout_s
+    return None
+
+
+async def _respond(send: Send, status: int, body: bytes, request_id: str | None,
+                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    all_headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]
+    if request_id:
+        all_headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BallastService(bentoml.Service[T]):
+    """A BentoML service whose ``@route`` methods are served by :class:`FastPath`.
+
+    Use as ``@bentoml.service(service_class=BallastService, ...)``. The service class may set
+    ``max_body_bytes``. The routes' OpenAPI document is served at ``/openapi.json``."""
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        bentoml_app = super().to_asgi(is_main)
+        from .openapi import document
+
+        routes = routes_of(self.inner)
+        spec = document(f"Ballast {self.name}", self.inner.__doc__ or "", routes)
+        return FastPath(routes, bentoml_app, max_body_bytes=getattr(self.inner, "max_body_bytes", 1 << 20),
+                        instance=bentoml.get_current_service, extra={"/openapi.json": lambda: spec})
