@@ -1,10 +1,25 @@
-# Ballast: the two commands are `make serve` (next issue) and `make test`.
+# Ballast. The two commands: `make serve` and `make test`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+export BENTOML_DO_NOT_TRACK := true
 
-.PHONY: install test lint typecheck unit bench bench-smoke clean
+# make serve [SERVICE=fraud|digits] [PORT=3000]
+SERVICE ?= fraud
+PORT ?= 3000
+SERVICE_fraud := services.fraud:Fraud
+SERVICE_digits := services.digits:Digits
+BENTOFILE_fraud := bentofile.yaml
+BENTOFILE_digits := bentofile-digits.yaml
+
+# make loadtest [SERVICE=fraud|digits] [URL=...] [USERS=16] [DURATION=30s] [SCENARIO=normal|faults]
+URL ?= http://127.0.0.1:$(PORT)
+USERS ?= 16
+DURATION ?= 30s
+SCENARIO ?= normal
+
+.PHONY: install models serve bento loadtest test lint typecheck unit slo-gate bench bench-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -12,6 +27,26 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Train, export and store the models (BentoML's model store); a second run changes nothing.
+models: install
+	$(BIN)/python -m models.build
+
+serve: models
+	$(BIN)/bentoml serve $(SERVICE_$(SERVICE)) --port $(PORT)
+
+# Build both bentos and lint their generated Dockerfiles (no Docker engine here: containerize is
+# documented, not run).
+bento: models
+	for f in $(BENTOFILE_fraud) $(BENTOFILE_digits); do $(BIN)/bentoml build -f $$f || exit 1; done
+	for b in ballast-fraud ballast-digits; do \
+	  $(BIN)/hadolint --failure-threshold error "$$($(BIN)/bentoml get $$b:latest -o path)/env/docker/Dockerfile" || exit 1; \
+	done
+
+# The SLO load test against a running service (start it with `make serve`).
+loadtest: install
+	$(BIN)/python -m loadtests.gate --service $(SERVICE) --url $(URL) --users $(USERS) \
+	  --duration $(DURATION) --scenario $(SCENARIO)
 
 lint: install
 	$(BIN)/ruff check .
@@ -23,10 +58,10 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest -q
 
-# The test command: lint, type check, the whole test suite, and the benchmark in smoke mode.
+# The test command: lint, type check, the whole test suite (integration tests start real
+# servers, build a bento and run a short SLO gate), and the benchmark in smoke mode.
 test: lint typecheck unit bench-smoke
 
-# In-process overhead of the runtime against session.run (see benchmarks/README.md).
 bench: install
 	$(BIN)/python -m benchmarks.runtime_overhead
 

@@ -115,9 +115,7 @@ def report(results: dict[str, dict[str, list[float]]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a short run that checks the harness works")
     args = parser.parse_args()
     rounds, per_round = (2, 100) if args.smoke else (10, 1000)

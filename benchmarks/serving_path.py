@@ -108,8 +108,7 @@ def cpu_seconds(pid: int) -> float:
     total = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     pids = [pid]
-    for line in subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                               text=True).stdout.split():
+    for line in subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split():
         pids.append(int(line))
     for p in pids:
         try:
@@ -137,15 +136,25 @@ def measure(variant: Variant, seconds: int, connections: int, workdir: Path) -> 
     port = free_port()
     command = [c.replace("{port}", str(port)) for c in variant.command]
     env = {**os.environ, **variant.env, "BENTOML_DO_NOT_TRACK": "true"}
-    server = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}{variant.path}"
         wait_ready(url)
         script = workdir / "post.lua"
         cpu_before = cpu_seconds(server.pid)
-        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         cpu = cpu_seconds(server.pid) - cpu_before
         requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         if "Non-2xx" in out:
@@ -173,15 +182,30 @@ def main() -> None:
             f"wrk.method = 'POST'\nwrk.body = '{BODY}'\nwrk.headers['Content-Type'] = 'application/json'\n"
         )
         home = {"BENTOML_HOME": str(work / "bentoml")}
-        variants = [Variant("starlette", [str(bin_dir / "uvicorn"), "app:app", "--port", "{port}",
-                                          "--log-level", "warning", "--no-access-log"], "/score", {})]
+        variants = [
+            Variant(
+                "starlette",
+                [
+                    str(bin_dir / "uvicorn"),
+                    "app:app",
+                    "--port",
+                    "{port}",
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                "/score",
+                {},
+            )
+        ]
         for name, source in SERVICES.items():
             module = name.replace("-", "_")
             (work / f"{module}.py").write_text(textwrap.dedent(source))
             env = {**home, **({"BENTOML_CONFIG": str(work / "lean.yaml")} if "lean" in name else {})}
             path = "/score" if name == "bentoml-api" else "/v1/score"
-            variants.append(Variant(name, [str(bin_dir / "bentoml"), "serve", f"{module}:Svc", "--port", "{port}"],
-                                    path, env))
+            variants.append(
+                Variant(name, [str(bin_dir / "bentoml"), "serve", f"{module}:Svc", "--port", "{port}"], path, env)
+            )
         results: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
         for _ in range(args.rounds):
             for variant in variants:

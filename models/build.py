@@ -65,8 +65,10 @@ def reference_stats(x: np.ndarray, names: list[str]) -> dict[str, Any]:
     quantiles = np.quantile(x, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99], axis=0)
     return {
         name: {
-            "mean": float(x[:, i].mean()), "std": float(x[:, i].std()),
-            "min": float(x[:, i].min()), "max": float(x[:, i].max()),
+            "mean": float(x[:, i].mean()),
+            "std": float(x[:, i].std()),
+            "min": float(x[:, i].min()),
+            "max": float(x[:, i].max()),
             "quantiles": {str(q): float(v) for q, v in zip((1, 5, 25, 50, 75, 95, 99), quantiles[:, i], strict=True)},
         }
         for i, name in enumerate(names)
@@ -74,9 +76,13 @@ def reference_stats(x: np.ndarray, names: list[str]) -> dict[str, Any]:
 
 
 def export(model: Any, features: int) -> bytes:
-    onx = to_onnx(model, initial_types=[("input", FloatTensorType([None, features]))],
-                  options={id(model): {"zipmap": False}}, target_opset=OPSET)
-    return onx.SerializeToString()
+    onx = to_onnx(
+        model,
+        initial_types=[("input", FloatTensorType([None, features]))],
+        options={id(model): {"zipmap": False}},
+        target_opset=OPSET,
+    )
+    return bytes(onx.SerializeToString())
 
 
 def onnx_gap(onnx_bytes: bytes, model: Any, x: np.ndarray) -> float:
@@ -93,39 +99,67 @@ def fraud_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     records, labels = fraud.generate(FRAUD_ROWS)
     schema = RecordSchema(fraud.FIELDS, input_name="input", max_rows=FRAUD_ROWS)
     x = Validator(schema, fraud.RULES).validate(records).inputs["input"]
-    return tuple(train_test_split(x, labels, test_size=0.2, random_state=0, stratify=labels))  # type: ignore[return-value]
+    return tuple(train_test_split(x, labels, test_size=0.2, random_state=0, stratify=labels))
 
 
 def fraud_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {"roc_auc": float(roc_auc_score(y, p)), "average_precision": float(average_precision_score(y, p)),
-            "log_loss": float(log_loss(y, p)), "brier": float(brier_score_loss(y, p))}
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "average_precision": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, p)),
+        "brier": float(brier_score_loss(y, p)),
+    }
 
 
 def build_fraud() -> list[Built]:
     x_train, x_test, y_train, y_test = fraud_data()
     names = [f.name for f in fraud.FIELDS]
     # HistGradientBoosting would train faster, but skl2onnx 1.20 cannot convert it under scikit-learn 1.9.
-    gbt = GradientBoostingClassifier(n_estimators=150, learning_rate=0.1, max_depth=3, subsample=0.8,
-                                     random_state=0)
-    encoder = ColumnTransformer([
-        ("categories", OneHotEncoder(categories=[np.arange(len(fraud.FIELDS[i].categories), dtype=np.float32)
-                                                 for i in fraud.CATEGORICAL], handle_unknown="ignore"),
-         list(fraud.CATEGORICAL)),
-        ("numbers", StandardScaler(), list(fraud.NUMERIC)),
-    ])
+    gbt = GradientBoostingClassifier(n_estimators=150, learning_rate=0.1, max_depth=3, subsample=0.8, random_state=0)
+    encoder = ColumnTransformer(
+        [
+            (
+                "categories",
+                OneHotEncoder(
+                    categories=[
+                        np.arange(len(fraud.FIELDS[i].categories), dtype=np.float32) for i in fraud.CATEGORICAL
+                    ],
+                    handle_unknown="ignore",
+                ),
+                list(fraud.CATEGORICAL),
+            ),
+            ("numbers", StandardScaler(), list(fraud.NUMERIC)),
+        ]
+    )
     logreg = Pipeline([("encode", encoder), ("model", LogisticRegression(max_iter=2000, C=0.5))])
-    common = {"task": "fraud", "input": "input", "features": names,
-              "training_data_sha256": digest(x_train, y_train), "train_rows": len(x_train),
-              "test_rows": len(x_test), "fraud_rate": float(y_train.mean())}
+    common = {
+        "task": "fraud",
+        "input": "input",
+        "features": names,
+        "training_data_sha256": digest(x_train, y_train),
+        "train_rows": len(x_train),
+        "test_rows": len(x_test),
+        "fraud_rate": float(y_train.mean()),
+    }
     built = []
     for name, model, role in (("fraud-gbt", gbt, "primary"), ("fraud-logreg", logreg, "fallback")):
         model.fit(x_train, y_train)
         onnx_bytes = export(model, x_train.shape[1])
         metrics = fraud_metrics(y_test, model.predict_proba(x_test)[:, 1])
-        built.append(Built(name, onnx_bytes, {**common, "role": role, "algorithm": type(model).__name__,
-                                              "metrics": metrics,
-                                              "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, x_test)},
-                           reference_stats(x_train, names)))
+        built.append(
+            Built(
+                name,
+                onnx_bytes,
+                {
+                    **common,
+                    "role": role,
+                    "algorithm": type(model).__name__,
+                    "metrics": metrics,
+                    "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, x_test),
+                },
+                reference_stats(x_train, names),
+            )
+        )
     rule_scores = np.array([fraud.rule_score(dict(zip(names, row, strict=True))) for row in _decode(x_test)])
     built[0].metadata["rules_stage_metrics"] = fraud_metrics(y_test, rule_scores)
     return built
@@ -137,8 +171,15 @@ def _decode(x: np.ndarray) -> list[list[Any]]:
     for row in x:
         values: list[Any] = []
         for f, v in zip(fraud.FIELDS, row, strict=True):
-            values.append(f.categories[int(v)] if f.kind == "category" else bool(v) if f.kind == "boolean" else
-                          int(v) if f.kind == "integer" else float(v))
+            values.append(
+                f.categories[int(v)]
+                if f.kind == "category"
+                else bool(v)
+                if f.kind == "boolean"
+                else int(v)
+                if f.kind == "integer"
+                else float(v)
+            )
         rows.append(values)
     return rows
 
@@ -149,24 +190,43 @@ def _decode(x: np.ndarray) -> list[list[Any]]:
 def build_digits() -> list[Built]:
     digits = load_digits()
     x = digits.data.astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.25, random_state=0,
-                                                        stratify=digits.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.25, random_state=0, stratify=digits.target
+    )
     names = [f"pixel_{r}_{c}" for r in range(8) for c in range(8)]
-    common = {"task": "digits", "input": "input", "input_shape": ["N", 64], "pixel_range": [0, 16],
-              "training_data_sha256": digest(x_train, y_train), "train_rows": len(x_train),
-              "test_rows": len(x_test), "dataset": "sklearn.datasets.load_digits (UCI handwritten digits)"}
+    common = {
+        "task": "digits",
+        "input": "input",
+        "input_shape": ["N", 64],
+        "pixel_range": [0, 16],
+        "training_data_sha256": digest(x_train, y_train),
+        "train_rows": len(x_train),
+        "test_rows": len(x_test),
+        "dataset": "sklearn.datasets.load_digits (UCI handwritten digits)",
+    }
     built = []
     for name, hidden, role in (("digits-mlp", (128,), "primary"), ("digits-mlp-small", (16,), "fallback")):
-        model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, max_iter=600,
-                                                              random_state=0))
+        model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, max_iter=600, random_state=0))
         model.fit(x_train, y_train)
         onnx_bytes = export(model, 64)
-        metrics = {"accuracy": float(accuracy_score(y_test, model.predict(x_test))),
-                   "log_loss": float(log_loss(y_test, model.predict_proba(x_test)))}
-        built.append(Built(name, onnx_bytes, {**common, "role": role, "hidden_layers": list(hidden),
-                                              "metrics": metrics,
-                                              "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, x_test)},
-                           reference_stats(x_train, names)))
+        metrics = {
+            "accuracy": float(accuracy_score(y_test, model.predict(x_test))),
+            "log_loss": float(log_loss(y_test, model.predict_proba(x_test))),
+        }
+        built.append(
+            Built(
+                name,
+                onnx_bytes,
+                {
+                    **common,
+                    "role": role,
+                    "hidden_layers": list(hidden),
+                    "metrics": metrics,
+                    "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, x_test),
+                },
+                reference_stats(x_train, names),
+            )
+        )
     return built
 
 
@@ -192,11 +252,16 @@ def save(built: Built) -> str:
     for existing in existing_models:
         if existing.info.metadata.get("build_hash") == marker:
             return f"{existing.tag} (unchanged)"
-    metadata = {**built.metadata, "build_hash": marker, "sklearn": sklearn.__version__,
-                "skl2onnx": skl2onnx.__version__, "onnx_opset": OPSET}
-    with bentoml.models.create(built.name, labels={"task": built.metadata["task"],
-                                                  "role": built.metadata["role"]},
-                               metadata=metadata) as model:
+    metadata = {
+        **built.metadata,
+        "build_hash": marker,
+        "sklearn": sklearn.__version__,
+        "skl2onnx": skl2onnx.__version__,
+        "onnx_opset": OPSET,
+    }
+    with bentoml.models.create(
+        built.name, labels={"task": built.metadata["task"], "role": built.metadata["role"]}, metadata=metadata
+    ) as model:
         Path(model.path_of("model.onnx")).write_bytes(built.onnx)
         Path(model.path_of("reference.json")).write_text(json.dumps(built.reference, indent=1))
     return str(model.tag)
@@ -215,8 +280,10 @@ def main() -> None:
     for task in args.tasks or list(BUILDERS):
         for built in BUILDERS[task]():
             meta = built.metadata
-            print(f"{save(built)}: {meta['role']}, held-out {json.dumps(meta['metrics'])}, "
-                  f"onnx max |diff| {meta['onnx_max_abs_diff']:.2e}")
+            print(
+                f"{save(built)}: {meta['role']}, held-out {json.dumps(meta['metrics'])}, "
+                f"onnx max |diff| {meta['onnx_max_abs_diff']:.2e}"
+            )
             if "rules_stage_metrics" in meta:
                 print(f"  rules stage on the same held-out data: {json.dumps(meta['rules_stage_metrics'])}")
 

@@ -20,10 +20,26 @@ from runtime import BusinessRule, Field
 CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY")
 MERCHANTS = ("grocery", "fuel", "restaurant", "pharmacy", "travel", "electronics", "jewelry", "gaming")
 # Typical ticket (median amount, EUR) and a base log-odds of fraud per merchant category.
-_TICKET = {"grocery": 35, "fuel": 55, "restaurant": 40, "pharmacy": 25, "travel": 420,
-           "electronics": 260, "jewelry": 600, "gaming": 30}
-_MERCHANT_RISK = {"grocery": -0.6, "fuel": -0.2, "restaurant": -0.4, "pharmacy": -0.5, "travel": 0.3,
-                  "electronics": 0.7, "jewelry": 0.9, "gaming": 0.8}
+_TICKET = {
+    "grocery": 35,
+    "fuel": 55,
+    "restaurant": 40,
+    "pharmacy": 25,
+    "travel": 420,
+    "electronics": 260,
+    "jewelry": 600,
+    "gaming": 30,
+}
+_MERCHANT_RISK = {
+    "grocery": -0.6,
+    "fuel": -0.2,
+    "restaurant": -0.4,
+    "pharmacy": -0.5,
+    "travel": 0.3,
+    "electronics": 0.7,
+    "jewelry": 0.9,
+    "gaming": 0.8,
+}
 
 FIELDS = (
     Field("amount", "number", minimum=0.01, maximum=50_000, description="transaction amount"),
@@ -41,8 +57,12 @@ CATEGORICAL = tuple(i for i, f in enumerate(FIELDS) if f.kind == "category")
 NUMERIC = tuple(i for i, f in enumerate(FIELDS) if f.kind != "category")
 
 RULES = (
-    BusinessRule("burst_exceeds_day", lambda r: r["txn_count_1h"] <= r["txn_count_24h"],
-                 "transactions in the last hour cannot exceed those in the last day", field="txn_count_1h"),
+    BusinessRule(
+        "burst_exceeds_day",
+        lambda r: r["txn_count_1h"] <= r["txn_count_24h"],
+        "transactions in the last hour cannot exceed those in the last day",
+        field="txn_count_1h",
+    ),
 )
 """Consistency rules a valid request must satisfy (layer 3 of validation)."""
 
@@ -79,10 +99,16 @@ def generate(n: int, seed: int = 7) -> tuple[list[dict[str, Any]], np.ndarray]:
     label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
     records = [
         {
-            "amount": float(amount[i]), "currency": str(currency[i]), "merchant_category": str(merchant[i]),
-            "hour": int(hour[i]), "country_mismatch": bool(country_mismatch[i]),
-            "card_age_days": int(card_age[i]), "device_change": bool(device_change[i]),
-            "txn_count_1h": int(txn_1h[i]), "txn_count_24h": int(txn_24h[i]), "distance_km": float(distance[i]),
+            "amount": float(amount[i]),
+            "currency": str(currency[i]),
+            "merchant_category": str(merchant[i]),
+            "hour": int(hour[i]),
+            "country_mismatch": bool(country_mismatch[i]),
+            "card_age_days": int(card_age[i]),
+            "device_change": bool(device_change[i]),
+            "txn_count_1h": int(txn_1h[i]),
+            "txn_count_24h": int(txn_24h[i]),
+            "distance_km": float(distance[i]),
         }
         for i in range(n)
     ]

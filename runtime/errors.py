@@ -67,8 +67,12 @@ class ValidationFailed(BallastError):
     def under(self, prefix: str) -> ValidationFailed:
         """The same violations with paths inside ``prefix`` (``[2].amount`` -> ``rows[2].amount``)."""
         moved = [
-            FieldError(prefix + (e.path if e.path.startswith("[") or not e.path else "." + e.path),
-                       e.rule, e.message, e.value)
+            FieldError(
+                prefix + (e.path if e.path.startswith("[") or not e.path else "." + e.path),
+                e.rule,
+                e.message,
+                e.value,
+            )
             for e in self.errors
         ]
         return ValidationFailed(moved, self.layer)

@@ -1,4 +1,5 @@
-"""Fault injection for drills: make a model's runs fail or slow down on a chosen share of calls.
+"""Fault injection for drills: make a model fail on a chosen share of requests, or slow down on a
+chosen share of calls.
 
 Off unless configured (``BALLAST_FAULT_*``). The fault happens inside the worker thread, just
 before onnxruntime runs, so the rest of the runtime sees exactly what a real failure looks like.
@@ -6,9 +7,13 @@ before onnxruntime runs, so the rest of the runtime sees exactly what a real fai
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from .settings import Settings
 
@@ -46,8 +51,23 @@ class FaultInjector:
             seed=settings.fault_seed,
         )
 
-    def before_run(self) -> None:
+    def before_run(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Called in the worker thread before each run. Slowness is drawn per call; errors per
+        *row*: a row fails when a hash of its values (and the seed) falls below ``error_rate``.
+        The same row fails again when a batch is bisected, so exactly the poisoned rows fail,
+        and the share of failed requests is ``error_rate`` whatever the batch sizes."""
         if self.slow_rate and self._rng.random() < self.slow_rate:
             time.sleep(self.slow_s)
-        if self.error_rate and self._rng.random() < self.error_rate:
+        if self.error_rate >= 1.0 or (self.error_rate and self._poisoned(inputs)):
             raise InjectedFault("injected fault")
+
+    def _poisoned(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        arrays = [np.ascontiguousarray(inputs[name]) for name in sorted(inputs)]
+        salt = str(self.seed).encode()
+        for row in range(len(arrays[0])):
+            digest = hashlib.blake2b(salt, digest_size=8)
+            for array in arrays:
+                digest.update(array[row].tobytes())
+            if int.from_bytes(digest.digest(), "big") / 2.0**64 < self.error_rate:
+                return True
+        return False

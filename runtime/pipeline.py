@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,7 +98,9 @@ class Pipeline:
                     ),
                     breaker=CircuitBreaker(
                         model.name,
-                        failure_threshold=settings.breaker_failure_threshold,
+                        failure_rate=settings.breaker_failure_rate,
+                        window=settings.breaker_window,
+                        min_calls=settings.breaker_min_calls,
                         recovery_s=settings.breaker_recovery_s,
                         on_change=metrics.on_breaker_change,
                     ),

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnxruntime as ort
@@ -104,9 +104,7 @@ class OnnxModel:
         self.compute = LatencyModel()
         """Seconds of pure compute per run by rows (no queueing, no thread hop)."""
         self._compute_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(
-            max_workers=config.capacity, thread_name_prefix=f"ballast-ort-{name}"
-        )
+        self._executor = ThreadPoolExecutor(max_workers=config.capacity, thread_name_prefix=f"ballast-ort-{name}")
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -122,9 +120,7 @@ class OnnxModel:
     ) -> OnnxModel:
         """Load an ``.onnx`` file from local disk (the model store, never a request)."""
         config = config or SessionConfig()
-        session = ort.InferenceSession(
-            str(path), sess_options=config.session_options(), providers=config.providers()
-        )
+        session = ort.InferenceSession(str(path), sess_options=config.session_options(), providers=config.providers())
         return cls(session, name=name, version=version, config=config, faults=faults)
 
     @classmethod
@@ -167,7 +163,7 @@ class OnnxModel:
     def run(self, inputs: Mapping[str, np.ndarray]) -> Arrays:
         """Run synchronously in the calling thread."""
         if self.faults is not None:
-            self.faults.before_run()
+            self.faults.before_run(inputs)
         started = time.perf_counter()
         outputs = self.session.run(self._output_names, dict(inputs))
         elapsed = time.perf_counter() - started

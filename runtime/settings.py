@@ -16,9 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Ballast runtime settings. Environment variables use the prefix ``BALLAST_``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="BALLAST_", extra="forbid", validate_default=True, frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="BALLAST_", extra="forbid", validate_default=True, frozen=True)
 
     # --- onnxruntime ---------------------------------------------------------------------
     intra_op_threads: int = Field(1, ge=0, le=256)
@@ -59,8 +57,14 @@ class Settings(BaseSettings):
     """Retry-After advertised with 503 answers."""
 
     # --- circuit breaker -------------------------------------------------------------------
-    breaker_failure_threshold: int = Field(5, ge=1, le=1_000_000)
-    """Consecutive failures of a model stage that open its circuit breaker."""
+    breaker_failure_rate: float = Field(0.6, gt=0.0, le=1.0)
+    """Share of failed calls, over the breaker's window, that opens a model stage's breaker. Well
+    above the failure rate of a healthy model with a few bad inputs: with 30 % of requests failing,
+    a 100-call window reaches 60 % with a probability of about 1e-9."""
+    breaker_window: int = Field(100, ge=1, le=100_000)
+    """Calls the breaker remembers."""
+    breaker_min_calls: int = Field(20, ge=1, le=100_000)
+    """Calls the window must hold before the breaker may open (at most breaker_window)."""
     breaker_recovery_s: float = Field(5.0, gt=0, le=86_400)
     """Seconds an open breaker waits before it lets one half-open probe through."""
 
@@ -81,9 +85,13 @@ class Settings(BaseSettings):
                 "fallback_reserve_ms must be below request_timeout_ms, got "
                 f"{self.fallback_reserve_ms} >= {self.request_timeout_ms}"
             )
+        if self.breaker_min_calls > self.breaker_window:
+            raise ValueError(
+                "breaker_min_calls must not exceed breaker_window, got "
+                f"{self.breaker_min_calls} > {self.breaker_window}"
+            )
         if self.max_queue_rows < self.max_batch_size:
             raise ValueError(
-                "max_queue_rows must be at least max_batch_size, got "
-                f"{self.max_queue_rows} < {self.max_batch_size}"
+                f"max_queue_rows must be at least max_batch_size, got {self.max_queue_rows} < {self.max_batch_size}"
             )
         return self

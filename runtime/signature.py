@@ -49,7 +49,7 @@ class TensorSpec:
         want = self.shape[1:]
         if len(shape) != len(want):
             return False
-        for w, s in zip(want, shape, strict=True):  # a plain loop: this runs for every request
+        for w, s in zip(want, shape, strict=True):  # noqa: SIM110 -- a plain loop is faster, and this runs per request
             if w is not None and w != s:
                 return False
         return True

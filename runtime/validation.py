@@ -126,9 +126,7 @@ class TensorSchema:
 
     def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
         if not isinstance(payload, Mapping):
-            errors.append(
-                FieldError("", "type", "expected an object of named input tensors", _json_value(payload))
-            )
+            errors.append(FieldError("", "type", "expected an object of named input tensors", _json_value(payload)))
             return None
         known = self._names
         for name in payload:
@@ -172,25 +170,17 @@ class TensorSchema:
         except (ValueError, TypeError):  # ragged nesting
             array = None
         if array is None or array.dtype.kind not in "biuf":
-            errors.append(
-                FieldError(spec.name, "type", f"expected a rectangular array of numbers, {spec.describe()}")
-            )
+            errors.append(FieldError(spec.name, "type", f"expected a rectangular array of numbers, {spec.describe()}"))
             return None
         want = spec.dtype
         if array.dtype.kind == "b" and want.kind != "b":
-            errors.append(
-                FieldError(spec.name, "type", f"expected numbers for {spec.describe()}, got booleans")
-            )
+            errors.append(FieldError(spec.name, "type", f"expected numbers for {spec.describe()}, got booleans"))
             return None
         if want.kind in "iu" and array.dtype.kind == "f":
-            errors.append(
-                FieldError(spec.name, "type", f"expected integers for {spec.describe()}, got floats")
-            )
+            errors.append(FieldError(spec.name, "type", f"expected integers for {spec.describe()}, got floats"))
             return None
         if array.ndim != len(spec.shape) or not spec.row_shape_matches(array.shape[1:]):
-            errors.append(
-                FieldError(spec.name, "shape", f"expected {spec.describe()}, got shape {list(array.shape)}")
-            )
+            errors.append(FieldError(spec.name, "shape", f"expected {spec.describe()}, got shape {list(array.shape)}"))
             return None
         if not 1 <= array.shape[0] <= self.max_rows:
             errors.append(
@@ -293,8 +283,7 @@ class RecordSchema:
         want = (None, len(self.fields))
         if spec.dtype != np.float32 or len(spec.shape) != 2 or spec.shape[1] not in (None, want[1]):
             raise TypeError(
-                f"record schema encodes float32[N, {want[1]}] but model input "
-                f"{self.input_name!r} is {spec.describe()}"
+                f"record schema encodes float32[N, {want[1]}] but model input {self.input_name!r} is {spec.describe()}"
             )
 
     def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
@@ -304,32 +293,24 @@ class RecordSchema:
         elif isinstance(payload, list):
             items, prefix = payload, True
             if not 1 <= len(items) <= self.max_rows:
-                errors.append(
-                    FieldError("", "max_rows", f"expected 1 to {self.max_rows} records, got {len(items)}")
-                )
+                errors.append(FieldError("", "max_rows", f"expected 1 to {self.max_rows} records, got {len(items)}"))
                 return None
         else:
-            errors.append(
-                FieldError("", "type", "expected a record object or a list of them", _json_value(payload))
-            )
+            errors.append(FieldError("", "type", "expected a record object or a list of them", _json_value(payload)))
             return None
         matrix = np.empty((len(items), len(self.fields)), dtype=np.float32)
         records: list[dict[str, Any]] = []
         for row, item in enumerate(items):
             where = f"[{row}]." if prefix else ""
             if not isinstance(item, Mapping):
-                errors.append(
-                    FieldError(where.rstrip("."), "type", "expected a record object", _json_value(item))
-                )
+                errors.append(FieldError(where.rstrip("."), "type", "expected a record object", _json_value(item)))
                 continue
             records.append(self._record(item, where, matrix[row], errors))
         if errors:
             return None
         return ValidatedRequest(inputs={self.input_name: matrix}, rows=len(items), records=records)
 
-    def _record(
-        self, item: Mapping[str, Any], where: str, out: np.ndarray, errors: list[FieldError]
-    ) -> dict[str, Any]:
+    def _record(self, item: Mapping[str, Any], where: str, out: np.ndarray, errors: list[FieldError]) -> dict[str, Any]:
         for key in item:
             if key not in self._codes:
                 errors.append(FieldError(f"{where}{key}", "unknown_field", f"unknown field {key!r}"))
@@ -362,17 +343,13 @@ class RecordSchema:
             code = self._codes[spec.name].get(value)
             if code is None:
                 errors.append(
-                    FieldError(
-                        path, "category", f"expected one of {list(spec.categories)}", _json_value(value)
-                    )
+                    FieldError(path, "category", f"expected one of {list(spec.categories)}", _json_value(value))
                 )
                 return None
             return float(code)
         if isinstance(value, bool) or not isinstance(value, int | float):
             errors.append(
-                FieldError(
-                    path, "type", f"expected a{'n' if kind == 'integer' else ''} {kind}", _json_value(value)
-                )
+                FieldError(path, "type", f"expected a{'n' if kind == 'integer' else ''} {kind}", _json_value(value))
             )
             return None
         if kind == "integer" and not isinstance(value, int):
@@ -382,13 +359,9 @@ class RecordSchema:
         if not math.isfinite(number) or not math.isfinite(np.float32(number)):
             errors.append(FieldError(path, "finite", "must be a finite float32 number", _json_value(value)))
             return None
-        if (spec.minimum is not None and number < spec.minimum) or (
-            spec.maximum is not None and number > spec.maximum
-        ):
+        if (spec.minimum is not None and number < spec.minimum) or (spec.maximum is not None and number > spec.maximum):
             errors.append(
-                FieldError(
-                    path, "range", f"must be within [{spec.minimum}, {spec.maximum}]", _json_value(value)
-                )
+                FieldError(path, "range", f"must be within [{spec.minimum}, {spec.maximum}]", _json_value(value))
             )
             return None
         return number

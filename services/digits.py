@@ -31,13 +31,27 @@ from .settings import ServiceSettings
 
 SETTINGS = ServiceSettings()
 IMAGE = {
-    "type": "array", "minItems": 8, "maxItems": 8, "description": "8 rows of 8 pixels, 0 (white) to 16 (black)",
-    "items": {"type": "array", "minItems": 8, "maxItems": 8,
-              "items": {"type": "number", "minimum": 0, "maximum": 16}},
+    "type": "array",
+    "minItems": 8,
+    "maxItems": 8,
+    "description": "8 rows of 8 pixels, 0 (white) to 16 (black)",
+    "items": {
+        "type": "array",
+        "minItems": 8,
+        "maxItems": 8,
+        "items": {"type": "number", "minimum": 0, "maximum": 16},
+    },
 }
-ZERO = [[0, 0, 5, 13, 9, 1, 0, 0], [0, 0, 13, 15, 10, 15, 5, 0], [0, 3, 15, 2, 0, 11, 8, 0],
-        [0, 4, 12, 0, 0, 8, 8, 0], [0, 5, 8, 0, 0, 9, 8, 0], [0, 4, 11, 0, 1, 12, 7, 0],
-        [0, 2, 14, 5, 10, 12, 0, 0], [0, 0, 6, 13, 10, 0, 0, 0]]
+ZERO = [
+    [0, 0, 5, 13, 9, 1, 0, 0],
+    [0, 0, 13, 15, 10, 15, 5, 0],
+    [0, 3, 15, 2, 0, 11, 8, 0],
+    [0, 4, 12, 0, 0, 8, 8, 0],
+    [0, 5, 8, 0, 0, 9, 8, 0],
+    [0, 4, 11, 0, 1, 12, 7, 0],
+    [0, 2, 14, 5, 10, 12, 0, 0],
+    [0, 0, 6, 13, 10, 0, 0, 0],
+]
 
 
 class ImageSchema:
@@ -48,8 +62,11 @@ class ImageSchema:
     def __init__(self, input_name: str, max_rows: int) -> None:
         spec = TensorSpec("images", np.dtype(np.float32), (None, 8, 8))
         self.input_name = input_name
-        self.tensor = TensorSchema(ModelSignature(inputs=(spec,), outputs=()), max_rows=max_rows,
-                                   ranges={"images": TensorRange(0.0, 16.0)})
+        self.tensor = TensorSchema(
+            ModelSignature(inputs=(spec,), outputs=()),
+            max_rows=max_rows,
+            ranges={"images": TensorRange(0.0, 16.0)},
+        )
 
     def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
         parsed = self.tensor.parse(payload, errors)
@@ -77,16 +94,19 @@ class Digits:
     def __init__(self) -> None:
         settings = ServiceSettings()
         config = SessionConfig.from_settings(settings)
-        primary = OnnxModel.from_bentoml(self.primary_model, config=config,
-                                         faults=FaultInjector.from_settings(settings))
+        primary = OnnxModel.from_bentoml(
+            self.primary_model, config=config, faults=FaultInjector.from_settings(settings)
+        )
         fallback = OnnxModel.from_bentoml(self.fallback_model, config=config)
         for model in (primary, fallback):
             spec = model.signature.input("input")
             if spec.dtype != np.float32 or spec.row_shape != (64,):
                 raise TypeError(f"{model.name} takes {spec.describe()}, expected float32[N, 64]")
         self.pipeline = Pipeline.build(
-            "digits", models=[primary, fallback],
-            schema=ImageSchema("input", max_rows=settings.max_batch_size), settings=settings,
+            "digits",
+            models=[primary, fallback],
+            schema=ImageSchema("input", max_rows=settings.max_batch_size),
+            settings=settings,
         )
 
     @bentoml.on_startup
@@ -100,30 +120,65 @@ class Digits:
     def __is_ready__(self) -> bool:
         return self.pipeline.ready
 
-    @route("POST", "/classify", summary="Classify one or more 8x8 handwritten digits",
-           request_schema={"type": "object", "required": ["images"], "additionalProperties": False,
-                           "properties": {"images": {"type": "array", "minItems": 1,
-                                                     "maxItems": SETTINGS.max_batch_size, "items": IMAGE}}},
-           response_schema={"type": "object", "required": ["results", *PROVENANCE], "properties": {
-               "results": {"type": "array", "items": {"type": "object", "properties": {
-                   "label": {"type": "integer", "minimum": 0, "maximum": 9},
-                   "probabilities": {"type": "array", "items": {"type": "number"}, "minItems": 10,
-                                     "maxItems": 10}}}},
-               **PROVENANCE}},
-           request_example={"images": [ZERO]},
-           response_example={"request_id": "9c1b7d4e8a603f2a",
-                             "results": [{"label": 0, "probabilities": [0.999, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                                                                        0.0, 0.001, 0.0]}],
-                             "served_by": "digits-mlp", "degraded": False,
-                             "model": {"name": "digits-mlp", "version": "vylf74hjscxr2ax4"}})
+    @route(
+        "POST",
+        "/classify",
+        summary="Classify one or more 8x8 handwritten digits",
+        request_schema={
+            "type": "object",
+            "required": ["images"],
+            "additionalProperties": False,
+            "properties": {
+                "images": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": SETTINGS.max_batch_size,
+                    "items": IMAGE,
+                }
+            },
+        },
+        response_schema={
+            "type": "object",
+            "required": ["results", *PROVENANCE],
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "label": {"type": "integer", "minimum": 0, "maximum": 9},
+                            "probabilities": {
+                                "type": "array",
+                                "items": {"type": "number"},
+                                "minItems": 10,
+                                "maxItems": 10,
+                            },
+                        },
+                    },
+                },
+                **PROVENANCE,
+            },
+        },
+        request_example={"images": [ZERO]},
+        response_example={
+            "request_id": "9c1b7d4e8a603f2a",
+            "results": [{"label": 0, "probabilities": [0.999, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.001, 0.0]}],
+            "served_by": "digits-mlp",
+            "degraded": False,
+            "model": {"name": "digits-mlp", "version": "vylf74hjscxr2ax4"},
+        },
+    )
     async def classify(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         prediction = await self.pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
         probabilities = prediction.outputs["probabilities"]
         labels = probabilities.argmax(axis=1).tolist()
         return {
-            "results": [{"label": label, "probabilities": [round(p, 6) for p in row]}
-                        for label, row in zip(labels, probabilities.tolist(), strict=True)],
-            "request_id": prediction.request_id, "served_by": prediction.served_by,
+            "results": [
+                {"label": label, "probabilities": [round(p, 6) for p in row]}
+                for label, row in zip(labels, probabilities.tolist(), strict=True)
+            ],
+            "request_id": prediction.request_id,
+            "served_by": prediction.served_by,
             "degraded": prediction.degraded,
             "model": {"name": prediction.model_name, "version": prediction.model_version},
         }

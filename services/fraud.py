@@ -32,11 +32,18 @@ from .settings import ServiceSettings
 SETTINGS = ServiceSettings()
 TRANSACTION = record_schema(fraud.FIELDS)
 EXAMPLE = {
-    "amount": 249.9, "currency": "EUR", "merchant_category": "electronics", "hour": 14,
-    "country_mismatch": False, "card_age_days": 540, "device_change": False,
-    "txn_count_1h": 1, "txn_count_24h": 4, "distance_km": 12.5,
+    "amount": 249.9,
+    "currency": "EUR",
+    "merchant_category": "electronics",
+    "hour": 14,
+    "country_mismatch": False,
+    "card_age_days": 540,
+    "device_change": False,
+    "txn_count_1h": 1,
+    "txn_count_24h": 4,
+    "distance_km": 12.5,
 }
-SCORE = {
+SCORE: dict[str, Any] = {
     "type": "object",
     "required": ["request_id", "fraud_probability", "decision", "served_by", "degraded", "model"],
     "properties": {
@@ -45,15 +52,21 @@ SCORE = {
         **PROVENANCE,
     },
 }
-PROVENANCE_EXAMPLE = {"served_by": "fraud-gbt", "degraded": False,
-                      "model": {"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4"}}
+PROVENANCE_EXAMPLE = {
+    "served_by": "fraud-gbt",
+    "degraded": False,
+    "model": {"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4"},
+}
 
 
 def rules_answer(request: ValidatedRequest) -> dict[str, np.ndarray]:
     """The last stage: domain rules, in the models' output format."""
     assert request.records is not None
     scores = np.array([fraud.rule_score(r) for r in request.records], dtype=np.float32)
-    return {"label": (scores >= 0.5).astype(np.int64), "probabilities": np.stack([1 - scores, scores], axis=1)}
+    return {
+        "label": (scores >= 0.5).astype(np.int64),
+        "probabilities": np.stack([1 - scores, scores], axis=1),
+    }
 
 
 @bentoml.service(
@@ -74,16 +87,21 @@ class Fraud:
     def __init__(self) -> None:
         settings = ServiceSettings()
         config = SessionConfig.from_settings(settings)
-        primary = OnnxModel.from_bentoml(self.primary_model, config=config,
-                                         faults=FaultInjector.from_settings(settings))
+        primary = OnnxModel.from_bentoml(
+            self.primary_model, config=config, faults=FaultInjector.from_settings(settings)
+        )
         fallback = OnnxModel.from_bentoml(self.fallback_model, config=config)
         schema = RecordSchema(fraud.FIELDS, input_name="input", max_rows=settings.max_batch_size)
         schema.check_signature(primary.signature)
         schema.check_signature(fallback.signature)
         self.settings = settings
         self.pipeline = Pipeline.build(
-            "fraud", models=[primary, fallback], schema=schema, rules=fraud.RULES,
-            fallback_rules=RuleStage("fraud-rules", "1", rules_answer), settings=settings,
+            "fraud",
+            models=[primary, fallback],
+            schema=schema,
+            rules=fraud.RULES,
+            fallback_rules=RuleStage("fraud-rules", "1", rules_answer),
+            settings=settings,
         )
 
     @bentoml.on_startup
@@ -103,50 +121,108 @@ class Fraud:
         return "review" if probability >= self.settings.fraud_review_threshold else "approve"
 
     def _provenance(self, prediction: Prediction) -> dict[str, Any]:
-        return {"request_id": prediction.request_id, "served_by": prediction.served_by,
-                "degraded": prediction.degraded,
-                "model": {"name": prediction.model_name, "version": prediction.model_version}}
+        return {
+            "request_id": prediction.request_id,
+            "served_by": prediction.served_by,
+            "degraded": prediction.degraded,
+            "model": {"name": prediction.model_name, "version": prediction.model_version},
+        }
 
-    @route("POST", "/score", summary="Score one card transaction", request_schema=TRANSACTION,
-           response_schema=SCORE, request_example=EXAMPLE,
-           response_example={"request_id": "3f2a9c1b7d4e8a60", "fraud_probability": 0.0132,
-                             "decision": "approve", **PROVENANCE_EXAMPLE})
+    @route(
+        "POST",
+        "/score",
+        summary="Score one card transaction",
+        request_schema=TRANSACTION,
+        response_schema=SCORE,
+        request_example=EXAMPLE,
+        response_example={
+            "request_id": "3f2a9c1b7d4e8a60",
+            "fraud_probability": 0.0132,
+            "decision": "approve",
+            **PROVENANCE_EXAMPLE,
+        },
+    )
     async def score(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         if not isinstance(payload, dict):
             raise BadRequest("expected one transaction object; use /score_batch for several")
         prediction = await self.pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
         probability = float(prediction.outputs["probabilities"][0, 1])
-        return {"fraud_probability": probability, "decision": self.decide(probability),
-                **self._provenance(prediction)}
+        return {
+            "fraud_probability": probability,
+            "decision": self.decide(probability),
+            **self._provenance(prediction),
+        }
 
-    @route("POST", "/score_batch", summary="Score up to BALLAST_MAX_BATCH_SIZE transactions",
-           request_schema={"type": "object", "required": ["transactions"], "additionalProperties": False,
-                           "properties": {"transactions": {"type": "array", "minItems": 1,
-                                                           "maxItems": SETTINGS.max_batch_size,
-                                                           "items": TRANSACTION}}},
-           response_schema={"type": "object", "required": ["results", *PROVENANCE],
-                            "properties": {"results": {"type": "array", "items": {
-                                "type": "object", "properties": {
-                                    "fraud_probability": SCORE["properties"]["fraud_probability"],
-                                    "decision": SCORE["properties"]["decision"]}}},
-                                **PROVENANCE}},
-           request_example={"transactions": [EXAMPLE, {**EXAMPLE, "amount": 3200.0, "device_change": True,
-                                                       "country_mismatch": True, "distance_km": 4100.0}]},
-           response_example={"request_id": "3f2a9c1b7d4e8a61",
-                             "results": [{"fraud_probability": 0.0132, "decision": "approve"},
-                                         {"fraud_probability": 0.7711, "decision": "decline"}],
-                             **PROVENANCE_EXAMPLE})
+    @route(
+        "POST",
+        "/score_batch",
+        summary="Score up to BALLAST_MAX_BATCH_SIZE transactions",
+        request_schema={
+            "type": "object",
+            "required": ["transactions"],
+            "additionalProperties": False,
+            "properties": {
+                "transactions": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": SETTINGS.max_batch_size,
+                    "items": TRANSACTION,
+                }
+            },
+        },
+        response_schema={
+            "type": "object",
+            "required": ["results", *PROVENANCE],
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "fraud_probability": SCORE["properties"]["fraud_probability"],
+                            "decision": SCORE["properties"]["decision"],
+                        },
+                    },
+                },
+                **PROVENANCE,
+            },
+        },
+        request_example={
+            "transactions": [
+                EXAMPLE,
+                {
+                    **EXAMPLE,
+                    "amount": 3200.0,
+                    "device_change": True,
+                    "country_mismatch": True,
+                    "distance_km": 4100.0,
+                },
+            ]
+        },
+        response_example={
+            "request_id": "3f2a9c1b7d4e8a61",
+            "results": [
+                {"fraud_probability": 0.0132, "decision": "approve"},
+                {"fraud_probability": 0.7711, "decision": "decline"},
+            ],
+            **PROVENANCE_EXAMPLE,
+        },
+    )
     async def score_batch(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
-        if not isinstance(payload, dict) or set(payload) != {"transactions"} or not isinstance(
-            payload["transactions"], list
+        if (
+            not isinstance(payload, dict)
+            or set(payload) != {"transactions"}
+            or not isinstance(payload["transactions"], list)
         ):
             raise BadRequest('expected {"transactions": [ ... ]}')
         try:
-            prediction = await self.pipeline.predict(payload["transactions"], request_id=info.request_id,
-                                                     timeout_s=info.timeout_s)
+            prediction = await self.pipeline.predict(
+                payload["transactions"], request_id=info.request_id, timeout_s=info.timeout_s
+            )
         except ValidationFailed as exc:
             raise exc.under("transactions") from None
         probabilities = prediction.outputs["probabilities"][:, 1].tolist()
-        return {"results": [{"fraud_probability": p, "decision": self.decide(p)} for p in probabilities],
-                **self._provenance(prediction)}
-
+        return {
+            "results": [{"fraud_probability": p, "decision": self.decide(p)} for p in probabilities],
+            **self._provenance(prediction),
+        }

@@ -63,15 +63,28 @@ class Route:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def route(method: str, path: str, *, summary: str, request_schema: dict[str, Any],
-          response_schema: dict[str, Any], request_example: Any,
-          response_example: dict[str, Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+def route(
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    request_schema: dict[str, Any],
+    response_schema: dict[str, Any],
+    request_example: Any,
+    response_example: dict[str, Any],
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Mark a service method ``async def m(self, payload, info) -> dict`` as a JSON endpoint."""
 
     def mark(func: Callable[..., T]) -> Callable[..., T]:
         func.__ballast_route__ = Route(  # type: ignore[attr-defined]
-            method, path, func.__name__, summary, request_schema, response_schema,
-            request_example, response_example,
+            method,
+            path,
+            func.__name__,
+            summary,
+            request_schema,
+            response_schema,
+            request_example,
+            response_example,
         )
         return func
 
@@ -101,8 +114,15 @@ class FastPath:
     """The ASGI app a Ballast service hands to uvicorn: its own routes directly, everything else
     (lifespan, health, metrics, docs) to BentoML's app."""
 
-    def __init__(self, routes: list[Route], bentoml_app: ASGIApp, *, max_body_bytes: int,
-                 instance: Callable[[], Any], extra: dict[str, Callable[[], dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        routes: list[Route],
+        bentoml_app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        instance: Callable[[], Any],
+        extra: dict[str, Callable[[], dict[str, Any]]],
+    ) -> None:
         self.routes = {r.path: r for r in routes}
         self.bentoml_app = bentoml_app
         self.max_body_bytes = max_body_bytes
@@ -134,8 +154,11 @@ class FastPath:
             result = await getattr(service, found.attribute)(payload, info)
             await _respond(send, 200, orjson.dumps(result), request_id)
         except BallastError as exc:
-            extra = [(b"retry-after", b"%d" % max(1, round(exc.retry_after_s)))] if isinstance(
-                exc, Overloaded) else ([(b"retry-after", b"1")] if exc.status == 503 else [])
+            extra = (
+                [(b"retry-after", b"%d" % max(1, round(exc.retry_after_s)))]
+                if isinstance(exc, Overloaded)
+                else ([(b"retry-after", b"1")] if exc.status == 503 else [])
+            )
             if exc.status == 405:
                 extra.append((b"allow", found.method.encode()))
             await _respond(send, exc.status, orjson.dumps(error_body(exc, request_id)), request_id, extra)
@@ -187,8 +210,13 @@ def _timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
     return None
 
 
-async def _respond(send: Send, status: int, body: bytes, request_id: str | None,
-                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str | None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     all_headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]
     if request_id:
         all_headers.append((b"x-request-id", request_id.encode()))
@@ -196,7 +224,7 @@ async def _respond(send: Send, status: int, body: bytes, request_id: str | None,
     await send({"type": "http.response.body", "body": body})
 
 
-class BallastService(bentoml.Service[T]):
+class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships no type stubs
     """A BentoML service whose ``@route`` methods are served by :class:`FastPath`.
 
     Use as ``@bentoml.service(service_class=BallastService, ...)``. The service class may set
@@ -208,5 +236,10 @@ class BallastService(bentoml.Service[T]):
 
         routes = routes_of(self.inner)
         spec = document(f"Ballast {self.name}", self.inner.__doc__ or "", routes)
-        return FastPath(routes, bentoml_app, max_body_bytes=getattr(self.inner, "max_body_bytes", 1 << 20),
-                        instance=bentoml.get_current_service, extra={"/openapi.json": lambda: spec})
+        return FastPath(
+            routes,
+            bentoml_app,
+            max_body_bytes=getattr(self.inner, "max_body_bytes", 1 << 20),
+            instance=bentoml.get_current_service,
+            extra={"/openapi.json": lambda: spec},
+        )

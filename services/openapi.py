@@ -74,35 +74,57 @@ def record_schema(fields: Sequence[Field]) -> dict[str, Any]:
         if f.description:
             prop["description"] = f.description
         properties[f.name] = prop
-    return {"type": "object", "properties": properties, "required": [f.name for f in fields],
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [f.name for f in fields],
+        "additionalProperties": False,
+    }
 
 
 def document(title: str, description: str, routes: Sequence[Route]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for r in routes:
         responses: dict[str, Any] = {
-            "200": {"description": "the prediction",
-                    "content": {"application/json": {"schema": r.response_schema,
-                                                     "example": r.response_example}}},
+            "200": {
+                "description": "the prediction",
+                "content": {"application/json": {"schema": r.response_schema, "example": r.response_example}},
+            },
         }
         for status in sorted({*r.errors, 500}):
-            responses[str(status)] = {"description": ERROR_TEXT[status],
-                                      "content": {"application/json": {"schema": ERROR}}}
-        paths[r.path] = {r.method.lower(): {
-            "summary": r.summary,
-            "operationId": r.attribute,
-            "parameters": [
-                {"name": "X-Request-ID", "in": "header", "required": False,
-                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-                 "description": "your id for the request; echoed back"},
-                {"name": "X-Request-Timeout-Ms", "in": "header", "required": False,
-                 "schema": {"type": "number", "exclusiveMinimum": 0},
-                 "description": "deadline, capped by the server's BALLAST_REQUEST_TIMEOUT_MS"},
-            ],
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": r.request_schema, "example": r.request_example}}},
-            "responses": responses,
-        }}
-    return {"openapi": "3.1.0", "info": {"title": title, "version": "1", "description": description},
-            "paths": paths}
+            responses[str(status)] = {
+                "description": ERROR_TEXT[status],
+                "content": {"application/json": {"schema": ERROR}},
+            }
+        paths[r.path] = {
+            r.method.lower(): {
+                "summary": r.summary,
+                "operationId": r.attribute,
+                "parameters": [
+                    {
+                        "name": "X-Request-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                        "description": "your id for the request; echoed back",
+                    },
+                    {
+                        "name": "X-Request-Timeout-Ms",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "number", "exclusiveMinimum": 0},
+                        "description": "deadline, capped by the server's BALLAST_REQUEST_TIMEOUT_MS",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": r.request_schema, "example": r.request_example}},
+                },
+                "responses": responses,
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1", "description": description},
+        "paths": paths,
+    }

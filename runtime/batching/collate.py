@@ -32,9 +32,7 @@ def split(outputs: Mapping[str, np.ndarray], row_counts: Sequence[int]) -> list[
     total = sum(row_counts)
     for name, array in outputs.items():
         if array.ndim == 0 or array.shape[0] != total:
-            raise InvalidOutput(
-                f"output {name!r} has shape {array.shape}, expected {total} rows for the batch"
-            )
+            raise InvalidOutput(f"output {name!r} has shape {array.shape}, expected {total} rows for the batch")
     if len(row_counts) == 1:
         return [dict(outputs)]
     parts: list[Arrays] = []

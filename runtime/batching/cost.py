@@ -48,14 +48,7 @@ class LatencyModel:
             a = self.a
         b = max(mean_y - a * mean_n, 0.0)
         # residual variance from the decayed sums: E[(y - a n - b)^2]
-        resid = (
-            self._yy / w
-            - 2 * a * self._ny / w
-            - 2 * b * mean_y
-            + a * a * self._nn / w
-            + 2 * a * b * mean_n
-            + b * b
-        )
+        resid = self._yy / w - 2 * a * self._ny / w - 2 * b * mean_y + a * a * self._nn / w + 2 * a * b * mean_n + b * b
         self.a, self.b = a, b
         self.resid_std = math.sqrt(max(resid, 0.0))
 

@@ -17,9 +17,10 @@ Admission and shedding
     went away are dropped and those that can no longer finish in time are shed.
 
 Failure isolation
-    When a batch raises, it is bisected and each half retried, so one poison row fails alone and
-    its batchmates succeed. A shared budget of extra runs (about two per halving) stops a model
-    that fails on everything from being called 2n times.
+    When a batch raises, it is bisected and each half retried, so a poison row fails alone and its
+    batchmates succeed: one poison row among n costs about 2 log2(n) extra runs, and a batch never
+    costs more than 2n - 1 runs in all. A model that fails on everything is cut off by its circuit
+    breaker after a few requests, not by the batcher.
 """
 
 from __future__ import annotations
@@ -170,16 +171,14 @@ class AdaptiveBatcher:
         self._in_flight += 1
         self._idle.clear()
         try:
-            await self._execute([pending], [0])
+            await self._execute([pending])
         finally:
             self._finished()
         return pending.future.result()
 
     def start(self) -> None:
         if self._dispatcher is None:
-            self._dispatcher = asyncio.get_running_loop().create_task(
-                self._dispatch_loop(), name="ballast-batcher"
-            )
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop(), name="ballast-batcher")
 
     async def close(self, drain: bool = True) -> None:
         """Refuse new requests; with ``drain``, finish what was admitted first."""
@@ -274,7 +273,7 @@ class AdaptiveBatcher:
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
-            await self._execute(batch, [2 * math.ceil(math.log2(len(batch))) + 2] if len(batch) > 1 else [0])
+            await self._execute(batch)
         except BaseException as exc:  # cancelled at close: leave no caller waiting
             for pending in batch:
                 self._fail(pending, self._shed("shutting_down"))
@@ -291,19 +290,18 @@ class AdaptiveBatcher:
         elif self._in_flight == 0:
             self._idle.set()
 
-    async def _execute(self, batch: list[_Pending], budget: list[int]) -> None:
-        """Run ``batch``; on failure bisect while ``budget[0]`` extra runs remain."""
+    async def _execute(self, batch: list[_Pending]) -> None:
+        """Run ``batch``; on failure bisect it and run each half."""
         rows = sum(p.rows for p in batch)
         started = time.monotonic()
         try:
             outputs = await self._run_fn(merge([p.inputs for p in batch]))
         except Exception as exc:
             self._observe(rows, time.monotonic() - started, ok=False)
-            if len(batch) > 1 and budget[0] >= 2:
-                budget[0] -= 2
+            if len(batch) > 1:
                 half = len(batch) // 2
-                await self._execute(batch[:half], budget)
-                await self._execute(batch[half:], budget)
+                await self._execute(batch[:half])
+                await self._execute(batch[half:])
                 return
             for pending in batch:
                 self._fail(pending, _model_failed(exc))

@@ -63,7 +63,9 @@ def stage(
         latency=latency,
         observer=observer,
     )
-    breaker = CircuitBreaker(model.name, failure_threshold=3, recovery_s=10.0, clock=clock or time.monotonic)
+    breaker = CircuitBreaker(
+        model.name, failure_rate=1.0, window=3, min_calls=3, recovery_s=10.0, clock=clock or time.monotonic
+    )
     return ModelStage(model, batcher, breaker, reserve_s=reserve_s)
 
 
@@ -106,9 +108,7 @@ async def test_a_hanging_primary_is_abandoned_in_time_for_the_fallback(
 ) -> None:
     primary = load_model("affine", name="primary")
     primary.faults = FaultInjector(slow_rate=1.0, slow_s=1.0)
-    chain = InferenceChain(
-        [stage(primary, reserve_s=0.15), stage(load_model("affine_b", name="fallback"))], rules()
-    )
+    chain = InferenceChain([stage(primary, reserve_s=0.15), stage(load_model("affine_b", name="fallback"))], rules())
     started = time.monotonic()
     result, record = await run(chain, budget_s=0.4)
     elapsed = time.monotonic() - started
@@ -189,9 +189,7 @@ async def test_shedding_rejects_or_degrades_by_policy(load_model: Callable[..., 
     with pytest.raises(Overloaded) as shed:
         await run(reject)
     assert shed.value.reason == "deadline"
-    degrade = InferenceChain(
-        [stage(primary, latency=slow_estimate), stage(fallback)], rules(), shed_policy="degrade"
-    )
+    degrade = InferenceChain([stage(primary, latency=slow_estimate), stage(fallback)], rules(), shed_policy="degrade")
     result, record = await run(degrade)
     assert result.served_by == "fallback"
     assert record.fallbacks == [("primary", "fallback", "overloaded")]

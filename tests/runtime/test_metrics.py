@@ -70,9 +70,7 @@ def test_the_hook_records_what_happened(registry: CollectorRegistry, metrics: Ru
     assert value(registry, "ballast_validation_failures_total", pipeline="fraud", rule="type") == 1
 
 
-def test_batch_shed_breaker_and_hook_error_metrics(
-    registry: CollectorRegistry, metrics: RuntimeMetrics
-) -> None:
+def test_batch_shed_breaker_and_hook_error_metrics(registry: CollectorRegistry, metrics: RuntimeMetrics) -> None:
     batches = metrics.batch_observer("m", "2")
     batches.on_batch(16, 0.003, ok=True)
     batches.on_batch(4, 0.001, ok=False)
@@ -80,13 +78,8 @@ def test_batch_shed_breaker_and_hook_error_metrics(
     metrics.on_breaker_change("m", BreakerState.OPEN)
     metrics.on_hook_error("AuditHook")
     assert value(registry, "ballast_batch_size_rows_sum", model="m", version="2") == 20
-    assert (
-        value(registry, "ballast_inference_duration_seconds_count", model="m", version="2", status="ok") == 1
-    )
-    assert (
-        value(registry, "ballast_inference_duration_seconds_count", model="m", version="2", status="error")
-        == 1
-    )
+    assert value(registry, "ballast_inference_duration_seconds_count", model="m", version="2", status="ok") == 1
+    assert value(registry, "ballast_inference_duration_seconds_count", model="m", version="2", status="error") == 1
     assert value(registry, "ballast_shed_total", model="m", reason="queue_full") == 1
     assert value(registry, "ballast_breaker_state", model="m") == 2
     assert value(registry, "ballast_breaker_transitions_total", model="m", state="open") == 1
@@ -103,7 +96,7 @@ async def test_a_pipeline_reports_through_its_metrics(
         models=[primary],
         schema=TensorSchema(primary.signature, max_rows=4),
         fallback_rules=RuleStage("rules", "1", lambda r: {"y": np.zeros((r.rows, 4), np.float32)}),
-        settings=Settings(breaker_failure_threshold=2, warmup_runs=1),
+        settings=Settings(breaker_failure_rate=1.0, breaker_window=2, breaker_min_calls=2, warmup_runs=1),
         metrics=metrics,
     )
     await pipeline.start()
@@ -138,10 +131,7 @@ async def test_a_pipeline_reports_through_its_metrics(
     )
     assert value(registry, "ballast_breaker_state", model="primary") == 2
     assert (
-        value(
-            registry, "ballast_inference_duration_seconds_count", model="primary", version="5", status="error"
-        )
-        == 2
+        value(registry, "ballast_inference_duration_seconds_count", model="primary", version="5", status="error") == 2
     )
     assert value(registry, "ballast_validation_failures_total", pipeline="p", rule="shape") == 1
 

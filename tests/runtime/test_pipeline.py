@@ -154,9 +154,7 @@ async def test_exactly_one_hook_call_per_request_under_load_and_cancellation(
     built: tuple[Pipeline, Calls, OnnxModel],
 ) -> None:
     pipeline, calls, _ = built
-    tasks = [
-        asyncio.create_task(pipeline.predict({"x": [[i, 0, 0, 0]]}, request_id=str(i))) for i in range(200)
-    ]
+    tasks = [asyncio.create_task(pipeline.predict({"x": [[i, 0, 0, 0]]}, request_id=str(i))) for i in range(200)]
     bad = [asyncio.create_task(pipeline.predict({"x": [[1]]}, request_id=f"bad{i}")) for i in range(20)]
     await asyncio.sleep(0)
     for task in tasks[::7]:

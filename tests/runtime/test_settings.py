@@ -27,9 +27,7 @@ def test_a_bad_value_fails_at_once_with_the_value_in_the_message(monkeypatch: py
 
 
 def test_inconsistent_values_are_refused() -> None:
-    with pytest.raises(
-        ValidationError, match="fallback_reserve_ms must be below request_timeout_ms, got 500"
-    ):
+    with pytest.raises(ValidationError, match="fallback_reserve_ms must be below request_timeout_ms, got 500"):
         Settings(request_timeout_ms=100, fallback_reserve_ms=500)
     with pytest.raises(ValidationError, match="max_queue_rows must be at least max_batch_size, got 8 < 64"):
         Settings(max_queue_rows=8)

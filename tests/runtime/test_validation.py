@@ -211,9 +211,7 @@ def test_the_record_schema_must_fit_the_model(load_model: Callable[..., OnnxMode
 
 
 def test_ranges_learned_from_training_data_fill_undeclared_bounds() -> None:
-    schema = RecordSchema(
-        [Field("a", "number"), Field("b", "number", maximum=1.0)], input_name="x", max_rows=2
-    )
+    schema = RecordSchema([Field("a", "number"), Field("b", "number", maximum=1.0)], input_name="x", max_rows=2)
     learned = schema.with_learned_ranges(np.array([[0.0, 0.0], [100.0, 50.0]]), margin=0.5)
     assert (learned.fields[0].minimum, learned.fields[0].maximum) == (-50.0, 150.0)
     assert learned.fields[1].maximum == 1.0
