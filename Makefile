@@ -14,6 +14,7 @@ BENTOFILE_fraud := bentofile.yaml
 BENTOFILE_digits := bentofile-digits.yaml
 
 # make loadtest [SERVICE=fraud|digits] [URL=...] [USERS=16] [DURATION=30s] [SCENARIO=normal|faults]
+#               [EXPECT_FALLBACK=0.3]
 URL ?= http://127.0.0.1:$(PORT)
 USERS ?= 16
 DURATION ?= 30s
@@ -46,7 +47,7 @@ bento: models
 # The SLO load test against a running service (start it with `make serve`).
 loadtest: install
 	$(BIN)/python -m loadtests.gate --service $(SERVICE) --url $(URL) --users $(USERS) \
-	  --duration $(DURATION) --scenario $(SCENARIO)
+	  --duration $(DURATION) --scenario $(SCENARIO) $(if $(EXPECT_FALLBACK),--expect-fallback $(EXPECT_FALLBACK))
 
 lint: install
 	$(BIN)/ruff check .

@@ -44,7 +44,10 @@ class Check:
 def outcomes(url: str) -> dict[str, float]:
     """``ballast_requests_total`` by outcome, summed over pipelines and workers."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
+        return parse_outcomes(response.read().decode())
+
+
+def parse_outcomes(text: str) -> dict[str, float]:
     totals: dict[str, float] = {}
     for outcome, value in _OUTCOME.findall(text):
         totals[outcome] = totals.get(outcome, 0.0) + float(value)

@@ -1,0 +1,95 @@
+"""Integration fixtures: a model store built by the real `models.build`, and real `bentoml serve`
+processes on free ports, spoken to over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store of the tests' own, filled by `python -m models.build` (both tasks)."""
+    home = tmp_path_factory.mktemp("bentoml")
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    subprocess.run(
+        [sys.executable, "-m", "models.build"], cwd=ROOT, env=env, check=True, timeout=600, stdout=subprocess.DEVNULL
+    )
+    return home
+
+
+@contextmanager
+def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `bentoml serve target` until the block ends; yield its base URL once /readyz is 200."""
+    port = free_port()
+    log = open(home / f"serve-{port}.log", "w")  # noqa: SIM115 -- closed in finally
+    process = subprocess.Popen(
+        [str(BIN / "bentoml"), "serve", target, "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited early:\n{(home / f'serve-{port}.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{target} was not ready within 90 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def serve(bentoml_home: Path) -> Callable[..., object]:
+    def start(target: str, **env: str) -> object:
+        return serving(target, bentoml_home, env)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def fraud_url(bentoml_home: Path) -> Iterator[str]:
+    with serving("services.fraud:Fraud", bentoml_home) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def digits_url(bentoml_home: Path) -> Iterator[str]:
+    with serving("services.digits:Digits", bentoml_home) as url:
+        yield url

@@ -1,0 +1,117 @@
+"""The HTTP layer over ASGI, in process: routing, error mapping, request ids, limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from runtime import FieldError, Overloaded, ValidationFailed
+from services.http import FastPath, RequestInfo, Route, route, routes_of
+
+
+class Service:
+    @route(
+        "POST", "/echo", summary="echo", request_schema={}, response_schema={}, request_example={}, response_example={}
+    )
+    async def echo(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        kind = payload.get("raise") if isinstance(payload, dict) else None
+        if kind == "validation":
+            raise ValidationFailed([FieldError("a", "range", "too big", 9)], "content")
+        if kind == "overload":
+            raise Overloaded("queue_full", retry_after_s=2.4)
+        if kind == "bug":
+            raise KeyError("secret internals")
+        return {"payload": payload, "request_id": info.request_id, "timeout_s": info.timeout_s}
+
+
+async def bentoml_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 299, "headers": []})
+    await send({"type": "http.response.body", "body": b"bentoml"})
+
+
+@pytest.fixture
+def client() -> httpx.AsyncClient:
+    app = FastPath(
+        routes_of(Service),
+        bentoml_app,
+        max_body_bytes=1024,
+        instance=Service,
+        extra={"/openapi.json": lambda: {"openapi": "3.1.0"}},
+    )
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def test_routes_are_collected_from_the_class() -> None:
+    [found] = routes_of(Service)
+    assert isinstance(found, Route)
+    assert (found.method, found.path, found.attribute) == ("POST", "/echo", "echo")
+
+
+async def test_a_route_answers_json_with_the_callers_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/echo", json={"x": 1}, headers={"X-Request-ID": "abc-1", "X-Request-Timeout-Ms": "250"}
+    )
+    assert response.status_code == 200
+    assert response.json() == {"payload": {"x": 1}, "request_id": "abc-1", "timeout_s": 0.25}
+    assert response.headers["x-request-id"] == "abc-1"
+
+
+async def test_a_missing_or_malformed_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", json={}, headers={"X-Request-ID": "bad id with spaces"})
+    generated = response.json()["request_id"]
+    assert len(generated) == 16
+    assert generated == response.headers["x-request-id"]
+
+
+async def test_other_paths_go_to_bentoml(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics")
+    assert (response.status_code, response.text) == (299, "bentoml")
+    assert (await client.get("/openapi.json")).json() == {"openapi": "3.1.0"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "kind"),
+    [
+        ({"content": b"{oops", "headers": {"Content-Type": "application/json"}}, 400, "bad_request"),
+        ({"content": b"{}", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
+        (
+            {"content": b"[" + b"1," * 600 + b"1]", "headers": {"Content-Type": "application/json"}},
+            413,
+            "payload_too_large",
+        ),
+        ({"json": {}, "headers": {"X-Request-Timeout-Ms": "soon"}}, 400, "bad_request"),
+        ({"json": {}, "headers": {"X-Request-Timeout-Ms": "-5"}}, 400, "bad_request"),
+        ({"json": {"raise": "validation"}}, 422, "validation_error"),
+    ],
+)
+async def test_client_errors_are_json_4xx(
+    client: httpx.AsyncClient, kwargs: dict[str, Any], status: int, kind: str
+) -> None:
+    response = await client.post("/echo", **kwargs)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["type"] == kind
+    assert error["request_id"] == response.headers["x-request-id"]
+
+
+async def test_overload_is_503_with_retry_after_rounded(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", json={"raise": "overload"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+
+
+async def test_a_bug_is_500_with_only_a_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", json={"raise": "bug"})
+    assert response.status_code == 500
+    assert "secret" not in response.text
+    assert response.json() == {
+        "error": {"type": "internal_error", "message": "internal error", "request_id": response.headers["x-request-id"]}
+    }
+
+
+async def test_wrong_method_is_405(client: httpx.AsyncClient) -> None:
+    response = await client.get("/echo")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
