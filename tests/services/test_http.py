@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ class Service:
         return {"payload": payload, "request_id": info.request_id, "timeout_s": info.timeout_s}
 
 
-async def bentoml_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def bentoml_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 299, "headers": []})
     await send({"type": "http.response.body", "body": b"bentoml"})
 
