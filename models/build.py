@@ -5,8 +5,8 @@ tensor, no ZipMap), check the ONNX outputs against scikit-learn's on held-out da
 BentoML's model store with metadata: the training data's hash, held-out metrics, the input schema,
 per-feature reference statistics and the ONNX/scikit-learn maximum absolute difference.
 
-Running it twice is harmless: a model whose build hash (data, parameters, library versions) is
-already in the store is not built again.
+Running it twice is harmless: a model whose recipe (training data, estimator and parameters,
+library versions) is already in the store is neither trained nor stored again.
 """
 
 from __future__ import annotations
@@ -49,6 +49,28 @@ class Built:
     onnx: bytes
     metadata: dict[str, Any]
     reference: dict[str, Any]
+    unchanged: str | None = None
+    """The tag of an identical build already in the store (then nothing was trained)."""
+
+
+def recipe(common: dict[str, Any], model: Any) -> str:
+    """What determines a build: its training data, the estimator and its parameters, the libraries."""
+    text = json.dumps([common["training_data_sha256"], repr(model), sklearn.__version__, skl2onnx.__version__, OPSET])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stored(name: str, key: str) -> Built | None:
+    """The store's build of ``name`` with recipe ``key``, if there is one."""
+    import bentoml
+
+    try:
+        candidates = bentoml.models.list(name)
+    except bentoml.exceptions.NotFound:
+        return None
+    for model in candidates:
+        if model.info.metadata.get("recipe") == key:
+            return Built(name, b"", dict(model.info.metadata), {}, unchanged=str(model.tag))
+    return None
 
 
 def digest(*arrays: np.ndarray) -> str:
@@ -143,6 +165,10 @@ def build_fraud() -> list[Built]:
     }
     built = []
     for name, model, role in (("fraud-gbt", gbt, "primary"), ("fraud-logreg", logreg, "fallback")):
+        key = recipe(common, model)
+        if (previous := stored(name, key)) is not None:
+            built.append(previous)
+            continue
         model.fit(x_train, y_train)
         onnx_bytes = export(model, x_train.shape[1])
         metrics = fraud_metrics(y_test, model.predict_proba(x_test)[:, 1])
@@ -152,6 +178,7 @@ def build_fraud() -> list[Built]:
                 onnx_bytes,
                 {
                     **common,
+                    "recipe": key,
                     "role": role,
                     "algorithm": type(model).__name__,
                     "metrics": metrics,
@@ -160,8 +187,9 @@ def build_fraud() -> list[Built]:
                 reference_stats(x_train, names),
             )
         )
-    rule_scores = np.array([fraud.rule_score(dict(zip(names, row, strict=True))) for row in _decode(x_test)])
-    built[0].metadata["rules_stage_metrics"] = fraud_metrics(y_test, rule_scores)
+    if built[0].unchanged is None:
+        rule_scores = np.array([fraud.rule_score(dict(zip(names, row, strict=True))) for row in _decode(x_test)])
+        built[0].metadata["rules_stage_metrics"] = fraud_metrics(y_test, rule_scores)
     return built
 
 
@@ -207,6 +235,10 @@ def build_digits() -> list[Built]:
     built = []
     for name, hidden, role in (("digits-mlp", (128,), "primary"), ("digits-mlp-small", (16,), "fallback")):
         model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, max_iter=600, random_state=0))
+        key = recipe(common, model)
+        if (previous := stored(name, key)) is not None:
+            built.append(previous)
+            continue
         model.fit(x_train, y_train)
         onnx_bytes = export(model, 64)
         metrics = {
@@ -219,6 +251,7 @@ def build_digits() -> list[Built]:
                 onnx_bytes,
                 {
                     **common,
+                    "recipe": key,
                     "role": role,
                     "hidden_layers": list(hidden),
                     "metrics": metrics,
@@ -233,32 +266,13 @@ def build_digits() -> list[Built]:
 # --- the store -----------------------------------------------------------------------------------
 
 
-def build_hash(built: Built) -> str:
-    h = hashlib.sha256()
-    h.update(built.onnx)  # skl2onnx output is deterministic for a seeded fit
-    h.update(json.dumps({"sklearn": sklearn.__version__, "skl2onnx": skl2onnx.__version__}).encode())
-    return h.hexdigest()[:16]
-
-
 def save(built: Built) -> str:
-    """Store ``built`` unless the store already holds the same build; return its tag."""
+    """Store ``built`` (unless it is an unchanged build already there); return its tag."""
     import bentoml
 
-    marker = build_hash(built)
-    try:
-        existing_models = bentoml.models.list(built.name)
-    except bentoml.exceptions.NotFound:
-        existing_models = []
-    for existing in existing_models:
-        if existing.info.metadata.get("build_hash") == marker:
-            return f"{existing.tag} (unchanged)"
-    metadata = {
-        **built.metadata,
-        "build_hash": marker,
-        "sklearn": sklearn.__version__,
-        "skl2onnx": skl2onnx.__version__,
-        "onnx_opset": OPSET,
-    }
+    if built.unchanged is not None:
+        return f"{built.unchanged} (unchanged)"
+    metadata = {**built.metadata, "sklearn": sklearn.__version__, "skl2onnx": skl2onnx.__version__, "onnx_opset": OPSET}
     with bentoml.models.create(
         built.name, labels={"task": built.metadata["task"], "role": built.metadata["role"]}, metadata=metadata
     ) as model:
