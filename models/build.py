@@ -114,6 +114,36 @@ def onnx_gap(onnx_bytes: bytes, model: Any, x: np.ndarray) -> float:
     return float(np.abs(probabilities - model.predict_proba(x)).max())
 
 
+@dataclass
+class Split:
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+    features: list[str]
+
+
+def train(
+    name: str, role: str, model: Any, common: dict[str, Any], data: Split, metrics: Callable[[Any], dict[str, float]]
+) -> Built:
+    """Fit, export and check one model, unless the store already holds the same recipe."""
+    key = recipe(common, model)
+    previous = stored(name, key)
+    if previous is not None:
+        return previous
+    model.fit(data.x_train, data.y_train)
+    onnx_bytes = export(model, data.x_train.shape[1])
+    metadata = {
+        **common,
+        "recipe": key,
+        "role": role,
+        "algorithm": type(model).__name__,
+        "metrics": metrics(model),
+        "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, data.x_test),
+    }
+    return Built(name, onnx_bytes, metadata, reference_stats(data.x_train, data.features))
+
+
 # --- fraud ---------------------------------------------------------------------------------------
 
 
@@ -163,30 +193,11 @@ def build_fraud() -> list[Built]:
         "test_rows": len(x_test),
         "fraud_rate": float(y_train.mean()),
     }
-    built = []
-    for name, model, role in (("fraud-gbt", gbt, "primary"), ("fraud-logreg", logreg, "fallback")):
-        key = recipe(common, model)
-        if (previous := stored(name, key)) is not None:
-            built.append(previous)
-            continue
-        model.fit(x_train, y_train)
-        onnx_bytes = export(model, x_train.shape[1])
-        metrics = fraud_metrics(y_test, model.predict_proba(x_test)[:, 1])
-        built.append(
-            Built(
-                name,
-                onnx_bytes,
-                {
-                    **common,
-                    "recipe": key,
-                    "role": role,
-                    "algorithm": type(model).__name__,
-                    "metrics": metrics,
-                    "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, x_test),
-                },
-                reference_stats(x_train, names),
-            )
-        )
+    split = Split(x_train, x_test, y_train, y_test, names)
+    built = [
+        train(name, role, model, common, split, lambda m: fraud_metrics(y_test, m.predict_proba(x_test)[:, 1]))
+        for name, model, role in (("fraud-gbt", gbt, "primary"), ("fraud-logreg", logreg, "fallback"))
+    ]
     if built[0].unchanged is None:
         rule_scores = np.array([fraud.rule_score(dict(zip(names, row, strict=True))) for row in _decode(x_test)])
         built[0].metadata["rules_stage_metrics"] = fraud_metrics(y_test, rule_scores)
@@ -232,35 +243,25 @@ def build_digits() -> list[Built]:
         "test_rows": len(x_test),
         "dataset": "sklearn.datasets.load_digits (UCI handwritten digits)",
     }
-    built = []
-    for name, hidden, role in (("digits-mlp", (128,), "primary"), ("digits-mlp-small", (16,), "fallback")):
-        model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=hidden, max_iter=600, random_state=0))
-        key = recipe(common, model)
-        if (previous := stored(name, key)) is not None:
-            built.append(previous)
-            continue
-        model.fit(x_train, y_train)
-        onnx_bytes = export(model, 64)
-        metrics = {
+    split = Split(x_train, x_test, y_train, y_test, names)
+
+    def metrics(model: Any) -> dict[str, float]:
+        return {
             "accuracy": float(accuracy_score(y_test, model.predict(x_test))),
             "log_loss": float(log_loss(y_test, model.predict_proba(x_test))),
         }
-        built.append(
-            Built(
-                name,
-                onnx_bytes,
-                {
-                    **common,
-                    "recipe": key,
-                    "role": role,
-                    "hidden_layers": list(hidden),
-                    "metrics": metrics,
-                    "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, x_test),
-                },
-                reference_stats(x_train, names),
-            )
+
+    return [
+        train(
+            name,
+            role,
+            make_pipeline(StandardScaler(), MLPClassifier(hidden, max_iter=600, random_state=0)),
+            {**common, "hidden_layers": list(hidden)},
+            split,
+            metrics,
         )
-    return built
+        for name, hidden, role in (("digits-mlp", (128,), "primary"), ("digits-mlp-small", (16,), "fallback"))
+    ]
 
 
 # --- the store -----------------------------------------------------------------------------------

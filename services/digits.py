@@ -13,18 +13,16 @@ import bentoml
 import numpy as np
 
 from runtime import (
-    FaultInjector,
     FieldError,
     ModelSignature,
-    OnnxModel,
     Pipeline,
-    SessionConfig,
     TensorRange,
     TensorSchema,
     TensorSpec,
     ValidatedRequest,
 )
 
+from .base import PipelineService, load_chain
 from .http import BallastService, RequestInfo, route
 from .openapi import PROVENANCE
 from .settings import ServiceSettings
@@ -83,7 +81,7 @@ class ImageSchema:
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},
 )
-class Digits:
+class Digits(PipelineService):
     """Handwritten digit classification (scikit-learn's digits, 8x8 pixels): an MLP, then a smaller
     MLP. Every answer says which model produced it."""
 
@@ -93,11 +91,7 @@ class Digits:
 
     def __init__(self) -> None:
         settings = ServiceSettings()
-        config = SessionConfig.from_settings(settings)
-        primary = OnnxModel.from_bentoml(
-            self.primary_model, config=config, faults=FaultInjector.from_settings(settings)
-        )
-        fallback = OnnxModel.from_bentoml(self.fallback_model, config=config)
+        primary, fallback = load_chain(settings, self.primary_model, self.fallback_model)
         for model in (primary, fallback):
             spec = model.signature.input("input")
             if spec.dtype != np.float32 or spec.row_shape != (64,):
@@ -108,17 +102,6 @@ class Digits:
             schema=ImageSchema("input", max_rows=settings.max_batch_size),
             settings=settings,
         )
-
-    @bentoml.on_startup
-    async def start(self) -> None:
-        await self.pipeline.start()
-
-    @bentoml.on_shutdown
-    async def stop(self) -> None:
-        await self.pipeline.close()
-
-    def __is_ready__(self) -> bool:
-        return self.pipeline.ready
 
     @route(
         "POST",

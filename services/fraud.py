@@ -14,17 +14,15 @@ import numpy as np
 from models import fraud
 from runtime import (
     BadRequest,
-    FaultInjector,
-    OnnxModel,
     Pipeline,
     Prediction,
     RecordSchema,
     RuleStage,
-    SessionConfig,
     ValidatedRequest,
     ValidationFailed,
 )
 
+from .base import PipelineService, load_chain
 from .http import BallastService, RequestInfo, route
 from .openapi import PROVENANCE, record_schema
 from .settings import ServiceSettings
@@ -76,7 +74,7 @@ def rules_answer(request: ValidatedRequest) -> dict[str, np.ndarray]:
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},
 )
-class Fraud:
+class Fraud(PipelineService):
     """Card-transaction fraud scoring: gradient-boosted trees, then logistic regression, then domain
     rules. Every answer says which stage produced it."""
 
@@ -86,11 +84,7 @@ class Fraud:
 
     def __init__(self) -> None:
         settings = ServiceSettings()
-        config = SessionConfig.from_settings(settings)
-        primary = OnnxModel.from_bentoml(
-            self.primary_model, config=config, faults=FaultInjector.from_settings(settings)
-        )
-        fallback = OnnxModel.from_bentoml(self.fallback_model, config=config)
+        primary, fallback = load_chain(settings, self.primary_model, self.fallback_model)
         schema = RecordSchema(fraud.FIELDS, input_name="input", max_rows=settings.max_batch_size)
         schema.check_signature(primary.signature)
         schema.check_signature(fallback.signature)
@@ -103,17 +97,6 @@ class Fraud:
             fallback_rules=RuleStage("fraud-rules", "1", rules_answer),
             settings=settings,
         )
-
-    @bentoml.on_startup
-    async def start(self) -> None:
-        await self.pipeline.start()
-
-    @bentoml.on_shutdown
-    async def stop(self) -> None:
-        await self.pipeline.close()
-
-    def __is_ready__(self) -> bool:
-        return self.pipeline.ready
 
     def decide(self, probability: float) -> str:
         if probability >= self.settings.fraud_decline_threshold:
