@@ -9,6 +9,7 @@ import bentoml
 
 from runtime import FaultInjector, OnnxModel, Pipeline, SessionConfig
 
+from .http import BallastService
 from .settings import ServiceSettings
 
 
@@ -39,3 +40,18 @@ class PipelineService:
 
     def __is_ready__(self) -> bool:
         return self.pipeline.ready
+
+
+def ballast_service(name: str) -> Any:
+    """``@bentoml.service`` as every Ballast service is declared: Ballast's routes served before
+    BentoML's middleware (:class:`~services.http.BallastService`), worker count from
+    ``BALLAST_WORKERS``, BentoML's access log off (those routes never reach it), and a 30 s cap on
+    requests that do reach BentoML's app (its timeout middleware holds each request until then)."""
+    settings = ServiceSettings()
+    return bentoml.service(
+        service_class=BallastService,
+        name=name,
+        workers=settings.workers,
+        traffic={"timeout": 30},
+        logging={"access": {"enabled": False}},
+    )

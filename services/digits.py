@@ -22,8 +22,8 @@ from runtime import (
     ValidatedRequest,
 )
 
-from .base import PipelineService, load_chain
-from .http import BallastService, RequestInfo, route
+from .base import PipelineService, ballast_service, load_chain
+from .http import RequestInfo, route
 from .openapi import PROVENANCE
 from .settings import ServiceSettings
 
@@ -74,13 +74,7 @@ class ImageSchema:
         return ValidatedRequest(inputs={self.input_name: images.reshape(len(images), 64)}, rows=parsed.rows)
 
 
-@bentoml.service(
-    service_class=BallastService,
-    name="digits",
-    workers=SETTINGS.workers,
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
-)
+@ballast_service("digits")
 class Digits(PipelineService):
     """Handwritten digit classification (scikit-learn's digits, 8x8 pixels): an MLP, then a smaller
     MLP. Every answer says which model produced it."""

@@ -22,8 +22,8 @@ from runtime import (
     ValidationFailed,
 )
 
-from .base import PipelineService, load_chain
-from .http import BallastService, RequestInfo, route
+from .base import PipelineService, ballast_service, load_chain
+from .http import RequestInfo, route
 from .openapi import PROVENANCE, record_schema
 from .settings import ServiceSettings
 
@@ -67,13 +67,7 @@ def rules_answer(request: ValidatedRequest) -> dict[str, np.ndarray]:
     }
 
 
-@bentoml.service(
-    service_class=BallastService,
-    name="fraud",
-    workers=SETTINGS.workers,
-    traffic={"timeout": 30},
-    logging={"access": {"enabled": False}},
-)
+@ballast_service("fraud")
 class Fraud(PipelineService):
     """Card-transaction fraud scoring: gradient-boosted trees, then logistic regression, then domain
     rules. Every answer says which stage produced it."""
