@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit slo-gate bench bench-smoke clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk bench bench-smoke clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -63,10 +63,18 @@ unit: install
 # servers, build a bento and run a short SLO gate), and the benchmark in smoke mode.
 test: lint typecheck unit bench-smoke
 
-bench: install
+# wrk drives the HTTP benchmarks (Debian package; this installs it as root when missing).
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
+	  (echo "wrk is needed: apt-get install wrk" && exit 1)
+
+# Side-by-side serving benchmark (benchmarks/compare.py) and the in-process runtime overhead.
+bench: install wrk
+	$(BIN)/python -m benchmarks.compare
 	$(BIN)/python -m benchmarks.runtime_overhead
 
-bench-smoke: install
+bench-smoke: install wrk
+	$(BIN)/python -m benchmarks.compare --smoke
 	$(BIN)/python -m benchmarks.runtime_overhead --smoke
 
 clean:

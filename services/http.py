@@ -14,14 +14,16 @@ would: request ids, deadlines, per-request metrics, error bodies.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import bentoml
+import numpy as np
 import orjson
 
 from runtime import BadRequest, BallastError, Overloaded
@@ -36,7 +38,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[Any, Any, "RequestInfo"], Awaitable[dict[str, Any]]]
 
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON = b"application/json"
+NPY = b"application/x-npy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,16 @@ class RequestInfo:
     """The caller's ``X-Request-ID`` when well formed, else a new random one."""
     timeout_s: float | None
     """The caller's ``X-Request-Timeout-Ms``, as seconds, when given."""
+    wants_npy: bool = False
+    """The caller accepts ``application/x-npy`` (on routes that offer binary tensors)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NpyResponse:
+    """A handler's answer as one binary tensor (NumPy's .npy format), provenance in headers."""
+
+    array: np.ndarray
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,9 @@ class Route:
     request_example: Any
     response_example: dict[str, Any]
     errors: tuple[int, ...] = (400, 413, 415, 422, 503)
-    extra: dict[str, Any] = field(default_factory=dict)
+    npy: bool = False
+    """Also takes ``application/x-npy`` bodies (the handler then gets an ndarray) and may answer
+    with :class:`NpyResponse` when the caller accepts it."""
 
 
 def route(
@@ -72,8 +87,10 @@ def route(
     response_schema: dict[str, Any],
     request_example: Any,
     response_example: dict[str, Any],
+    npy: bool = False,
 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Mark a service method ``async def m(self, payload, info) -> dict`` as a JSON endpoint."""
+    """Mark a service method ``async def m(self, payload, info) -> dict`` as a JSON endpoint
+    (``npy=True``: binary tensor bodies too, see :class:`Route`)."""
 
     def mark(func: Callable[..., T]) -> Callable[..., T]:
         func.__ballast_route__ = Route(  # type: ignore[attr-defined]
@@ -85,6 +102,7 @@ def route(
             response_schema,
             request_example,
             response_example,
+            npy=npy,
         )
         return func
 
@@ -146,13 +164,21 @@ class FastPath:
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"]) or os.urandom(8).hex()
         try:
-            info = RequestInfo(request_id, _timeout(scope["headers"]))
+            headers = scope["headers"]
+            wants_npy = found.npy and any(k == b"accept" and NPY in v for k, v in headers)
+            info = RequestInfo(request_id, _timeout(headers), wants_npy)
             if scope["method"] != found.method:
                 raise HTTPError(405, "method_not_allowed", f"use {found.method} for {found.path}")
-            payload = await self._json_body(scope, receive)
+            payload = await self._body(found, headers, receive)
             service = self.instance()
             result = await getattr(service, found.attribute)(payload, info)
-            await _respond(send, 200, orjson.dumps(result), request_id)
+            if isinstance(result, NpyResponse):
+                buffer = io.BytesIO()
+                np.save(buffer, result.array, allow_pickle=False)
+                extra = [(k.encode(), v.encode()) for k, v in result.headers.items()]
+                await _respond(send, 200, buffer.getvalue(), request_id, extra, content_type=NPY)
+                return
+            await _respond(send, 200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), request_id)
         except BallastError as exc:
             extra = (
                 [(b"retry-after", b"%d" % max(1, round(exc.retry_after_s)))]
@@ -167,10 +193,24 @@ class FastPath:
             body = {"error": {"type": "internal_error", "message": "internal error", "request_id": request_id}}
             await _respond(send, 500, orjson.dumps(body), request_id)
 
-    async def _json_body(self, scope: Scope, receive: Receive) -> Any:
-        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
-        if not content_type.startswith(b"application/json"):
-            raise HTTPError(415, "unsupported_media_type", "send the body as application/json")
+    async def _body(self, found: Route, headers: list[tuple[bytes, bytes]], receive: Receive) -> Any:
+        content_type = next((v for k, v in headers if k == b"content-type"), b"")
+        is_npy = found.npy and content_type.startswith(NPY)
+        if not (is_npy or content_type.startswith(JSON)):
+            offered = "application/json or application/x-npy" if found.npy else "application/json"
+            raise HTTPError(415, "unsupported_media_type", f"send the body as {offered}")
+        body = await self._read(receive)
+        if is_npy:
+            try:  # never pickle: allow_pickle=False refuses object arrays
+                return np.load(io.BytesIO(body), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise BadRequest(f"the body is not a .npy array: {exc}") from None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+    async def _read(self, receive: Receive) -> bytes:
         chunks = []
         size = 0
         more = True
@@ -184,10 +224,7 @@ class FastPath:
                 raise HTTPError(413, "payload_too_large", f"the body exceeds {self.max_body_bytes} bytes")
             chunks.append(chunk)
             more = message.get("more_body", False)
-        try:
-            return orjson.loads(b"".join(chunks))
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        return b"".join(chunks)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -216,8 +253,9 @@ async def _respond(
     body: bytes,
     request_id: str | None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: bytes = b"application/json",
 ) -> None:
-    all_headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), *(headers or [])]
+    all_headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(headers or [])]
     if request_id:
         all_headers.append((b"x-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": status, "headers": all_headers})

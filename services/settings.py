@@ -15,6 +15,8 @@ class ServiceSettings(Settings):
     """BentoML worker processes; each loads its own copy of the models."""
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
     """Largest request body accepted; larger ones get 413."""
+    tensor_model: str = "tensor-model:latest"
+    """Model-store tag served by the generic tensor service (services/tensor.py)."""
     fraud_review_threshold: float = Field(0.2, ge=0.0, le=1.0)
     """Fraud probability from which a transaction is sent to review."""
     fraud_decline_threshold: float = Field(0.6, ge=0.0, le=1.0)

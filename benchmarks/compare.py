@@ -1,0 +1,420 @@
+"""Side-by-side serving benchmark: the same ONNX model served four ways, driven by the same load
+generator (wrk) with the same payloads, in one run.
+
+* ``raw``        onnxruntime in process, no HTTP: the limit (items/s at batch 1 and at its best size);
+* ``starlette``  bare Starlette under uvicorn, one onnxruntime run per request;
+* ``bentoml``    a BentoML service with ``@bentoml.api(batchable=True, max_batch_size=64,
+                 max_latency_ms=100)``, BentoML's adaptive batching;
+* ``ballast``    ``services.tensor:Tensor`` (BentoML service, Ballast's path and batcher).
+
+Each server climbs a ladder of concurrency (wrk connections); its goodput is the best req/s among the
+rungs with p95 <= the SLO and no non-2xx answer or socket error. The server's CPU time and RSS are
+recorded per rung. Results: ``benchmarks/results/compare.md`` and ``compare.png`` (p95 latency against
+throughput).
+
+    python -m benchmarks.compare                 # full run (make bench)
+    python -m benchmarks.compare --smoke         # seconds: checks the harness works (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .mlp import build_mlp
+
+RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+STARLETTE_APP = """
+import os
+import numpy as np
+import onnxruntime as ort
+import orjson
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+
+def predict(request_body):
+    x = np.asarray(orjson.loads(request_body)[name], dtype=np.float32)
+    return {"y": session.run(None, {name: x})[0]}
+
+async def handler(request):
+    from starlette.concurrency import run_in_threadpool
+    body = await request.body()
+    result = await run_in_threadpool(predict, body)
+    return Response(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
+
+app = Starlette(routes=[Route("/predict", handler, methods=["POST"])])
+"""
+
+BENTOML_SERVICE = """
+import os
+import bentoml
+import numpy as np
+import onnxruntime as ort
+
+@bentoml.service(workers=1)
+class Native:
+    def __init__(self):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
+        self.name = self.session.get_inputs()[0].name
+
+    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=100)
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.name: x.astype(np.float32)})[0]
+"""
+
+WRK_SCRIPT = """
+local f = io.open(os.getenv("BENCH_BODY"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("BENCH_TYPE")
+wrk.headers["Accept"] = os.getenv("BENCH_TYPE")
+function done(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f\\n",
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
+    summary.errors.read + summary.errors.write, summary.errors.timeout, 0,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+@dataclass
+class Rung:
+    connections: int
+    rps: float
+    items_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    bad: int
+    cpu_s_per_s: float
+    rss_mb: float
+
+
+@dataclass
+class Result:
+    variant: str
+    rows: int
+    rungs: list[Rung] = field(default_factory=list)
+
+    def goodput(self, slo_ms: float) -> Rung | None:
+        good = [r for r in self.rungs if r.p95_ms <= slo_ms and r.bad == 0]
+        return max(good, key=lambda r: r.rps) if good else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tree(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.splitlines():
+        p, pp = map(int, line.split())
+        children.setdefault(pp, []).append(p)
+    found, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        found.append(p)
+        stack.extend(children.get(p, []))
+    return found
+
+
+def cpu_and_rss(pid: int) -> tuple[float, float]:
+    """CPU seconds and RSS (MB) of a process tree."""
+    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    cpu = rss = 0.0
+    for p in tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / tick
+        rss += int(fields[21]) * page / 1e6
+    return cpu, rss
+
+
+class Server:
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = open(log, "w")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(
+            [c.replace("{port}", str(self.port)) for c in command],
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env},
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait(self, path: str, body: bytes, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early, see {self.log.name}")
+            try:
+                request = urllib.request.Request(
+                    f"{self.url}{path}", data=body, headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"server not ready, see {self.log.name}")
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.log.close()
+
+
+def drive(
+    server: Server,
+    path: str,
+    body_file: Path,
+    script: Path,
+    connections: int,
+    seconds: int,
+    rows: int,
+    content_type: str,
+) -> Rung:
+    cpu0, _ = cpu_and_rss(server.process.pid)
+    started = time.monotonic()
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"{server.url}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_TYPE": content_type},
+    ).stdout
+    elapsed = time.monotonic() - started
+    cpu1, rss = cpu_and_rss(server.process.pid)
+    match = re.search(r"^RESULT (.*)$", out, re.M)
+    if match is None:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+    requests, micros, status, connect, rw, timeouts, _, p50, p95, p99 = match.group(1).split()
+    rps = int(requests) / (int(micros) / 1e6)
+    bad = int(status) + int(connect) + int(rw) + int(timeouts)
+    return Rung(connections, rps, rps * rows, float(p50), float(p95), float(p99), bad, (cpu1 - cpu0) / elapsed, rss)
+
+
+def raw_limit(onnx: Path, width: int, sizes: list[int], seconds: float) -> dict[int, float]:
+    """Items/s of onnxruntime in process at each batch size (one intra-op thread)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = {}
+    for rows in sizes:
+        x = np.random.default_rng(0).standard_normal((rows, width)).astype(np.float32)
+        session.run(None, {name: x})
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            session.run(None, {name: x})
+            n += 1
+        out[rows] = n * rows / (time.perf_counter() - started)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per server: checks the harness")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per rung")
+    parser.add_argument("--slo-ms", type=float, default=50.0)
+    parser.add_argument("--variants", default="starlette,bentoml,ballast")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk (make bench installs it)")
+    widths = (64, 32, 10) if args.smoke else (512, 2048, 2048, 1000)
+    ladder = [4, 16] if args.smoke else [1, 4, 8, 16, 32, 64, 128]
+    seconds = 2 if args.smoke else args.seconds
+    variants = args.variants.split(",")
+    work = Path(tempfile.mkdtemp(prefix="ballast-bench-"))
+    onnx = build_mlp(work / "mlp.onnx", widths)
+    (work / "native_app.py").write_text(textwrap.dedent(BENTOML_SERVICE))
+    (work / "starlette_app.py").write_text(textwrap.dedent(STARLETTE_APP))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    home = work / "bentoml"
+    env = {
+        "BENTOML_HOME": str(home),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BENCH_ONNX": str(onnx),
+        "BALLAST_TENSOR_MODEL": "bench-mlp:latest",
+        "PYTHONPATH": str(ROOT),
+    }
+    store = (
+        "import shutil, sys, bentoml\n"
+        "with bentoml.models.create('bench-mlp') as m:\n"
+        "    shutil.copy(sys.argv[1], m.path_of('model.onnx'))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", store, str(onnx)], check=True, env={**os.environ, **env}, stdout=subprocess.DEVNULL
+    )
+    commands = {
+        "starlette": [
+            str(BIN / "uvicorn"),
+            "starlette_app:app",
+            "--port",
+            "{port}",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        "bentoml": [str(BIN / "bentoml"), "serve", "native_app:Native", "--port", "{port}"],
+        "ballast": [
+            str(BIN / "bentoml"),
+            "serve",
+            "services.tensor:Tensor",
+            "--port",
+            "{port}",
+            "--working-dir",
+            str(ROOT),
+        ],
+    }
+    rng = np.random.default_rng(1)
+    results: list[Result] = []
+    # (rows per request, server, body format): one-row clients against every path; 64-row clients
+    # against the raw limit, through Ballast with JSON and with binary .npy bodies.
+    plan = [(1, v, "json") for v in variants] + [(64, "ballast", "json"), (64, "ballast", "npy")]
+    for rows, variant, kind in plan:
+        if variant not in variants:
+            continue
+        x = rng.standard_normal((rows, widths[0])).round(4).astype(np.float32)
+        body = work / f"body{rows}.{kind}"
+        if kind == "npy":
+            with open(body, "wb") as f:
+                np.save(f, x, allow_pickle=False)
+        else:
+            body.write_text(json.dumps({"x": x.tolist()}))
+        content_type = "application/x-npy" if kind == "npy" else "application/json"
+        name = variant if kind == "json" else f"{variant} (.npy)"
+        server = Server(commands[variant], env, work, work / f"{variant}-{rows}-{kind}.log")
+        try:
+            server.wait("/predict", json.dumps({"x": x[:1].tolist()}).encode())
+            result = Result(name, rows)
+            for connections in ladder:
+                rung = drive(server, "/predict", body, script, connections, seconds, rows, content_type)
+                result.rungs.append(rung)
+                print(
+                    f"{name:16s} rows={rows:3d} c={connections:4d} {rung.rps:8.0f} req/s "
+                    f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} cpu {rung.cpu_s_per_s:.2f} rss {rung.rss_mb:.0f} MB",
+                    flush=True,
+                )
+                if rung.p95_ms > 4 * args.slo_ms or rung.bad > 0:
+                    break
+            results.append(result)
+        finally:
+            server.stop()
+    raw = raw_limit(onnx, widths[0], [1, 64] if args.smoke else [1, 8, 32, 64, 128], 1 if args.smoke else 3)
+    report(results, raw, args, widths, work)
+
+
+def report(
+    results: list[Result], raw: dict[int, float], args: argparse.Namespace, widths: tuple[int, ...], work: Path
+) -> None:
+    lines = [
+        f"Model: MLP {'-'.join(map(str, widths))}; SLO p95 <= {args.slo_ms:.0f} ms; load: wrk, 1 thread, "
+        f"same machine. Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        "",
+        "| path | request rows | goodput req/s | items/s | p95 at goodput | server CPU (cores) | RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        best = r.goodput(args.slo_ms)
+        if best is None:
+            lines.append(f"| {r.variant} | {r.rows} | none within SLO | | | | |")
+        else:
+            lines.append(
+                f"| {r.variant} | {r.rows} | {best.rps:,.0f} | {best.items_per_s:,.0f} | {best.p95_ms:.1f} ms"
+                f" | {best.cpu_s_per_s:.2f} | {best.rss_mb:.0f} |"
+            )
+    best_rows = max(raw, key=lambda k: raw[k])
+    lines.append(f"| raw onnxruntime | 1 | | {raw[1]:,.0f} | | 1 thread | |")
+    lines.append(f"| raw onnxruntime | {best_rows} (best) | | {raw[best_rows]:,.0f} | | 1 thread | |")
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    name = "compare-smoke" if args.smoke else "compare"
+    (RESULTS / f"{name}.md").write_text(text + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps({"results": [asdict(r) for r in results], "raw": raw}, indent=1))
+    plot(results, RESULTS / f"{name}.png", args.slo_ms)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def plot(results: list[Result], path: Path, slo_ms: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        ax.plot(
+            [g.items_per_s for g in r.rungs],
+            [g.p95_ms for g in r.rungs],
+            marker="o",
+            label=f"{r.variant}, {r.rows} row(s)/request",
+        )
+    ax.axhline(slo_ms, color="grey", linestyle="--", linewidth=1, label=f"SLO p95 {slo_ms:.0f} ms")
+    ax.set_xlabel("throughput (items/s)")
+    ax.set_ylabel("p95 latency (ms)")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
