@@ -272,6 +272,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per rung")
     parser.add_argument("--slo-ms", type=float, default=50.0)
     parser.add_argument("--variants", default="starlette,bentoml,ballast")
+    parser.add_argument("--rows", default="1,64", help="request sizes to run: 1 and/or 64")
+    parser.add_argument(
+        "--ballast-env",
+        action="append",
+        default=[],
+        metavar="BALLAST_X=V",
+        help="settings for the Ballast server (repeatable)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench installs it)")
@@ -327,9 +335,9 @@ def main() -> None:
     # (rows per request, server, body format): one-row clients against every path; 64-row clients
     # against the raw limit, through Ballast with JSON and with binary .npy bodies.
     plan = [(1, v, "json") for v in variants] + [(64, "ballast", "json"), (64, "ballast", "npy")]
+    sizes = {int(r) for r in args.rows.split(",")}
+    plan = [p for p in plan if p[1] in variants and p[0] in sizes]
     for rows, variant, kind in plan:
-        if variant not in variants:
-            continue
         x = rng.standard_normal((rows, widths[0])).round(4).astype(np.float32)
         body = work / f"body{rows}.{kind}"
         if kind == "npy":
@@ -339,7 +347,8 @@ def main() -> None:
             body.write_text(json.dumps({"x": x.tolist()}))
         content_type = "application/x-npy" if kind == "npy" else "application/json"
         name = variant if kind == "json" else f"{variant} (.npy)"
-        server = Server(commands[variant], env, work, work / f"{variant}-{rows}-{kind}.log")
+        server_env = {**env, **dict(kv.split("=", 1) for kv in args.ballast_env)} if variant == "ballast" else env
+        server = Server(commands[variant], server_env, work, work / f"{variant}-{rows}-{kind}.log")
         try:
             server.wait("/predict", json.dumps({"x": x[:1].tolist()}).encode())
             result = Result(name, rows)
@@ -356,6 +365,9 @@ def main() -> None:
             results.append(result)
         finally:
             server.stop()
+    if args.smoke:  # the harness must have measured every path, with good answers
+        assert len(results) == len(plan), "a path was not measured"
+        assert all(r.rungs and r.rungs[0].bad == 0 for r in results), "a path answered badly"
     raw = raw_limit(onnx, widths[0], [1, 64] if args.smoke else [1, 8, 32, 64, 128], 1 if args.smoke else 3)
     report(results, raw, args, widths, work)
 

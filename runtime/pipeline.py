@@ -80,7 +80,7 @@ class Pipeline:
     ) -> Pipeline:
         """Compose a pipeline: ``models[0]`` is the primary, the rest fallbacks in order."""
         settings = settings or Settings()
-        metrics = metrics or default_metrics()
+        metrics = metrics or default_metrics() if settings.metrics_enabled else None
         stages = []
         for index, model in enumerate(models):
             last_model = index == len(models) - 1
@@ -94,7 +94,7 @@ class Pipeline:
                         max_in_flight=settings.max_batches_in_flight,
                         max_queue_rows=settings.max_queue_rows,
                         retry_after_s=settings.retry_after_s,
-                        observer=metrics.batch_observer(model.name, model.version),
+                        observer=metrics.batch_observer(model.name, model.version) if metrics else None,
                     ),
                     breaker=CircuitBreaker(
                         model.name,
@@ -102,16 +102,19 @@ class Pipeline:
                         window=settings.breaker_window,
                         min_calls=settings.breaker_min_calls,
                         recovery_s=settings.breaker_recovery_s,
-                        on_change=metrics.on_breaker_change,
+                        on_change=metrics.on_breaker_change if metrics else None,
                     ),
                     reserve_s=0.0 if last_model else settings.fallback_reserve_ms / 1000,
                 )
             )
         chain = InferenceChain(stages, fallback_rules, shed_policy=settings.shed_policy)
-        all_hooks = CompositeHook([PrometheusHook(metrics), *hooks], on_hook_error=metrics.on_hook_error)
+        all_hooks = CompositeHook(
+            [PrometheusHook(metrics), *hooks] if metrics else hooks,
+            on_hook_error=metrics.on_hook_error if metrics else None,
+        )
         return cls(
             name,
-            Validator(schema, rules),
+            Validator(schema, rules, content_checks=settings.content_checks),
             chain,
             hooks=all_hooks,
             timeout_s=settings.request_timeout_ms / 1000,

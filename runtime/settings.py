@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     breaker_recovery_s: float = Field(5.0, gt=0, le=86_400)
     """Seconds an open breaker waits before it lets one half-open probe through."""
 
+    # --- measurement switches (on in production) -----------------------------------------------
+    content_checks: bool = True
+    """Validation layers 2 and 3 (finite values, ranges, business rules). Turn off only to measure
+    their cost: the schema layer (types, shapes, categories) always runs."""
+    metrics_enabled: bool = True
+    """Prometheus metrics and the per-request Prometheus hook. Turn off only to measure their cost."""
+
     # --- fault injection (tests and drills only) -------------------------------------------
     fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
     """Share of primary-model calls made to raise. 0 (off) by default."""

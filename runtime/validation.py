@@ -56,7 +56,9 @@ class BusinessRule:
 class Schema(Protocol):
     """Layers 1 and 2 for one kind of payload."""
 
-    def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None: ...
+    def parse(self, payload: Any, errors: list[FieldError], content: bool = True) -> ValidatedRequest | None:
+        """Layer 1, and layer 2 unless ``content`` is False."""
+        ...
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ class TensorSchema:
         if unknown:
             raise ValueError(f"ranges given for inputs the model does not have: {sorted(unknown)}")
 
-    def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
+    def parse(self, payload: Any, errors: list[FieldError], content: bool = True) -> ValidatedRequest | None:
         if not isinstance(payload, Mapping):
             errors.append(FieldError("", "type", "expected an object of named input tensors", _json_value(payload)))
             return None
@@ -152,7 +154,7 @@ class TensorSchema:
         if len(rows) > 1:
             errors.append(FieldError("", "shape", f"inputs disagree on the number of rows: {sorted(rows)}"))
             return None
-        for spec in self.specs:
+        for spec in self.specs if content else ():
             self._content(spec, arrays[spec.name], errors)
         return ValidatedRequest(inputs=arrays, rows=rows.pop()) if not errors else None
 
@@ -286,7 +288,7 @@ class RecordSchema:
                 f"record schema encodes float32[N, {want[1]}] but model input {self.input_name!r} is {spec.describe()}"
             )
 
-    def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
+    def parse(self, payload: Any, errors: list[FieldError], content: bool = True) -> ValidatedRequest | None:
         items: list[Any]
         if isinstance(payload, Mapping):
             items, prefix = [payload], False
@@ -305,12 +307,14 @@ class RecordSchema:
             if not isinstance(item, Mapping):
                 errors.append(FieldError(where.rstrip("."), "type", "expected a record object", _json_value(item)))
                 continue
-            records.append(self._record(item, where, matrix[row], errors))
+            records.append(self._record(item, where, matrix[row], errors, content))
         if errors:
             return None
         return ValidatedRequest(inputs={self.input_name: matrix}, rows=len(items), records=records)
 
-    def _record(self, item: Mapping[str, Any], where: str, out: np.ndarray, errors: list[FieldError]) -> dict[str, Any]:
+    def _record(
+        self, item: Mapping[str, Any], where: str, out: np.ndarray, errors: list[FieldError], content: bool
+    ) -> dict[str, Any]:
         for key in item:
             if key not in self._codes:
                 errors.append(FieldError(f"{where}{key}", "unknown_field", f"unknown field {key!r}"))
@@ -321,14 +325,14 @@ class RecordSchema:
                 errors.append(FieldError(path, "required", f"missing {spec.kind} field"))
                 continue
             value = item[spec.name]
-            number = self._typed(spec, value, path, errors)
+            number = self._typed(spec, value, path, errors, content)
             if number is None:
                 continue
             out[column] = number
             record[spec.name] = value
         return record
 
-    def _typed(self, spec: Field, value: Any, path: str, errors: list[FieldError]) -> float | None:
+    def _typed(self, spec: Field, value: Any, path: str, errors: list[FieldError], content: bool) -> float | None:
         """Layer 1 (type) then layer 2 (finite, range, category) for one value."""
         kind = spec.kind
         if kind == "boolean":
@@ -356,6 +360,8 @@ class RecordSchema:
             errors.append(FieldError(path, "type", "expected an integer", _json_value(value)))
             return None
         number = float(value)
+        if not content:
+            return number
         if not math.isfinite(number) or not math.isfinite(np.float32(number)):
             errors.append(FieldError(path, "finite", "must be a finite float32 number", _json_value(value)))
             return None
@@ -396,14 +402,16 @@ class Validator:
     schema: Schema
     rules: Sequence[BusinessRule] = field(default_factory=tuple)
     max_errors: int = 100
+    content_checks: bool = True
+    """Layers 2 and 3. Off only to measure what they cost (``BALLAST_CONTENT_CHECKS=false``)."""
 
     def validate(self, payload: Any) -> ValidatedRequest:
         errors: list[FieldError] = []
-        request = self.schema.parse(payload, errors)
+        request = self.schema.parse(payload, errors, self.content_checks)
         if request is None or errors:
             layer = "schema" if any(e.rule in _SCHEMA_RULES for e in errors) else "content"
             raise ValidationFailed(errors[: self.max_errors], layer)
-        for index in range(request.rows if self.rules else 0):
+        for index in range(request.rows if self.rules and self.content_checks else 0):
             row = request.row(index)
             for rule in self.rules:
                 if not rule.check(row):

@@ -66,8 +66,8 @@ class ImageSchema:
             ranges={"images": TensorRange(0.0, 16.0)},
         )
 
-    def parse(self, payload: Any, errors: list[FieldError]) -> ValidatedRequest | None:
-        parsed = self.tensor.parse(payload, errors)
+    def parse(self, payload: Any, errors: list[FieldError], content: bool = True) -> ValidatedRequest | None:
+        parsed = self.tensor.parse(payload, errors, content)
         if parsed is None:
             return None
         images = parsed.inputs["images"]

@@ -160,3 +160,20 @@ def test_metrics_work_in_prometheus_multiprocess_mode_when_the_dir_is_set_after_
     MultiProcessCollector(registry, path=str(tmp_path))
     assert value(registry, "ballast_requests_total", pipeline="fraud", outcome="success") == 3
     assert value(registry, "ballast_breaker_state", model="primary") == 2
+
+
+async def test_metrics_can_be_switched_off(
+    load_model: Callable[..., OnnxModel], registry: CollectorRegistry, metrics: RuntimeMetrics
+) -> None:
+    model = load_model("affine")
+    pipeline = Pipeline.build(
+        "quiet",
+        models=[model],
+        schema=TensorSchema(model.signature, max_rows=4),
+        settings=Settings(metrics_enabled=False, warmup_runs=0),
+        metrics=metrics,
+    )
+    await pipeline.predict({"x": [[1, 2, 3, 4]]})
+    await pipeline.close()
+    assert value(registry, "ballast_requests_total", pipeline="quiet", outcome="success") == 0
+    assert value(registry, "ballast_batch_size_rows_count", model="affine", version="1") == 0

@@ -226,3 +226,11 @@ def test_field_declarations_are_checked() -> None:
         Field("n", "number", minimum=2, maximum=1)
     with pytest.raises(ValueError, match="duplicate field names"):
         RecordSchema([Field("a", "number"), Field("a", "number")], input_name="x", max_rows=1)
+
+
+def test_content_checks_can_be_switched_off_but_the_schema_layer_cannot(record_validator: Validator) -> None:
+    lenient = Validator(record_validator.schema, record_validator.rules, content_checks=False)
+    request = lenient.validate(record(amount=-5.0))
+    assert request.inputs["x"][0, 0] == -5.0
+    error = failures(lenient, record(amount="lots", currency="JPY"))
+    assert {(e.path, e.rule) for e in error.errors} == {("amount", "type"), ("currency", "category")}

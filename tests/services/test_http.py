@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import MutableMapping
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from runtime import FieldError, Overloaded, ValidationFailed
-from services.http import FastPath, RequestInfo, Route, route, routes_of
+from services.http import FastPath, NpyResponse, RequestInfo, Route, route, routes_of
 
 
 class Service:
@@ -116,3 +118,59 @@ async def test_wrong_method_is_405(client: httpx.AsyncClient) -> None:
     response = await client.get("/echo")
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
+
+
+class TensorLike:
+    @route(
+        "POST",
+        "/t",
+        summary="t",
+        request_schema={},
+        response_schema={},
+        request_example={},
+        response_example={},
+        npy=True,
+    )
+    async def t(self, payload: Any, info: RequestInfo) -> Any:
+        if info.wants_npy:
+            return NpyResponse(np.asarray(payload) * 2, {"x-served-by": "m"})
+        return {"sum": float(np.asarray(payload).sum())}
+
+
+@pytest.fixture
+def tensor_client() -> httpx.AsyncClient:
+    app = FastPath(routes_of(TensorLike), bentoml_app, max_body_bytes=1 << 16, instance=TensorLike, extra={})
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+async def test_binary_tensors_in_and_out(tensor_client: httpx.AsyncClient) -> None:
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    response = await tensor_client.post(
+        "/t", content=npy(x), headers={"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-npy"
+    assert response.headers["x-served-by"] == "m"
+    np.testing.assert_array_equal(np.load(io.BytesIO(response.content), allow_pickle=False), x * 2)
+    as_json = await tensor_client.post("/t", content=npy(x), headers={"Content-Type": "application/x-npy"})
+    assert as_json.json() == {"sum": 15.0}
+
+
+async def test_pickled_or_broken_npy_bodies_are_refused(tensor_client: httpx.AsyncClient) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for body in (buffer.getvalue(), b"\x93NUMPY garbage"):
+        response = await tensor_client.post("/t", content=body, headers={"Content-Type": "application/x-npy"})
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "bad_request"
+
+
+async def test_npy_is_only_for_routes_that_offer_it(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", content=npy(np.zeros(2)), headers={"Content-Type": "application/x-npy"})
+    assert response.status_code == 415
