@@ -125,6 +125,8 @@ class Result:
     variant: str
     rows: int
     rungs: list[Rung] = field(default_factory=list)
+    idle_cpu_pct: float | None = None
+    soak: dict[str, float] | None = None
 
     def goodput(self, slo_ms: float) -> Rung | None:
         good = [r for r in self.rungs if r.p95_ms <= slo_ms and r.bad == 0]
@@ -245,34 +247,49 @@ def drive(
     return Rung(connections, rps, rps * rows, float(p50), float(p95), float(p99), bad, (cpu1 - cpu0) / elapsed, rss)
 
 
-def raw_limit(onnx: Path, width: int, sizes: list[int], seconds: float) -> dict[int, float]:
-    """Items/s of onnxruntime in process at each batch size (one intra-op thread)."""
+def raw_limit(onnx: Path, sizes: list[int], seconds: float) -> dict[int, float]:
+    """Items/s of onnxruntime in process at each batch size, the better of 1 and 2 intra-op threads."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    out = {}
-    for rows in sizes:
-        x = np.random.default_rng(0).standard_normal((rows, width)).astype(np.float32)
-        session.run(None, {name: x})
-        n, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
+    out: dict[int, float] = {}
+    for threads in (1, 2):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        width = int(session.get_inputs()[0].shape[1])
+        for rows in sizes:
+            x = np.random.default_rng(0).standard_normal((rows, width)).astype(np.float32)
             session.run(None, {name: x})
-            n += 1
-        out[rows] = n * rows / (time.perf_counter() - started)
+            n, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                session.run(None, {name: x})
+                n += 1
+            out[rows] = max(out.get(rows, 0.0), n * rows / (time.perf_counter() - started))
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="a few seconds per server: checks the harness")
+    parser.add_argument(
+        "--model",
+        choices=["mlp", "digits", "fraud"],
+        default="mlp",
+        help="mlp: the 512-2048-2048-1000 MLP (built here); digits, fraud: from the model store",
+    )
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per rung")
     parser.add_argument("--slo-ms", type=float, default=50.0)
     parser.add_argument("--variants", default="starlette,bentoml,ballast")
     parser.add_argument("--rows", default="1,64", help="request sizes to run: 1 and/or 64")
+    parser.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="also load Ballast this long after warm-up and report its RSS growth",
+    )
     parser.add_argument(
         "--ballast-env",
         action="append",
@@ -283,33 +300,82 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench installs it)")
-    widths = (64, 32, 10) if args.smoke else (512, 2048, 2048, 1000)
-    ladder = [4, 16] if args.smoke else [1, 4, 8, 16, 32, 64, 128]
-    seconds = 2 if args.smoke else args.seconds
-    variants = args.variants.split(",")
     work = Path(tempfile.mkdtemp(prefix="ballast-bench-"))
-    onnx = build_mlp(work / "mlp.onnx", widths)
     (work / "native_app.py").write_text(textwrap.dedent(BENTOML_SERVICE))
     (work / "starlette_app.py").write_text(textwrap.dedent(STARLETTE_APP))
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
-    home = work / "bentoml"
-    env = {
-        "BENTOML_HOME": str(home),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "BENCH_ONNX": str(onnx),
-        "BALLAST_TENSOR_MODEL": "bench-mlp:latest",
-        "PYTHONPATH": str(ROOT),
-    }
-    store = (
-        "import shutil, sys, bentoml\n"
-        "with bentoml.models.create('bench-mlp') as m:\n"
-        "    shutil.copy(sys.argv[1], m.path_of('model.onnx'))\n"
+    setup = SETUPS[args.model](args, work)
+    ballast_env = dict(kv.split("=", 1) for kv in args.ballast_env)
+    ladder = [4, 16] if args.smoke else [1, 2, 4, 8, 16, 32, 64, 128]
+    seconds = 2 if args.smoke else args.seconds
+    sizes = {int(r) for r in args.rows.split(",")}
+    plan = [p for p in setup.plan if p.variant in [*args.variants.split(","), "ballast-bare"] and p.rows in sizes]
+    results: list[Result] = []
+    for point in plan:
+        env = {**setup.env, **(ballast_env if point.variant.startswith("ballast") else {}), **point.env}
+        server = Server(setup.commands[point.variant], env, work, work / f"{point.name}-{point.rows}.log")
+        try:
+            server.wait(setup.path, point.warm_body)  # JSON, whatever the clients send
+            result = Result(point.name, point.rows)
+            for connections in ladder:
+                rung = drive(
+                    server, setup.path, point.body, script, connections, seconds, point.rows, point.content_type
+                )
+                result.rungs.append(rung)
+                print(
+                    f"{point.name:18s} rows={point.rows:3d} c={connections:4d} {rung.rps:8.0f} req/s "
+                    f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} cpu {rung.cpu_s_per_s:.2f} "
+                    f"rss {rung.rss_mb:.0f} MB",
+                    flush=True,
+                )
+                if rung.p95_ms > 4 * args.slo_ms or rung.bad > 0:
+                    break
+            if point.variant.startswith("ballast"):
+                result.idle_cpu_pct = idle_cpu(server, 3 if args.smoke else 15)
+                if args.soak and point.rows == 1 and point.variant == "ballast":
+                    result.soak = soak(server, setup.path, point, script, args.soak)
+            results.append(result)
+        finally:
+            server.stop()
+    if args.smoke:  # the harness must have measured every path, with good answers
+        assert len(results) == len(plan), "a path was not measured"
+        assert all(r.rungs and r.rungs[0].bad == 0 for r in results), "a path answered badly"
+    raw = (
+        raw_limit(setup.onnx, [1, 64] if args.smoke else [1, 8, 32, 64, 128], 1 if args.smoke else 3)
+        if setup.onnx
+        else {}
     )
-    subprocess.run(
-        [sys.executable, "-c", store, str(onnx)], check=True, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-    )
-    commands = {
+    report(results, raw, args, setup.title)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Point:
+    """One server configuration and the request its clients send."""
+
+    variant: str
+    rows: int
+    body: Path
+    content_type: str
+    warm_body: bytes
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Setup:
+    title: str
+    path: str
+    onnx: Path | None
+    env: dict[str, str]
+    commands: dict[str, list[str]]
+    plan: list[Point]
+
+
+def _commands(ballast_target: str) -> dict[str, list[str]]:
+    ballast = [str(BIN / "bentoml"), "serve", ballast_target, "--port", "{port}", "--working-dir", str(ROOT)]
+    return {
         "starlette": [
             str(BIN / "uvicorn"),
             "starlette_app:app",
@@ -320,91 +386,178 @@ def main() -> None:
             "--no-access-log",
         ],
         "bentoml": [str(BIN / "bentoml"), "serve", "native_app:Native", "--port", "{port}"],
-        "ballast": [
-            str(BIN / "bentoml"),
-            "serve",
-            "services.tensor:Tensor",
-            "--port",
-            "{port}",
-            "--working-dir",
-            str(ROOT),
-        ],
+        "ballast": ballast,
+        "ballast-bare": ballast,
     }
+
+
+def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[str, str], work: Path) -> Setup:
     rng = np.random.default_rng(1)
-    results: list[Result] = []
-    # (rows per request, server, body format): one-row clients against every path; 64-row clients
-    # against the raw limit, through Ballast with JSON and with binary .npy bodies.
-    plan = [(1, v, "json") for v in variants] + [(64, "ballast", "json"), (64, "ballast", "npy")]
-    sizes = {int(r) for r in args.rows.split(",")}
-    plan = [p for p in plan if p[1] in variants and p[0] in sizes]
-    for rows, variant, kind in plan:
-        x = rng.standard_normal((rows, widths[0])).round(4).astype(np.float32)
-        body = work / f"body{rows}.{kind}"
+    width = _input_width(onnx)
+    plan = []
+    for rows, variant, kind in [
+        (1, "starlette", "json"),
+        (1, "bentoml", "json"),
+        (1, "ballast", "json"),
+        (64, "ballast", "json"),
+        (64, "ballast", "npy"),
+    ]:
+        x = (rng.random((rows, width)) * 16).round(2).astype(np.float32)
+        key = "x" if variant == "bentoml" else input_name
+        body = work / f"{variant}-{rows}.{kind}"
         if kind == "npy":
             with open(body, "wb") as f:
                 np.save(f, x, allow_pickle=False)
         else:
-            body.write_text(json.dumps({"x": x.tolist()}))
-        content_type = "application/x-npy" if kind == "npy" else "application/json"
+            body.write_text(json.dumps({key: x.tolist()}))
+        warm = json.dumps({key: x[:1].tolist()}).encode()
         name = variant if kind == "json" else f"{variant} (.npy)"
-        server_env = {**env, **dict(kv.split("=", 1) for kv in args.ballast_env)} if variant == "ballast" else env
-        server = Server(commands[variant], server_env, work, work / f"{variant}-{rows}-{kind}.log")
-        try:
-            server.wait("/predict", json.dumps({"x": x[:1].tolist()}).encode())
-            result = Result(name, rows)
-            for connections in ladder:
-                rung = drive(server, "/predict", body, script, connections, seconds, rows, content_type)
-                result.rungs.append(rung)
-                print(
-                    f"{name:16s} rows={rows:3d} c={connections:4d} {rung.rps:8.0f} req/s "
-                    f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} cpu {rung.cpu_s_per_s:.2f} rss {rung.rss_mb:.0f} MB",
-                    flush=True,
-                )
-                if rung.p95_ms > 4 * args.slo_ms or rung.bad > 0:
-                    break
-            results.append(result)
-        finally:
-            server.stop()
-    if args.smoke:  # the harness must have measured every path, with good answers
-        assert len(results) == len(plan), "a path was not measured"
-        assert all(r.rungs and r.rungs[0].bad == 0 for r in results), "a path answered badly"
-    raw = raw_limit(onnx, widths[0], [1, 64] if args.smoke else [1, 8, 32, 64, 128], 1 if args.smoke else 3)
-    report(results, raw, args, widths, work)
+        plan.append(
+            Point(variant, rows, body, "application/x-npy" if kind == "npy" else "application/json", warm, name)
+        )
+    env = {
+        **env,
+        "BENCH_ONNX": str(onnx),
+        "BALLAST_TENSOR_MODEL": tag,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+    return Setup(title, "/predict", onnx, env, _commands("services.tensor:Tensor"), plan)
 
 
-def report(
-    results: list[Result], raw: dict[int, float], args: argparse.Namespace, widths: tuple[int, ...], work: Path
-) -> None:
+def _input_width(onnx: Path) -> int:
+    import onnxruntime as ort
+
+    return int(ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[1])
+
+
+def _stored_onnx(tag: str) -> Path:
+    out = subprocess.run(
+        [sys.executable, "-c", f"import bentoml; print(bentoml.models.get({tag!r}).path_of('model.onnx'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def setup_mlp(args: argparse.Namespace, work: Path) -> Setup:
+    widths = (64, 32, 10) if args.smoke else (512, 2048, 2048, 1000)
+    onnx = build_mlp(work / "mlp.onnx", widths)
+    home = {"BENTOML_HOME": str(work / "bentoml")}
+    store = (
+        "import shutil, sys, bentoml\nwith bentoml.models.create('bench-mlp') as m:\n"
+        "    shutil.copy(sys.argv[1], m.path_of('model.onnx'))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", store, str(onnx)], check=True, env={**os.environ, **home}, stdout=subprocess.DEVNULL
+    )
+    return _tensor_setup(
+        f"MLP {'-'.join(map(str, widths))} (random weights)", onnx, "bench-mlp:latest", "x", home, work
+    )
+
+
+def setup_digits(args: argparse.Namespace, work: Path) -> Setup:
+    return _tensor_setup(
+        "digits-mlp (64-128-10, from the model store)",
+        _stored_onnx("digits-mlp:latest"),
+        "digits-mlp:latest",
+        "input",
+        {},
+        work,
+    )
+
+
+def setup_fraud(args: argparse.Namespace, work: Path) -> Setup:
+    from models import fraud
+
+    body = work / "transaction.json"
+    body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
+    off = {"BALLAST_CONTENT_CHECKS": "false", "BALLAST_METRICS_ENABLED": "false"}
+    plan = [
+        Point("ballast", 1, body, "application/json", body.read_bytes(), "ballast (full chain)"),
+        Point("ballast-bare", 1, body, "application/json", body.read_bytes(), "ballast (checks, metrics off)", off),
+    ]
+    env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT)}
+    return Setup(
+        "fraud-gbt chain (from the model store), POST /score",
+        "/score",
+        None,
+        env,
+        _commands("services.fraud:Fraud"),
+        plan,
+    )
+
+
+SETUPS = {"mlp": setup_mlp, "digits": setup_digits, "fraud": setup_fraud}
+
+
+def idle_cpu(server: Server, seconds: float) -> float:
+    """Percent of one core the server's processes use while nobody sends anything."""
+    time.sleep(2)
+    cpu0, _ = cpu_and_rss(server.process.pid)
+    time.sleep(seconds)
+    cpu1, _ = cpu_and_rss(server.process.pid)
+    return (cpu1 - cpu0) / seconds * 100
+
+
+def soak(server: Server, path: str, point: Point, script: Path, seconds: int) -> dict[str, float]:
+    """RSS before and after ``seconds`` of steady load (16 connections), after a 30 s warm-up."""
+    drive(server, path, point.body, script, 16, 30, point.rows, point.content_type)
+    _, before = cpu_and_rss(server.process.pid)
+    rung = drive(server, path, point.body, script, 16, seconds, point.rows, point.content_type)
+    _, after = cpu_and_rss(server.process.pid)
+    return {
+        "seconds": seconds,
+        "rss_before_mb": before,
+        "rss_after_mb": after,
+        "growth_mb": after - before,
+        "rps": rung.rps,
+        "p95_ms": rung.p95_ms,
+    }
+
+
+def report(results: list[Result], raw: dict[int, float], args: argparse.Namespace, title: str) -> None:
     lines = [
-        f"Model: MLP {'-'.join(map(str, widths))}; SLO p95 <= {args.slo_ms:.0f} ms; load: wrk, 1 thread, "
-        f"same machine. Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Model: {title}. SLO p95 <= {args.slo_ms:.0f} ms. Load: wrk (1 thread) on the same machine. Machine: "
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
-        "| path | request rows | goodput req/s | items/s | p95 at goodput | server CPU (cores) | RSS MB |",
-        "|---|---|---|---|---|---|---|",
+        "| path | rows/request | goodput req/s | items/s | p95 at goodput | server CPU (cores) | RSS MB | idle CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         best = r.goodput(args.slo_ms)
+        idle = f"{r.idle_cpu_pct:.2f} %" if r.idle_cpu_pct is not None else ""
         if best is None:
-            lines.append(f"| {r.variant} | {r.rows} | none within SLO | | | | |")
+            lines.append(f"| {r.variant} | {r.rows} | none within SLO | | | | | {idle} |")
         else:
             lines.append(
                 f"| {r.variant} | {r.rows} | {best.rps:,.0f} | {best.items_per_s:,.0f} | {best.p95_ms:.1f} ms"
-                f" | {best.cpu_s_per_s:.2f} | {best.rss_mb:.0f} |"
+                f" | {best.cpu_s_per_s:.2f} | {best.rss_mb:.0f} | {idle} |"
             )
-    best_rows = max(raw, key=lambda k: raw[k])
-    lines.append(f"| raw onnxruntime | 1 | | {raw[1]:,.0f} | | 1 thread | |")
-    lines.append(f"| raw onnxruntime | {best_rows} (best) | | {raw[best_rows]:,.0f} | | 1 thread | |")
+    if raw:
+        best_rows = max(raw, key=lambda k: raw[k])
+        lines.append(f"| raw onnxruntime, in process | 1 | | {raw[1]:,.0f} | | 1-2 threads | | |")
+        lines.append(
+            f"| raw onnxruntime, in process | {best_rows} (best) | | {raw[best_rows]:,.0f} | | 1-2 threads | | |"
+        )
+    for r in results:
+        if r.soak:
+            lines.append(
+                f"\nSoak ({r.variant}): {r.soak['seconds']:.0f} s at 16 connections after a 30 s warm-up: RSS "
+                f"{r.soak['rss_before_mb']:.0f} -> {r.soak['rss_after_mb']:.0f} MB "
+                f"({r.soak['growth_mb']:+.0f} MB), {r.soak['rps']:,.0f} req/s, p95 {r.soak['p95_ms']:.1f} ms."
+            )
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    name = "compare-smoke" if args.smoke else "compare"
+    name = f"compare-{args.model}" + ("-smoke" if args.smoke else "")
     (RESULTS / f"{name}.md").write_text(text + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps({"results": [asdict(r) for r in results], "raw": raw}, indent=1))
-    plot(results, RESULTS / f"{name}.png", args.slo_ms)
-    shutil.rmtree(work, ignore_errors=True)
+    plot(results, RESULTS / f"{name}.png", args.slo_ms, title)
 
 
-def plot(results: list[Result], path: Path, slo_ms: float) -> None:
+def plot(results: list[Result], path: Path, slo_ms: float, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -422,6 +575,7 @@ def plot(results: list[Result], path: Path, slo_ms: float) -> None:
     ax.set_xlabel("throughput (items/s)")
     ax.set_ylabel("p95 latency (ms)")
     ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
