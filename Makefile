@@ -68,9 +68,13 @@ wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
 	  (echo "wrk is needed: apt-get install wrk" && exit 1)
 
-# Side-by-side serving benchmark (benchmarks/compare.py) and the in-process runtime overhead.
-bench: install wrk
-	$(BIN)/python -m benchmarks.compare
+# Side-by-side serving benchmark (benchmarks/compare.py: the heavy MLP with a 5-minute soak, the
+# digits model, the fraud chain against itself with checks and metrics off) and the in-process
+# runtime overhead. About 25 minutes; results in benchmarks/results/.
+bench: install wrk models
+	$(BIN)/python -m benchmarks.compare --model mlp --threads 2 --ballast-env BALLAST_MAX_BATCH_SIZE=128 --soak 300
+	$(BIN)/python -m benchmarks.compare --model digits
+	$(BIN)/python -m benchmarks.compare --model fraud
 	$(BIN)/python -m benchmarks.runtime_overhead
 
 bench-smoke: install wrk

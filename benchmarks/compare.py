@@ -53,7 +53,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 options = ort.SessionOptions()
-options.intra_op_num_threads = 1
+options.intra_op_num_threads = int(os.environ.get("BENCH_THREADS", "1"))
 options.inter_op_num_threads = 1
 session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
@@ -81,7 +81,7 @@ import onnxruntime as ort
 class Native:
     def __init__(self):
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = int(os.environ.get("BENCH_THREADS", "1"))
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
         self.name = self.session.get_inputs()[0].name
@@ -284,6 +284,12 @@ def main() -> None:
     parser.add_argument("--variants", default="starlette,bentoml,ballast")
     parser.add_argument("--rows", default="1,64", help="request sizes to run: 1 and/or 64")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="onnxruntime intra-op threads for every server (Ballast: BALLAST_INTRA_OP_THREADS)",
+    )
+    parser.add_argument(
         "--soak",
         type=int,
         default=0,
@@ -306,7 +312,8 @@ def main() -> None:
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
     setup = SETUPS[args.model](args, work)
-    ballast_env = dict(kv.split("=", 1) for kv in args.ballast_env)
+    ballast_env = {"BALLAST_INTRA_OP_THREADS": str(args.threads), **dict(kv.split("=", 1) for kv in args.ballast_env)}
+    setup.env["BENCH_THREADS"] = str(args.threads)
     ladder = [4, 16] if args.smoke else [1, 2, 4, 8, 16, 32, 64, 128]
     seconds = 2 if args.smoke else args.seconds
     sizes = {int(r) for r in args.rows.split(",")}
@@ -519,7 +526,9 @@ def soak(server: Server, path: str, point: Point, script: Path, seconds: int) ->
 
 def report(results: list[Result], raw: dict[int, float], args: argparse.Namespace, title: str) -> None:
     lines = [
-        f"Model: {title}. SLO p95 <= {args.slo_ms:.0f} ms. Load: wrk (1 thread) on the same machine. Machine: "
+        f"Model: {title}. SLO p95 <= {args.slo_ms:.0f} ms. onnxruntime intra-op threads: {args.threads} for every "
+        f"server{'; Ballast settings: ' + ', '.join(args.ballast_env) if args.ballast_env else ''}. "
+        "Load: wrk (1 thread) on the same machine. Machine: "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
         "| path | rows/request | goodput req/s | items/s | p95 at goodput | server CPU (cores) | RSS MB | idle CPU |",
