@@ -7,7 +7,7 @@ from typing import Any
 
 import bentoml
 
-from runtime import FaultInjector, OnnxModel, Pipeline, SessionConfig
+from runtime import FaultInjector, OnnxModel, Pipeline, Prediction, SessionConfig
 
 from .http import BallastService
 from .settings import ServiceSettings
@@ -21,6 +21,16 @@ def load_chain(settings: ServiceSettings, primary: Any, *fallbacks: Any) -> list
         OnnxModel.from_bentoml(primary, config=config, faults=FaultInjector.from_settings(settings)),
         *(OnnxModel.from_bentoml(model, config=config) for model in fallbacks),
     ]
+
+
+def provenance(prediction: Prediction) -> dict[str, Any]:
+    """The fields every answer carries: who answered, whether degraded, which model version."""
+    return {
+        "request_id": prediction.request_id,
+        "served_by": prediction.served_by,
+        "degraded": prediction.degraded,
+        "model": {"name": prediction.model_name, "version": prediction.model_version},
+    }
 
 
 class PipelineService:

@@ -22,7 +22,7 @@ from runtime import (
     ValidatedRequest,
 )
 
-from .base import PipelineService, ballast_service, load_chain
+from .base import PipelineService, ballast_service, load_chain, provenance
 from .http import RequestInfo, route
 from .openapi import PROVENANCE
 from .settings import ServiceSettings
@@ -154,8 +154,5 @@ class Digits(PipelineService):
                 {"label": label, "probabilities": [round(p, 6) for p in row]}
                 for label, row in zip(labels, probabilities.tolist(), strict=True)
             ],
-            "request_id": prediction.request_id,
-            "served_by": prediction.served_by,
-            "degraded": prediction.degraded,
-            "model": {"name": prediction.model_name, "version": prediction.model_version},
+            **provenance(prediction),
         }

@@ -15,14 +15,13 @@ from models import fraud
 from runtime import (
     BadRequest,
     Pipeline,
-    Prediction,
     RecordSchema,
     RuleStage,
     ValidatedRequest,
     ValidationFailed,
 )
 
-from .base import PipelineService, ballast_service, load_chain
+from .base import PipelineService, ballast_service, load_chain, provenance
 from .http import RequestInfo, route
 from .openapi import PROVENANCE, record_schema
 from .settings import ServiceSettings
@@ -97,14 +96,6 @@ class Fraud(PipelineService):
             return "decline"
         return "review" if probability >= self.settings.fraud_review_threshold else "approve"
 
-    def _provenance(self, prediction: Prediction) -> dict[str, Any]:
-        return {
-            "request_id": prediction.request_id,
-            "served_by": prediction.served_by,
-            "degraded": prediction.degraded,
-            "model": {"name": prediction.model_name, "version": prediction.model_version},
-        }
-
     @route(
         "POST",
         "/score",
@@ -127,7 +118,7 @@ class Fraud(PipelineService):
         return {
             "fraud_probability": probability,
             "decision": self.decide(probability),
-            **self._provenance(prediction),
+            **provenance(prediction),
         }
 
     @route(
@@ -201,5 +192,5 @@ class Fraud(PipelineService):
         probabilities = prediction.outputs["probabilities"][:, 1].tolist()
         return {
             "results": [{"fraud_probability": p, "decision": self.decide(p)} for p in probabilities],
-            **self._provenance(prediction),
+            **provenance(prediction),
         }

@@ -17,7 +17,7 @@ import numpy as np
 
 from runtime import BadRequest, Pipeline, TensorSchema
 
-from .base import PipelineService, ballast_service, load_chain
+from .base import PipelineService, ballast_service, load_chain, provenance
 from .http import NpyResponse, RequestInfo, route
 from .openapi import PROVENANCE
 from .settings import ServiceSettings
@@ -82,8 +82,5 @@ class Tensor(PipelineService):
             )
         return {
             "outputs": prediction.outputs,
-            "request_id": prediction.request_id,
-            "served_by": prediction.served_by,
-            "degraded": prediction.degraded,
-            "model": {"name": prediction.model_name, "version": prediction.model_version},
+            **provenance(prediction),
         }
