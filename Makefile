@@ -70,7 +70,7 @@ wrk:
 
 # Side-by-side serving benchmark (benchmarks/compare.py: the heavy MLP with a 5-minute soak, the
 # digits model, the fraud chain against itself with checks and metrics off) and the in-process
-# runtime overhead. About 25 minutes; results in benchmarks/results/.
+# runtime overhead. About 30 minutes; results in benchmarks/results/.
 bench: install wrk models
 	$(BIN)/python -m benchmarks.compare --model mlp --threads 2 --ballast-env BALLAST_MAX_BATCH_SIZE=128 --soak 300
 	$(BIN)/python -m benchmarks.compare --model digits
