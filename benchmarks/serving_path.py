@@ -19,19 +19,16 @@ Needs ``wrk`` (Debian package ``wrk``).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from .processes import Server, cpu_and_rss
 
 APP = """
 import orjson
@@ -97,72 +94,27 @@ class Variant:
     env: dict[str, str]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and all its live descendants."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    for line in subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split():
-        pids.append(int(line))
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(url, data=BODY.encode(), headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up")
-
-
 def measure(variant: Variant, seconds: int, connections: int, workdir: Path) -> tuple[float, float]:
-    port = free_port()
-    command = [c.replace("{port}", str(port)) for c in variant.command]
-    env = {**os.environ, **variant.env, "BENTOML_DO_NOT_TRACK": "true"}
-    server = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server = Server(
+        variant.command, {**variant.env, "BENTOML_DO_NOT_TRACK": "true"}, workdir, workdir / f"{variant.name}.log"
     )
     try:
-        url = f"http://127.0.0.1:{port}{variant.path}"
-        wait_ready(url)
+        server.wait(variant.path, BODY.encode())
         script = workdir / "post.lua"
-        cpu_before = cpu_seconds(server.pid)
+        cpu_before, _ = cpu_and_rss(server.process.pid)
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{server.url}{variant.path}"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu = cpu_and_rss(server.process.pid)[0] - cpu_before
         requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         if "Non-2xx" in out:
             raise RuntimeError(f"{variant.name}: non-2xx answers\n{out}")
         return requests / seconds, cpu / requests
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+        server.stop()
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from runtime import RecordSchema, Validator
 
 from . import fraud
+from .store import store_onnx
 
 OPSET = 17
 FRAUD_ROWS = 60_000
@@ -269,17 +269,16 @@ def build_digits() -> list[Built]:
 
 def save(built: Built) -> str:
     """Store ``built`` (unless it is an unchanged build already there); return its tag."""
-    import bentoml
-
     if built.unchanged is not None:
         return f"{built.unchanged} (unchanged)"
     metadata = {**built.metadata, "sklearn": sklearn.__version__, "skl2onnx": skl2onnx.__version__, "onnx_opset": OPSET}
-    with bentoml.models.create(
-        built.name, labels={"task": built.metadata["task"], "role": built.metadata["role"]}, metadata=metadata
-    ) as model:
-        Path(model.path_of("model.onnx")).write_bytes(built.onnx)
-        Path(model.path_of("reference.json")).write_text(json.dumps(built.reference, indent=1))
-    return str(model.tag)
+    return store_onnx(
+        built.name,
+        built.onnx,
+        labels={"task": built.metadata["task"], "role": built.metadata["role"]},
+        metadata=metadata,
+        files={"reference.json": json.dumps(built.reference, indent=1)},
+    )
 
 
 BUILDERS: dict[str, Callable[[], list[Built]]] = {"fraud": build_fraud, "digits": build_digits}

@@ -253,7 +253,7 @@ async def _respond(
     body: bytes,
     request_id: str | None,
     headers: list[tuple[bytes, bytes]] | None = None,
-    content_type: bytes = b"application/json",
+    content_type: bytes = JSON,
 ) -> None:
     all_headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(headers or [])]
     if request_id:

@@ -20,13 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_json_and_npy_predictions_agree(bentoml_home: Path, serve: Callable[..., Any], tmp_path: Path) -> None:
     onnx = onnx_factory.affine(tmp_path / "affine.onnx")
-    store = (
-        "import shutil, sys, bentoml\n"
-        "with bentoml.models.create('affine-test') as m:\n"
-        "    shutil.copy(sys.argv[1], m.path_of('model.onnx'))\n"
-    )
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
-    subprocess.run([sys.executable, "-c", store, str(onnx)], env=env, check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "models.store", "affine-test", str(onnx)], env=env, check=True, cwd=ROOT)
     x = np.arange(8, dtype=np.float32).reshape(2, 4)
     with serve("services.tensor:Tensor", BALLAST_TENSOR_MODEL="affine-test:latest") as url:
         as_json = httpx.post(f"{url}/predict", json={"x": x.tolist()}, timeout=10)

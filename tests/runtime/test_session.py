@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -40,8 +41,8 @@ def test_cuda_asked_for_without_cuda_falls_back_to_the_cpu(load_model: Callable[
         assert model.providers == ["CPUExecutionProvider"]
 
 
-async def test_runs_in_a_worker_thread_under_the_capacity_limit(load_model: Callable[..., OnnxModel]) -> None:
-    model = load_model("affine", capacity=2)
+def record_threads(model: OnnxModel) -> set[str]:
+    """The names of the threads the model's session runs on, from now on."""
     threads: set[str] = set()
     original = model.session.run
 
@@ -50,9 +51,13 @@ async def test_runs_in_a_worker_thread_under_the_capacity_limit(load_model: Call
         return original(*args)
 
     model.session.run = spy
-    x = np.ones((3, 4), np.float32)
-    import asyncio
+    return threads
 
+
+async def test_runs_in_a_worker_thread_under_the_capacity_limit(load_model: Callable[..., OnnxModel]) -> None:
+    model = load_model("affine", capacity=2)
+    threads = record_threads(model)
+    x = np.ones((3, 4), np.float32)
     results = await asyncio.gather(*(model.run_async({"x": x}) for _ in range(20)))
     assert all(np.array_equal(r["y"], x * 2 + 1) for r in results)
     assert threads
@@ -63,14 +68,7 @@ async def test_runs_in_a_worker_thread_under_the_capacity_limit(load_model: Call
 async def test_tiny_runs_go_inline_when_allowed(load_model: Callable[..., OnnxModel]) -> None:
     model = load_model("affine", inline_max_s=0.01)
     model.warmup([1], runs=2)
-    threads: set[str] = set()
-    original = model.session.run
-
-    def spy(*args: object) -> object:
-        threads.add(threading.current_thread().name)
-        return original(*args)
-
-    model.session.run = spy
+    threads = record_threads(model)
     await model.run_async({"x": np.ones((1, 4), np.float32)})
     assert threads == {threading.current_thread().name}
 
@@ -96,13 +94,13 @@ def test_config_comes_from_settings_and_refuses_bad_values() -> None:
 def test_loads_from_the_bentoml_model_store(model_files: dict[str, Path], tmp_path: Path) -> None:
     """In a child process, so that BENTOML_HOME points at a store of the test's own."""
     script = (
-        "import shutil, sys, bentoml\n"
+        "import sys, numpy\n"
+        "from models.store import store_onnx\n"
         "from runtime import OnnxModel\n"
-        "with bentoml.models.create('tiny-affine') as m:\n"
-        "    shutil.copy(sys.argv[1], m.path_of('model.onnx'))\n"
+        "tag = store_onnx('tiny-affine', sys.argv[1])\n"
         "model = OnnxModel.from_bentoml('tiny-affine:latest')\n"
-        "y = model.run({'x': __import__('numpy').ones((1, 4), 'float32')})['y']\n"
-        "print(model.name, model.version == str(m.tag.version), y.tolist())\n"
+        "y = model.run({'x': numpy.ones((1, 4), 'float32')})['y']\n"
+        "print(model.name, tag == f'tiny-affine:{model.version}', y.tolist())\n"
     )
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     out = subprocess.run(
