@@ -238,7 +238,7 @@ def main() -> None:
     setup = SETUPS[args.model](args, work)
     ballast_env = {"BALLAST_INTRA_OP_THREADS": str(args.threads), **dict(kv.split("=", 1) for kv in args.ballast_env)}
     setup.env["BENCH_THREADS"] = str(args.threads)
-    ladder = [4, 16] if args.smoke else [1, 2, 4, 8, 16, 32, 64, 128]
+    ladder = [4, 16] if args.smoke else [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
     seconds = 2 if args.smoke else args.seconds
     sizes = {int(r) for r in args.rows.split(",")}
     plan = [p for p in setup.plan if p.variant in [*args.variants.split(","), "ballast-bare"] and p.rows in sizes]

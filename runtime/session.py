@@ -40,6 +40,7 @@ class SessionConfig:
 
     intra_op_threads: int = 1
     inter_op_threads: int = 1
+    intra_op_spinning: bool = False
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     device: Literal["cpu", "cuda"] = "cpu"
     capacity: int = 1
@@ -59,6 +60,7 @@ class SessionConfig:
         return cls(
             intra_op_threads=settings.intra_op_threads,
             inter_op_threads=settings.inter_op_threads,
+            intra_op_spinning=settings.intra_op_spinning,
             graph_optimization=settings.graph_optimization,
             device=settings.device,
             capacity=settings.max_batches_in_flight,
@@ -77,6 +79,8 @@ class SessionConfig:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.intra_op_threads
         options.inter_op_num_threads = self.inter_op_threads
+        if not self.intra_op_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = _OPT_LEVELS[self.graph_optimization]
         options.log_severity_level = 3  # errors only; shape warnings would flood the log
         return options

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     One thread per session is the measured best on a 2-core machine: the default spins."""
     inter_op_threads: int = Field(1, ge=0, le=256)
     """Threads onnxruntime uses to run independent operators in parallel (0 = default)."""
+    intra_op_spinning: bool = False
+    """Let idle intra-op threads spin-wait for the next operator (onnxruntime's default is on). Off
+    leaves the cores to the event loop and the network between operators: with 2 threads on 2 cores,
+    64-row requests to the heavy MLP went from 1.96 to 1.74 server cores at equal or better goodput.
+    Matters only with ``intra_op_threads`` above 1."""
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     """onnxruntime graph optimization level."""
     device: Literal["cpu", "cuda"] = "cpu"

@@ -28,7 +28,11 @@ def test_session_options_follow_the_config(load_model: Callable[..., OnnxModel])
     model = load_model("affine", intra_op_threads=1, inter_op_threads=1, graph_optimization="basic")
     options = model.session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert model.providers == ["CPUExecutionProvider"]
+    spinning = load_model("affine", intra_op_threads=2, intra_op_spinning=True).session.get_session_options()
+    with pytest.raises(Exception, match="does not have configuration"):  # onnxruntime's default: spin
+        spinning.get_session_config_entry("session.intra_op.allow_spinning")
 
 
 def test_cuda_asked_for_without_cuda_falls_back_to_the_cpu(load_model: Callable[..., OnnxModel]) -> None:
