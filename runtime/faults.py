@@ -51,6 +51,14 @@ class FaultInjector:
             seed=settings.fault_seed,
         )
 
+    def describe(self) -> dict[str, float | int | None]:
+        return {
+            "error_rate": self.error_rate,
+            "slow_rate": self.slow_rate,
+            "slow_ms": self.slow_s * 1000,
+            "seed": self.seed,
+        }
+
     def before_run(self, inputs: Mapping[str, np.ndarray]) -> None:
         """Called in the worker thread before each run. Slowness is drawn per call; errors per
         *row*: a row fails when a hash of its values (and the seed) falls below ``error_rate``.

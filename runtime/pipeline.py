@@ -26,6 +26,7 @@ import numpy as np
 from .batching.queue import AdaptiveBatcher
 from .chain import ChainResult, InferenceChain, ModelStage, RuleStage
 from .errors import BallastError, InternalError, Overloaded, ValidationFailed
+from .faults import FaultInjector
 from .hooks import CompositeHook, Hook, Outcome, RequestRecord, current_request
 from .metrics import PrometheusHook, RuntimeMetrics, default_metrics
 from .resilience.breaker import CircuitBreaker
@@ -140,6 +141,30 @@ class Pipeline:
         for stage in self.chain.stages:
             await stage.batcher.close(drain=True)
             stage.model.close()
+
+    # --- operations (the services' admin endpoints) ------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Each model stage: model version, breaker state, fault injection in force."""
+        return {
+            "stages": [
+                {
+                    "name": stage.model.name,
+                    "version": stage.model.version,
+                    "breaker": stage.breaker.state.name.lower(),
+                    "faults": stage.model.faults.describe() if stage.model.faults else None,
+                }
+                for stage in self.chain.stages
+            ]
+        }
+
+    def reset_breakers(self) -> None:
+        for stage in self.chain.stages:
+            stage.breaker.reset()
+
+    def inject_faults(self, faults: FaultInjector | None) -> None:
+        """Make the primary model fail or slow down as ``faults`` says (``None``: heal it)."""
+        self.chain.primary.model.faults = faults
 
     # --- the request path ------------------------------------------------------------------
 

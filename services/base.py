@@ -1,21 +1,25 @@
-"""What every Ballast service class shares: loading its chain's models from the store, and the
-pipeline's life (warm-up at start, readiness, draining at shutdown) wired to BentoML's hooks."""
+"""What every Ballast service class shares: loading its chain's models from the store, the
+pipeline's life (warm-up at start, readiness, draining at shutdown) wired to BentoML's hooks, and
+the admin endpoints (reload, breaker reset, fault injection) behind the admin token."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, ClassVar
 
 import bentoml
 
 from runtime import FaultInjector, OnnxModel, Pipeline, Prediction, SessionConfig
 
-from .http import BallastService
+from . import protocol
+from .admin import ADMIN_STATE, FaultsRequest, ResetRequest, parse_body
+from .http import BallastService, RequestInfo, route
 from .settings import ServiceSettings
 
 
 def load_chain(settings: ServiceSettings, primary: Any, *fallbacks: Any) -> list[OnnxModel]:
-    """The chain's models from BentoML's store (``BentoModel`` attributes, already resolved): the
-    primary gets the fault injector when ``BALLAST_FAULT_*`` asks for one."""
+    """The chain's models from BentoML's store (tags, or ``BentoModel`` attributes already
+    resolved): the primary gets the fault injector when ``BALLAST_FAULT_*`` asks for one."""
     config = SessionConfig.from_settings(settings)
     return [
         OnnxModel.from_bentoml(primary, config=config, faults=FaultInjector.from_settings(settings)),
@@ -34,9 +38,21 @@ def provenance(prediction: Prediction) -> dict[str, Any]:
 
 
 class PipelineService:
-    """Base of the service classes: subclasses set ``self.pipeline`` in ``__init__``."""
+    """Base of the service classes. A subclass names its models' store tags in ``model_tags``
+    (primary first; declare them as ``bentoml.models.BentoModel`` attributes too, so that
+    ``bentoml build`` packs them) and builds its pipeline from the loaded models in
+    :meth:`make_pipeline`."""
 
+    model_tags: ClassVar[tuple[str, ...]] = ()
     pipeline: Pipeline
+
+    def __init__(self) -> None:
+        self.settings = ServiceSettings()
+        self.pipeline = self.make_pipeline(load_chain(self.settings, *self.model_tags))
+        self._reloading = asyncio.Lock()
+
+    def make_pipeline(self, models: list[OnnxModel]) -> Pipeline:
+        raise NotImplementedError
 
     @bentoml.on_startup
     async def start(self) -> None:
@@ -51,13 +67,86 @@ class PipelineService:
     def __is_ready__(self) -> bool:
         return self.pipeline.ready
 
+    # --- admin endpoints (bearer token; see services/auth.py) ---------------------------------
+
+    @route(
+        "POST",
+        "/admin/reload",
+        summary="Load the models again from the model store, warm them, then switch to them",
+        admin=True,
+        errors=(400, 413, 415, 422),
+        request_schema={"type": "object", "additionalProperties": False, "properties": {}},
+        request_example={},
+        response_schema=ADMIN_STATE,
+        response_example={
+            "stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}]
+        },
+    )
+    async def admin_reload(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        """Models come only from the store, by the service's own tags (``model_tags``): a request
+        names no path or URL. Requests in flight finish on the old models; breakers start closed and
+        fault injection returns to the ``BALLAST_FAULT_*`` settings."""
+        parse_body(ResetRequest, payload)
+        async with self._reloading:
+            models = await asyncio.to_thread(load_chain, self.settings, *self.model_tags)
+            pipeline = self.make_pipeline(models)
+            await pipeline.start()
+            old, self.pipeline = self.pipeline, pipeline
+            await old.close()
+        return self.pipeline.state()
+
+    @route(
+        "POST",
+        "/admin/breakers/reset",
+        summary="Close the circuit breakers of every model stage",
+        admin=True,
+        errors=(400, 413, 415, 422),
+        request_schema={"type": "object", "additionalProperties": False, "properties": {}},
+        request_example={},
+        response_schema=ADMIN_STATE,
+        response_example={
+            "stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}]
+        },
+    )
+    async def admin_reset_breakers(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        parse_body(ResetRequest, payload)
+        self.pipeline.reset_breakers()
+        return self.pipeline.state()
+
+    @route(
+        "POST",
+        "/admin/faults",
+        summary="Inject faults into the primary model (drills): error and slow-call rates; zeros heal it",
+        admin=True,
+        errors=(400, 413, 415, 422),
+        request_schema=FaultsRequest.model_json_schema(),
+        request_example={"error_rate": 0.3, "slow_rate": 0.0, "slow_ms": 0, "seed": 7},
+        response_schema=ADMIN_STATE,
+        response_example={
+            "stages": [
+                {
+                    "name": "fraud-gbt",
+                    "version": "vsftv2hjscxr2ax4",
+                    "breaker": "closed",
+                    "faults": {"error_rate": 0.3, "slow_rate": 0.0, "slow_ms": 0.0, "seed": 7},
+                }
+            ]
+        },
+    )
+    async def admin_faults(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        faults = parse_body(FaultsRequest, payload)
+        self.pipeline.inject_faults(faults.injector())
+        return self.pipeline.state()
+
 
 def ballast_service(name: str) -> Any:
     """``@bentoml.service`` as every Ballast service is declared: Ballast's routes served before
     BentoML's middleware (:class:`~services.http.BallastService`), worker count from
-    ``BALLAST_WORKERS``, BentoML's access log off (those routes never reach it), and a 30 s cap on
-    requests that do reach BentoML's app (its timeout middleware holds each request until then)."""
+    ``BALLAST_WORKERS``, a read deadline on every request (services/protocol.py), BentoML's access
+    log off (Ballast's routes never reach it), and a 30 s cap on requests that do reach BentoML's
+    app (its timeout middleware holds each request until then)."""
     settings = ServiceSettings()
+    protocol.install(settings.read_timeout_s)
     return bentoml.service(
         service_class=BallastService,
         name=name,

@@ -13,8 +13,10 @@ import bentoml
 import numpy as np
 
 from runtime import (
+    BadRequest,
     FieldError,
     ModelSignature,
+    OnnxModel,
     Pipeline,
     TensorRange,
     TensorSchema,
@@ -22,7 +24,7 @@ from runtime import (
     ValidatedRequest,
 )
 
-from .base import PipelineService, ballast_service, load_chain, provenance
+from .base import PipelineService, ballast_service, provenance
 from .http import RequestInfo, route
 from .openapi import PROVENANCE
 from .settings import ServiceSettings
@@ -79,28 +81,28 @@ class Digits(PipelineService):
     """Handwritten digit classification (scikit-learn's digits, 8x8 pixels): an MLP, then a smaller
     MLP. Every answer says which model produced it."""
 
-    primary_model = bentoml.models.BentoModel("digits-mlp:latest")
-    fallback_model = bentoml.models.BentoModel("digits-mlp-small:latest")
+    model_tags = ("digits-mlp:latest", "digits-mlp-small:latest")
+    primary_model = bentoml.models.BentoModel(model_tags[0])
+    fallback_model = bentoml.models.BentoModel(model_tags[1])
     max_body_bytes = SETTINGS.max_body_bytes
 
-    def __init__(self) -> None:
-        settings = ServiceSettings()
-        primary, fallback = load_chain(settings, self.primary_model, self.fallback_model)
-        for model in (primary, fallback):
+    def make_pipeline(self, models: list[OnnxModel]) -> Pipeline:
+        for model in models:
             spec = model.signature.input("input")
             if spec.dtype != np.float32 or spec.row_shape != (64,):
                 raise TypeError(f"{model.name} takes {spec.describe()}, expected float32[N, 64]")
-        self.pipeline = Pipeline.build(
+        return Pipeline.build(
             "digits",
-            models=[primary, fallback],
-            schema=ImageSchema("input", max_rows=settings.max_batch_size),
-            settings=settings,
+            models=models,
+            schema=ImageSchema("input", max_rows=self.settings.max_batch_size),
+            settings=self.settings,
         )
 
     @route(
         "POST",
         "/classify",
         summary="Classify one or more 8x8 handwritten digits",
+        errors=(400, 413, 415, 422, 503, 504),  # 504: no rule stage answers when time runs out
         request_schema={
             "type": "object",
             "required": ["images"],
@@ -146,6 +148,8 @@ class Digits(PipelineService):
         },
     )
     async def classify(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise BadRequest('expected {"images": [ ... ]}')
         prediction = await self.pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
         probabilities = prediction.outputs["probabilities"]
         labels = probabilities.argmax(axis=1).tolist()

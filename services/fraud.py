@@ -14,6 +14,8 @@ import numpy as np
 from models import fraud
 from runtime import (
     BadRequest,
+    FieldError,
+    OnnxModel,
     Pipeline,
     RecordSchema,
     RuleStage,
@@ -21,7 +23,7 @@ from runtime import (
     ValidationFailed,
 )
 
-from .base import PipelineService, ballast_service, load_chain, provenance
+from .base import PipelineService, ballast_service, provenance
 from .http import RequestInfo, route
 from .openapi import PROVENANCE, record_schema
 from .settings import ServiceSettings
@@ -71,24 +73,22 @@ class Fraud(PipelineService):
     """Card-transaction fraud scoring: gradient-boosted trees, then logistic regression, then domain
     rules. Every answer says which stage produced it."""
 
-    primary_model = bentoml.models.BentoModel("fraud-gbt:latest")
-    fallback_model = bentoml.models.BentoModel("fraud-logreg:latest")
+    model_tags = ("fraud-gbt:latest", "fraud-logreg:latest")
+    primary_model = bentoml.models.BentoModel(model_tags[0])
+    fallback_model = bentoml.models.BentoModel(model_tags[1])
     max_body_bytes = SETTINGS.max_body_bytes
 
-    def __init__(self) -> None:
-        settings = ServiceSettings()
-        primary, fallback = load_chain(settings, self.primary_model, self.fallback_model)
-        schema = RecordSchema(fraud.FIELDS, input_name="input", max_rows=settings.max_batch_size)
-        schema.check_signature(primary.signature)
-        schema.check_signature(fallback.signature)
-        self.settings = settings
-        self.pipeline = Pipeline.build(
+    def make_pipeline(self, models: list[OnnxModel]) -> Pipeline:
+        schema = RecordSchema(fraud.FIELDS, input_name="input", max_rows=self.settings.max_batch_size)
+        for model in models:
+            schema.check_signature(model.signature)
+        return Pipeline.build(
             "fraud",
-            models=[primary, fallback],
+            models=models,
             schema=schema,
             rules=fraud.RULES,
             fallback_rules=RuleStage("fraud-rules", "1", rules_answer),
-            settings=settings,
+            settings=self.settings,
         )
 
     def decide(self, probability: float) -> str:
@@ -177,12 +177,16 @@ class Fraud(PipelineService):
         },
     )
     async def score_batch(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
-        if (
-            not isinstance(payload, dict)
-            or set(payload) != {"transactions"}
-            or not isinstance(payload["transactions"], list)
-        ):
+        if not isinstance(payload, dict):
             raise BadRequest('expected {"transactions": [ ... ]}')
+        errors = [FieldError(k, "unknown_field", f"unknown field {k!r}") for k in payload if k != "transactions"]
+        if "transactions" not in payload:
+            errors.append(FieldError("transactions", "required", "missing array of transactions"))
+        elif not isinstance(payload["transactions"], list):
+            kind = type(payload["transactions"]).__name__
+            errors.append(FieldError("transactions", "type", "expected an array of transactions", f"<{kind}>"))
+        if errors:
+            raise ValidationFailed(errors, "schema")
         try:
             prediction = await self.pipeline.predict(
                 payload["transactions"], request_id=info.request_id, timeout_s=info.timeout_s

@@ -20,13 +20,17 @@ import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import bentoml
 import numpy as np
 import orjson
 
 from runtime import BadRequest, BallastError, Overloaded
+
+if TYPE_CHECKING:
+    from .auth import Credentials
+    from .shutdown import Drain
 
 log = logging.getLogger("ballast.http")
 
@@ -76,6 +80,9 @@ class Route:
     npy: bool = False
     """Also takes ``application/x-npy`` bodies (the handler then gets an ndarray) and may answer
     with :class:`NpyResponse` when the caller accepts it."""
+    admin: bool = False
+    """Changes the server's state: needs the admin bearer token (see :mod:`services.auth`) instead
+    of the API key."""
 
 
 def route(
@@ -88,9 +95,12 @@ def route(
     request_example: Any,
     response_example: dict[str, Any],
     npy: bool = False,
+    admin: bool = False,
+    errors: tuple[int, ...] = Route.errors,
 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Mark a service method ``async def m(self, payload, info) -> dict`` as a JSON endpoint
-    (``npy=True``: binary tensor bodies too, see :class:`Route`)."""
+    (``npy=True``: binary tensor bodies too, see :class:`Route`; ``errors``: the error statuses
+    its OpenAPI document lists besides 500)."""
 
     def mark(func: Callable[..., T]) -> Callable[..., T]:
         func.__ballast_route__ = Route(  # type: ignore[attr-defined]
@@ -102,7 +112,9 @@ def route(
             response_schema,
             request_example,
             response_example,
+            errors,
             npy=npy,
+            admin=admin,
         )
         return func
 
@@ -116,9 +128,11 @@ def routes_of(cls: type) -> list[Route]:
 class HTTPError(BallastError):
     """An HTTP-level client error (payload too large, wrong content type, wrong method)."""
 
-    def __init__(self, status: int, type_: str, message: str) -> None:
+    def __init__(self, status: int, type_: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.status = status
         self.type = type_
+        self.headers = headers
+        """Response headers the error needs (``WWW-Authenticate``)."""
         super().__init__(message)
 
 
@@ -140,6 +154,8 @@ class FastPath:
         max_body_bytes: int,
         instance: Callable[[], Any],
         extra: dict[str, Callable[[], dict[str, Any]]],
+        credentials: Credentials | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.routes = {r.path: r for r in routes}
         self.bentoml_app = bentoml_app
@@ -147,18 +163,33 @@ class FastPath:
         self.instance = instance
         self.extra = extra
         """Read-only JSON documents served at a path (the OpenAPI document)."""
+        from .auth import Credentials  # auth builds on this module's errors
+        from .shutdown import Drain
+
+        self.credentials = credentials or Credentials()
+        """Who may call which route; by default prediction routes are open and admin routes off."""
+        self.drain = drain or Drain(0.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
+            if self.drain.draining and path not in _WHILE_DRAINING:
+                await _respond(send, 503, _SHUTTING_DOWN, None, [(b"retry-after", b"1"), (b"connection", b"close")])
+                return
             found = self.routes.get(path)
             if found is not None:
-                await self._serve(found, scope, receive, send)
+                self.drain.enter()
+                try:
+                    await self._serve(found, scope, receive, send)
+                finally:
+                    self.drain.leave()
                 return
             document = self.extra.get(path)
             if document is not None and scope["method"] == "GET":
                 await _respond(send, 200, orjson.dumps(document()), None)
                 return
+        elif scope["type"] == "lifespan":
+            self.drain.install()
         await self.bentoml_app(scope, receive, send)
 
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
@@ -169,6 +200,7 @@ class FastPath:
             info = RequestInfo(request_id, _timeout(headers), wants_npy)
             if scope["method"] != found.method:
                 raise HTTPError(405, "method_not_allowed", f"use {found.method} for {found.path}")
+            self.credentials.check(found, headers)  # before the body is read
             payload = await self._body(found, headers, receive)
             service = self.instance()
             result = await getattr(service, found.attribute)(payload, info)
@@ -187,6 +219,8 @@ class FastPath:
             )
             if exc.status == 405:
                 extra.append((b"allow", found.method.encode()))
+            if isinstance(exc, HTTPError):
+                extra.extend(exc.headers)
             await _respond(send, exc.status, orjson.dumps(error_body(exc, request_id)), request_id, extra)
         except Exception:
             log.exception("unhandled error on %s (request %s)", found.path, request_id)
@@ -195,10 +229,14 @@ class FastPath:
 
     async def _body(self, found: Route, headers: list[tuple[bytes, bytes]], receive: Receive) -> Any:
         content_type = next((v for k, v in headers if k == b"content-type"), b"")
-        is_npy = found.npy and content_type.startswith(NPY)
-        if not (is_npy or content_type.startswith(JSON)):
+        media_type = content_type.split(b";", 1)[0].strip().lower()  # case-insensitive, parameters dropped
+        is_npy = found.npy and media_type == NPY
+        if not (is_npy or media_type == JSON):
             offered = "application/json or application/x-npy" if found.npy else "application/json"
             raise HTTPError(415, "unsupported_media_type", f"send the body as {offered}")
+        declared = next((v for k, v in headers if k == b"content-length"), b"")
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_body_bytes):  # before reading
+            raise HTTPError(413, "payload_too_large", f"the body exceeds {self.max_body_bytes} bytes")
         body = await self._read(receive)
         if is_npy:
             try:  # never pickle: allow_pickle=False refuses object arrays
@@ -225,6 +263,12 @@ class FastPath:
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
+
+
+_WHILE_DRAINING = frozenset({"/livez", "/metrics"})
+_SHUTTING_DOWN = orjson.dumps(
+    {"error": {"type": "shutting_down", "message": "the server is shutting down; retry", "request_id": None}}
+)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -270,14 +314,23 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
 
     def to_asgi(self, is_main: bool = True) -> Any:
         bentoml_app = super().to_asgi(is_main)
+        from .auth import Credentials
         from .openapi import document
+        from .settings import ServiceSettings
+        from .shutdown import Drain
 
+        settings = ServiceSettings()
+        credentials = Credentials.from_settings(settings)
         routes = routes_of(self.inner)
-        spec = document(f"Ballast {self.name}", self.inner.__doc__ or "", routes)
+        spec = document(
+            f"Ballast {self.name}", self.inner.__doc__ or "", routes, api_key=credentials.api_key is not None
+        )
         return FastPath(
             routes,
             bentoml_app,
-            max_body_bytes=getattr(self.inner, "max_body_bytes", 1 << 20),
+            max_body_bytes=getattr(self.inner, "max_body_bytes", settings.max_body_bytes),
             instance=bentoml.get_current_service,
             extra={"/openapi.json": lambda: spec},
+            credentials=credentials,
+            drain=Drain(settings.drain_s),
         )

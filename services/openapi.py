@@ -39,6 +39,8 @@ ERROR = {
 }
 ERROR_TEXT = {
     400: "the body is not JSON, or not the expected shape",
+    401: "credentials missing (WWW-Authenticate says which)",
+    403: "credentials wrong, or admin endpoints disabled",
     405: "wrong HTTP method",
     413: "the body is too large",
     415: "the body is not application/json",
@@ -82,16 +84,27 @@ def record_schema(fields: Sequence[Field]) -> dict[str, Any]:
     }
 
 
-def document(title: str, description: str, routes: Sequence[Route]) -> dict[str, Any]:
+SECURITY_SCHEMES = {
+    "adminToken": {"type": "http", "scheme": "bearer", "description": "BALLAST_ADMIN_TOKEN"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "BALLAST_API_KEY"},
+}
+
+
+def document(title: str, description: str, routes: Sequence[Route], *, api_key: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes``; ``api_key``: prediction routes need ``X-API-Key``."""
     paths: dict[str, Any] = {}
     for r in routes:
+        security: list[dict[str, list[str]]] = (
+            [{"adminToken": []}] if r.admin else ([{"apiKey": []}] if api_key else [])
+        )
+        errors = {*r.errors, 500, *((401, 403) if security else ())}
         responses: dict[str, Any] = {
             "200": {
-                "description": "the prediction",
+                "description": "the server's state after the change" if r.admin else "the prediction",
                 "content": {"application/json": {"schema": r.response_schema, "example": r.response_example}},
             },
         }
-        for status in sorted({*r.errors, 500}):
+        for status in sorted(errors):
             responses[str(status)] = {
                 "description": ERROR_TEXT[status],
                 "content": {"application/json": {"schema": ERROR}},
@@ -121,10 +134,12 @@ def document(title: str, description: str, routes: Sequence[Route]) -> dict[str,
                     "content": {"application/json": {"schema": r.request_schema, "example": r.request_example}},
                 },
                 "responses": responses,
+                **({"security": security} if security else {}),
             }
         }
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1", "description": description},
         "paths": paths,
+        "components": {"securitySchemes": SECURITY_SCHEMES},
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from runtime import Settings
 
@@ -17,6 +17,18 @@ class ServiceSettings(Settings):
     """Largest request body accepted; larger ones get 413."""
     tensor_model: str = "tensor-model:latest"
     """Model-store tag served by the generic tensor service (services/tensor.py)."""
+    read_timeout_s: float = Field(10.0, gt=0, le=3600)
+    """A request's headers and body must arrive within this many seconds of its first byte (or of
+    the connection opening); a slower client gets 408 and is disconnected."""
+    drain_s: float = Field(2.0, ge=0, le=3600)
+    """After SIGTERM: how long ``/readyz`` answers 503 and new requests get 503 (so that a load
+    balancer stops sending) before the worker stops taking connections. Requests already admitted
+    always finish."""
+    admin_token: SecretStr | None = None
+    """Bearer token for the ``/admin/*`` endpoints (reload, breaker reset, fault injection), at
+    least 16 characters. Unset: those endpoints answer 403."""
+    api_key: SecretStr | None = None
+    """When set, prediction endpoints require it in ``X-API-Key`` (401 without, 403 wrong)."""
     fraud_review_threshold: float = Field(0.2, ge=0.0, le=1.0)
     """Fraud probability from which a transaction is sent to review."""
     fraud_decline_threshold: float = Field(0.6, ge=0.0, le=1.0)

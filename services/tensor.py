@@ -15,9 +15,9 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from runtime import BadRequest, Pipeline, TensorSchema
+from runtime import BadRequest, OnnxModel, Pipeline, TensorSchema
 
-from .base import PipelineService, ballast_service, load_chain, provenance
+from .base import PipelineService, ballast_service, provenance
 from .http import NpyResponse, RequestInfo, route
 from .openapi import PROVENANCE
 from .settings import ServiceSettings
@@ -29,25 +29,26 @@ SETTINGS = ServiceSettings()
 class Tensor(PipelineService):
     """A single ONNX model from the store, inputs and outputs as named tensors."""
 
+    model_tags = (SETTINGS.tensor_model,)
     model = bentoml.models.BentoModel(SETTINGS.tensor_model)
     max_body_bytes = SETTINGS.max_body_bytes
 
-    def __init__(self) -> None:
-        settings = ServiceSettings()
-        [model] = load_chain(settings, self.model)
+    def make_pipeline(self, models: list[OnnxModel]) -> Pipeline:
+        [model] = models
         self.inputs = [spec.name for spec in model.signature.inputs]
         self.outputs = [spec.name for spec in model.signature.outputs]
-        self.pipeline = Pipeline.build(
+        return Pipeline.build(
             "tensor",
             models=[model],
-            schema=TensorSchema(model.signature, max_rows=settings.max_batch_size),
-            settings=settings,
+            schema=TensorSchema(model.signature, max_rows=self.settings.max_batch_size),
+            settings=self.settings,
         )
 
     @route(
         "POST",
         "/predict",
         summary="Run the model on named input tensors (rows first)",
+        errors=(400, 413, 415, 422, 503, 504),  # 504: no rule stage answers when time runs out
         request_schema={"type": "object", "additionalProperties": {"type": "array"}},
         response_schema={
             "type": "object",

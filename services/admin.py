@@ -1,0 +1,72 @@
+"""The admin endpoints' request bodies and answer: strict pydantic models, every violation
+reported as a 422 like any other validation error."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runtime import FaultInjector, FieldError, ValidationFailed
+
+STAGE = {
+    "type": "object",
+    "required": ["name", "version", "breaker", "faults"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "breaker": {"type": "string", "enum": ["closed", "half_open", "open"]},
+        "faults": {"type": ["object", "null"], "description": "fault injection in force, if any"},
+    },
+}
+ADMIN_STATE: dict[str, Any] = {
+    "type": "object",
+    "required": ["stages"],
+    "properties": {"stages": {"type": "array", "items": STAGE}},
+}
+
+
+class ResetRequest(BaseModel):
+    """An empty object: these endpoints take no parameters (no paths, no URLs)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FaultsRequest(BaseModel):
+    """Fault injection for the primary model; all zeros (the default) heals it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    error_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of rows on which the primary raises")
+    slow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of primary calls slowed by slow_ms")
+    slow_ms: float = Field(0.0, ge=0.0, le=600_000, description="delay added to a slowed call")
+    seed: int | None = Field(None, description="seed of the injector's choices")
+
+    def injector(self) -> FaultInjector | None:
+        if self.error_rate == 0 and self.slow_rate == 0:
+            return None
+        return FaultInjector(self.error_rate, self.slow_rate, self.slow_ms / 1000, self.seed)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(model: type[M], payload: Any) -> M:
+    """``payload`` as ``model``, or :class:`ValidationFailed` listing every violation."""
+    if not isinstance(payload, dict):
+        kind = f"<{type(payload).__name__}>"
+        raise ValidationFailed([FieldError("", "type", "expected a JSON object", kind)], "schema")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"]), e["type"], e["msg"], _short(e.get("input")))
+            for e in exc.errors()
+        ]
+        raise ValidationFailed(errors, "schema") from None
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:80]
+    return value if isinstance(value, int | float | bool | None) else repr(value)[:80]
