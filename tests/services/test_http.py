@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from runtime import FieldError, Overloaded, ValidationFailed
@@ -174,3 +175,72 @@ async def test_pickled_or_broken_npy_bodies_are_refused(tensor_client: httpx.Asy
 async def test_npy_is_only_for_routes_that_offer_it(client: httpx.AsyncClient) -> None:
     response = await client.post("/echo", content=npy(np.zeros(2)), headers={"Content-Type": "application/x-npy"})
     assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        ("application/jsonp", 415),
+        ("application/json-seq", 415),
+        ("text/json", 415),
+    ],
+)
+async def test_the_json_media_type_is_matched_exactly_ignoring_case_and_parameters(
+    client: httpx.AsyncClient, content_type: str, status: int
+) -> None:
+    response = await client.post("/echo", content=b"{}", headers={"Content-Type": content_type})
+    assert response.status_code == status
+
+
+async def test_a_declared_length_over_the_limit_is_413_without_reading_the_body() -> None:
+    app = FastPath(routes_of(Service), bentoml_app, max_body_bytes=1024, instance=Service, extra={})
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"1025")]
+    await app({"type": "http", "method": "POST", "path": "/echo", "headers": headers}, receive, send)
+    assert sent[0]["status"] == 413
+    assert orjson.loads(sent[1]["body"])["error"]["type"] == "payload_too_large"
+
+
+async def test_while_draining_new_requests_get_503_and_liveness_still_answers() -> None:
+    from services.shutdown import Drain
+
+    drain = Drain(60.0)
+    app = FastPath(routes_of(Service), bentoml_app, max_body_bytes=1024, instance=Service, extra={}, drain=drain)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        assert (await client.post("/echo", json={})).status_code == 200
+        drain.draining = True
+        for path in ("/echo", "/readyz", "/anything"):
+            response = await client.post(path, json={})
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert response.headers["connection"] == "close"
+            assert response.json()["error"]["type"] == "shutting_down"
+        assert (await client.get("/livez")).status_code == 299  # BentoML's app still answers it
+    assert drain.in_flight == 0
+
+
+async def test_credentials_are_checked_before_the_body_is_read() -> None:
+    from pydantic import SecretStr
+
+    from services.auth import Credentials
+    from services.settings import ServiceSettings
+
+    credentials = Credentials.from_settings(ServiceSettings(api_key=SecretStr("k" * 16)))
+    app = FastPath(
+        routes_of(Service), bentoml_app, max_body_bytes=1024, instance=Service, extra={}, credentials=credentials
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        response = await client.post("/echo", content=b"x" * 4096, headers={"content-type": "application/json"})
+        assert response.status_code == 401  # not 413: the body was never read
+        assert response.headers["www-authenticate"] == 'ApiKey header="X-API-Key"'
+        response = await client.post("/echo", json={"a": 1}, headers={"x-api-key": "k" * 16})
+        assert response.status_code == 200

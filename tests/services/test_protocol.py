@@ -1,0 +1,80 @@
+"""The read deadline, on a real uvicorn server (in a thread) speaking real sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from services.protocol import GuardedHttpToolsProtocol
+
+TIMEOUT_S = 0.5
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    GuardedHttpToolsProtocol.read_timeout_s = TIMEOUT_S
+    config = uvicorn.Config(echo, host="127.0.0.1", port=0, http=GuardedHttpToolsProtocol, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield server.servers[0].sockets[0].getsockname()[1]
+    server.should_exit = True
+    thread.join(5)
+
+
+def _until_closed(sock: socket.socket) -> tuple[float, bytes]:
+    started, data = time.monotonic(), b""
+    sock.settimeout(5)
+    while chunk := sock.recv(4096):
+        data += chunk
+    return time.monotonic() - started, data
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",
+        b"POST /x HTTP/1.1\r\nHost: a\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 10\r\n\r\n12345",
+    ],
+    ids=["nothing", "half-the-headers", "half-the-body"],
+)
+def test_a_stalled_request_gets_408_and_is_closed(port: int, sent: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(sent)
+        waited, data = _until_closed(sock)
+    assert TIMEOUT_S * 0.8 <= waited <= TIMEOUT_S + 1.0
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert b'"type":"request_timeout"' in data
+
+
+def test_requests_that_arrive_in_time_are_served_on_a_kept_alive_connection(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(5)
+        for _ in range(3):  # each request gets its own deadline: together they take longer than one
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\n\r\nab")
+            time.sleep(TIMEOUT_S * 0.6)
+            sock.sendall(b"cd")
+            assert sock.recv(4096).endswith(b"\r\n\r\nabcd")
