@@ -162,9 +162,13 @@ class Pipeline:
         for stage in self.chain.stages:
             stage.breaker.reset()
 
-    def inject_faults(self, faults: FaultInjector | None) -> None:
-        """Make the primary model fail or slow down as ``faults`` says (``None``: heal it)."""
-        self.chain.primary.model.faults = faults
+    def inject_faults(self, faults: FaultInjector | None, model: str | None = None) -> None:
+        """Make a model stage (by model name; the primary by default) fail or slow down as ``faults``
+        says (``None``: heal it)."""
+        stages = [s for s in self.chain.stages if model is None or s.model.name == model]
+        if not stages:
+            raise ValueError(f"no model stage named {model!r}")
+        stages[0].model.faults = faults
 
     # --- the request path ------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ class FaultsRequest(BaseModel):
     slow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of primary calls slowed by slow_ms")
     slow_ms: float = Field(0.0, ge=0.0, le=600_000, description="delay added to a slowed call")
     seed: int | None = Field(None, description="seed of the injector's choices")
+    model: str | None = Field(None, description="the model stage to affect, by model name; default the primary")
 
     def injector(self) -> FaultInjector | None:
         if self.error_rate == 0 and self.slow_rate == 0:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import bentoml
 
-from runtime import FaultInjector, OnnxModel, Pipeline, Prediction, SessionConfig
+from runtime import FaultInjector, FieldError, OnnxModel, Pipeline, Prediction, SessionConfig, ValidationFailed
 
 from . import protocol
 from .admin import ADMIN_STATE, FaultsRequest, ResetRequest, parse_body
@@ -116,7 +116,7 @@ class PipelineService:
     @route(
         "POST",
         "/admin/faults",
-        summary="Inject faults into the primary model (drills): error and slow-call rates; zeros heal it",
+        summary="Inject faults into a model stage (drills): error and slow-call rates; zeros heal it",
         admin=True,
         errors=(400, 413, 415, 422),
         request_schema=FaultsRequest.model_json_schema(),
@@ -135,7 +135,12 @@ class PipelineService:
     )
     async def admin_faults(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         faults = parse_body(FaultsRequest, payload)
-        self.pipeline.inject_faults(faults.injector())
+        names = [stage["name"] for stage in self.pipeline.state()["stages"]]
+        if faults.model is not None and faults.model not in names:
+            raise ValidationFailed(
+                [FieldError("model", "unknown_model", f"the chain's models are {names}", faults.model)], "schema"
+            )
+        self.pipeline.inject_faults(faults.injector(), faults.model)
         return self.pipeline.state()
 
 

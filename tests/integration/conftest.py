@@ -3,6 +3,7 @@ processes on free ports, spoken to over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -37,8 +38,15 @@ def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+class Served(str):
+    """A served service's base URL, with the `bentoml serve` process behind it."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextmanager
-def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
     """Run `bentoml serve target` until the block ends; yield its base URL once /readyz is 200."""
     port = free_port()
     log = open(home / f"serve-{port}.log", "w")  # noqa: SIM115 -- closed in finally
@@ -50,7 +58,8 @@ def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Itera
         start_new_session=True,
         env={**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
     )
-    url = f"http://127.0.0.1:{port}"
+    url = Served(f"http://127.0.0.1:{port}")
+    url.process, url.log = process, home / f"serve-{port}.log"
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -66,7 +75,8 @@ def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Itera
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have stopped it
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
