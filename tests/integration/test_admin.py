@@ -20,8 +20,9 @@ def admin(url: str, path: str, body: Any, token: str | None = TOKEN) -> httpx.Re
     return httpx.post(f"{url}/admin/{path}", json=body, headers=headers, timeout=30)
 
 
-def served_by(url: str, n: int = 5, **headers: str) -> set[str]:
-    return {httpx.post(f"{url}/score", json=t, headers=headers, timeout=10).json()["served_by"] for t in TXN[:n]}
+def served_by(url: str, n: int = 5) -> set[str]:
+    key = {"X-API-Key": KEY}
+    return {httpx.post(f"{url}/score", json=t, headers=key, timeout=10).json()["served_by"] for t in TXN[:n]}
 
 
 @pytest.fixture(scope="module")
@@ -59,24 +60,23 @@ def test_admin_endpoints_refuse_without_the_token_and_change_nothing(
     response = admin(secured, path, body, token)
     assert response.status_code == status
     assert response.json()["error"]["type"] == ("unauthorized" if status == 401 else "forbidden")
-    assert served_by(secured, **{"X-API-Key": KEY}) == {"fraud-gbt"}  # no fault was injected
+    assert served_by(secured) == {"fraud-gbt"}  # no fault was injected
 
 
 def test_faults_break_the_primary_the_breaker_cuts_it_off_and_reset_and_reload_heal(secured: str) -> None:
-    key = {"X-API-Key": KEY}
     state = admin(secured, "faults", {"error_rate": 1.0, "seed": 3}).json()
     assert state["stages"][0]["faults"]["error_rate"] == 1.0
-    assert served_by(secured, 12, **key) == {"fraud-logreg"}
+    assert served_by(secured, 12) == {"fraud-logreg"}
     assert admin(secured, "faults", {}).json()["stages"][0]["breaker"] == "open"
-    assert served_by(secured, **key) == {"fraud-logreg"}  # healed, but the breaker is still open (60 s)
+    assert served_by(secured) == {"fraud-logreg"}  # healed, but the breaker is still open (60 s)
     assert admin(secured, "breakers/reset", {}).json()["stages"][0]["breaker"] == "closed"
-    assert served_by(secured, **key) == {"fraud-gbt"}
+    assert served_by(secured) == {"fraud-gbt"}
 
     admin(secured, "faults", {"error_rate": 1.0})
     before = admin(secured, "reload", {}).json()  # a fresh pipeline: faults back to the settings (none)
     assert [s["faults"] for s in before["stages"]] == [None, None]
     assert [s["breaker"] for s in before["stages"]] == ["closed", "closed"]
-    assert served_by(secured, **key) == {"fraud-gbt"}
+    assert served_by(secured) == {"fraud-gbt"}
 
 
 @pytest.mark.parametrize(
