@@ -6,6 +6,12 @@ model keeps exponentially decayed sums instead: O(1) per batch, no window to sto
 drifting machine within ``1 / (1 - decay)`` batches, and it keeps the spread of its residuals so
 that a prediction can be asked for with a safety margin. Warm-up timings at two batch sizes
 seed it, so the slope is known before the first request.
+
+Outliers are clipped: once seeded, an observation counts for at most ``clip_ratio`` times the
+current prediction. A model that is slow on 30 % of its calls (a stall, a GC pause, a noisy
+neighbour) would otherwise drag the mean so high that the batcher sheds requests the model could
+serve; with ``clip_ratio = 2`` such outliers raise the prediction by 1.75x at most, while a lasting
+slowdown is still followed, the prediction growing by up to 2 % per batch (doubling in ~35).
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ import math
 
 
 class LatencyModel:
-    def __init__(self, decay: float = 0.98, prior_a: float = 1e-4, prior_b: float = 1e-3) -> None:
+    def __init__(
+        self, decay: float = 0.98, prior_a: float = 1e-4, prior_b: float = 1e-3, clip_ratio: float = 2.0
+    ) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be within (0, 1), got {decay!r}")
+        if clip_ratio <= 1.0:
+            raise ValueError(f"clip_ratio must be > 1, got {clip_ratio!r}")
         self.decay = decay
+        self.clip_ratio = clip_ratio
         self._w = self._n = self._nn = self._y = self._ny = self._yy = 0.0
         self.a = prior_a
         """Seconds per row."""
@@ -27,6 +38,8 @@ class LatencyModel:
         self.observations = 0
 
     def observe(self, rows: int, seconds: float) -> None:
+        if self.observations >= 2:  # seeded (warm-up gives two): clip outliers
+            seconds = min(seconds, self.clip_ratio * self.predict(rows))
         d = self.decay
         self._w = self._w * d + 1.0
         self._n = self._n * d + rows

@@ -47,3 +47,28 @@ def test_slope_is_never_negative() -> None:
 def test_decay_must_be_in_range() -> None:
     with pytest.raises(ValueError, match="decay must be within"):
         LatencyModel(decay=1.0)
+
+
+def test_stalls_on_30_percent_of_batches_barely_move_the_prediction() -> None:
+    rng = np.random.default_rng(1)
+    model = LatencyModel()
+    model.observe(1, 1e-3)
+    model.observe(64, 2e-3)
+    for _ in range(500):
+        stalled = rng.random() < 0.3
+        model.observe(8, 0.6 if stalled else 1e-3)  # 600 ms stalls on a 1 ms model
+    assert model.predict(8) < 1.75 * 1.2e-3 * 1.2  # unclipped, the mean would be ~180 ms
+
+
+def test_a_lasting_slowdown_is_still_followed() -> None:
+    model = LatencyModel()
+    model.observe(1, 1e-3)
+    model.observe(64, 1e-3)
+    for _ in range(300):
+        model.observe(1, 0.02)  # 20x slower from now on
+    assert model.predict(1) == pytest.approx(0.02, rel=0.05)
+
+
+def test_clip_ratio_must_exceed_one() -> None:
+    with pytest.raises(ValueError, match="clip_ratio"):
+        LatencyModel(clip_ratio=1.0)
