@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import platform
 import statistics
 import tempfile
@@ -61,15 +62,7 @@ async def measure(path: Path, rounds: int, per_round: int) -> dict[str, list[flo
         ("ballast (inline small runs)", settings.inline_max_us),
         ("ballast (worker thread)", 0.0),
     ):
-        config = SessionConfig.from_settings(settings)
-        config = SessionConfig(
-            config.intra_op_threads,
-            config.inter_op_threads,
-            config.graph_optimization,
-            config.device,
-            config.capacity,
-            inline / 1e6,
-        )
+        config = dataclasses.replace(SessionConfig.from_settings(settings), inline_max_s=inline / 1e6)
         model = OnnxModel.from_path(path, name="bench", version="1", config=config)
         pipeline = Pipeline.build(
             "bench",

@@ -1,0 +1,247 @@
+"""Overload drill: a burst at FACTOR x the fraud service's measured capacity (``make overload``).
+
+1. Capacity: wrk up a ladder of connections; the best req/s with p95 <= the SLO (loadtests/slo.toml)
+   and no errors.
+2. Burst: ``hey`` for ``--seconds`` (60) at FACTOR (4) x capacity: W workers, each rate-limited to
+   capacity x FACTOR / W requests per second, so the offered rate does not fall when the server
+   slows down (unless every worker waits on a reply). Meanwhile a poller checks ``/livez``,
+   ``/readyz`` and ``/metrics`` every 0.5 s and sends one ``/score`` to read a refusal's headers.
+3. Recovery: right after the burst, half of capacity for 20 s; the first second from which every
+   one-second window meets the SLO is the recovery time.
+
+The server runs pinned to CPU 0 and the load generators to CPU 1, so that "capacity" is the
+server's and the generator does not take its CPU (2-core machine). Checks (exit 1 on a miss): the
+server never exits; every non-2xx is 503 or 429 with Retry-After; goodput (200s per second) >=
+0.9 x capacity; p95 of the 200s <= the SLO; recovery within 10 s; health endpoints answer 200 in
+under 2 s throughout. Results: benchmarks/results/overload.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .compare import WRK_SCRIPT, drive
+from .processes import Server, cpu_and_rss
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Requests:
+    """Per-request outcomes of one hey run."""
+
+    offsets: np.ndarray
+    latencies: np.ndarray
+    statuses: np.ndarray
+    seconds: float
+
+    @classmethod
+    def from_csv(cls, text: str, seconds: float) -> Requests:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return cls(
+            np.array([float(r["offset"]) for r in rows]),
+            np.array([float(r["response-time"]) for r in rows]),
+            np.array([int(r["status-code"]) for r in rows]),
+            seconds,
+        )
+
+    def ok(self) -> np.ndarray:
+        return np.asarray(self.statuses == 200)
+
+    def p95_ok_ms(self) -> float:
+        ok = self.latencies[self.ok()]
+        return float(np.percentile(ok, 95) * 1000) if len(ok) else float("inf")
+
+
+@dataclass
+class Poll:
+    checks: int = 0
+    failures: list[str] = field(default_factory=list)
+    slowest_s: float = 0.0
+    refusals: dict[str, int] = field(default_factory=dict)
+    """Status of the poller's own /score requests during the burst, with Retry-After seen or not."""
+
+
+def hey(url: str, body: Path, workers: int, rate: float, seconds: int) -> Requests:
+    started = time.monotonic()
+    out = subprocess.run(
+        [
+            *("hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rate / workers:.3f}", "-t", "5"),
+            *("-m", "POST", "-T", "application/json", "-D", str(body), "-o", "csv", f"{url}/score"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return Requests.from_csv(out, time.monotonic() - started)
+
+
+def poll(url: str, body: bytes, stop: threading.Event, result: Poll) -> None:
+    while not stop.is_set():
+        for path in ("/livez", "/readyz", "/metrics"):
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
+                    ok = response.status == 200
+            except (OSError, urllib.error.HTTPError) as exc:
+                ok = False
+                result.failures.append(f"{path}: {exc}")
+            result.checks += 1
+            result.slowest_s = max(result.slowest_s, time.monotonic() - started)
+            if not ok and not result.failures:
+                result.failures.append(f"{path}: not 200")
+        request = urllib.request.Request(f"{url}/score", data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                key = str(response.status)
+        except urllib.error.HTTPError as exc:
+            key = f"{exc.code} retry-after={exc.headers.get('retry-after')}"
+        except OSError as exc:
+            key = type(exc).__name__
+        result.refusals[key] = result.refusals.get(key, 0) + 1
+        stop.wait(0.5)
+
+
+def recovery_s(run: Requests, slo_ms: float) -> float | None:
+    """Seconds from the start of ``run`` until every later one-second window meets the SLO."""
+    windows = int(run.seconds)
+    good = []
+    for second in range(windows):
+        inside = (run.offsets >= second) & (run.offsets < second + 1)
+        lat = run.latencies[inside]
+        good.append(
+            bool(inside.any())
+            and bool((run.statuses[inside] == 200).all())
+            and float(np.percentile(lat, 95)) * 1000 <= slo_ms
+        )
+    for second in range(windows):
+        if all(good[second:]):
+            return float(second)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=60, help="burst length")
+    parser.add_argument("--factor", type=float, default=4.0, help="burst rate / capacity")
+    parser.add_argument("--workers", type=int, default=400, help="hey workers during the burst")
+    parser.add_argument(
+        "--ballast-env", action="append", default=[], metavar="BALLAST_X=V", help="server settings (repeatable)"
+    )
+    args = parser.parse_args()
+    for tool in ("wrk", "hey", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed (make overload installs wrk and hey)")
+    slo = tomllib.loads((ROOT / "loadtests" / "slo.toml").read_text())["fraud"]
+    slo_ms = float(slo["p95_ms"])
+    from models import fraud
+
+    work = Path(tempfile.mkdtemp(prefix="ballast-overload-"))
+    body = work / "transaction.json"
+    body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT), **dict(kv.split("=", 1) for kv in args.ballast_env)}
+    command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", "services.fraud:Fraud", "--port", "{port}"]
+    server = Server(command, env, ROOT, work / "server.log")
+    os.sched_setaffinity(0, {1})  # this process and the load generators it starts: CPU 1
+    report: dict[str, object] = {"slo_ms": slo_ms, "factor": args.factor, "seconds": args.seconds}
+    try:
+        server.wait("/score", body.read_bytes())
+        rungs = []
+        for connections in (2, 4, 8, 16, 32, 64):
+            rung = drive(server, "/score", body, script, connections, 8, 1, "application/json")
+            rungs.append(rung)
+            print(f"capacity c={connections:3d} {rung.rps:7.0f} req/s p95 {rung.p95_ms:6.1f} ms bad {rung.bad}")
+            if rung.p95_ms > 2 * slo_ms or rung.bad:
+                break
+        good = [r for r in rungs if r.p95_ms <= slo_ms and r.bad == 0]
+        capacity = max(r.rps for r in good)
+        report["capacity_rps"] = capacity
+        offered = capacity * args.factor
+        print(f"capacity {capacity:.0f} req/s; burst {offered:.0f} req/s for {args.seconds} s", flush=True)
+
+        stop, polled = threading.Event(), Poll()
+        poller = threading.Thread(target=poll, args=(server.url, body.read_bytes(), stop, polled))
+        cpu0, rss0 = cpu_and_rss(server.process.pid)
+        poller.start()
+        burst = hey(server.url, body, args.workers, offered, args.seconds)
+        stop.set()
+        poller.join()
+        cpu1, rss1 = cpu_and_rss(server.process.pid)
+        after = hey(server.url, body, 16, capacity / 2, 20)
+        alive = server.process.poll() is None
+
+        statuses = {str(s): int(n) for s, n in zip(*np.unique(burst.statuses, return_counts=True), strict=True)}
+        goodput = float(burst.ok().sum()) / burst.seconds
+        recovered = recovery_s(after, slo_ms)
+        refusal_headers_ok = all("retry-after=None" not in k for k in polled.refusals if k.startswith(("503", "429")))
+        checks = {
+            "server alive": alive,
+            "only 200, 503, 429": set(statuses) <= {"200", "503", "429"},
+            "refusals carry Retry-After": refusal_headers_ok,
+            "goodput >= 0.9 x capacity": goodput >= 0.9 * capacity,
+            "p95 of 200s <= SLO": burst.p95_ok_ms() <= slo_ms,
+            "recovered within 10 s": recovered is not None and recovered <= 10,
+            "health answered throughout": not polled.failures and polled.slowest_s < 2,
+        }
+        report.update(
+            offered_rps=len(burst.statuses) / burst.seconds,
+            goodput_rps=goodput,
+            goodput_ratio=goodput / capacity,
+            statuses=statuses,
+            p95_ok_ms=burst.p95_ok_ms(),
+            recovery_s=recovered,
+            health_checks=polled.checks,
+            health_failures=polled.failures[:5],
+            health_slowest_s=polled.slowest_s,
+            poller_scores=polled.refusals,
+            server_cpu_cores=(cpu1 - cpu0) / burst.seconds,
+            rss_mb=[rss0, rss1],
+            checks=checks,
+            capacity_ladder=[asdict(r) for r in rungs],
+        )
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    lines = [
+        f"Overload drill, fraud service (server on CPU 0, load on CPU 1), SLO p95 <= {slo_ms:.0f} ms.",
+        "",
+        f"- capacity: {capacity:,.0f} req/s; burst offered {report['offered_rps']:,.0f} req/s "
+        f"({args.factor:g}x target) for {args.seconds} s",
+        f"- answers: {statuses}; goodput {goodput:,.0f} req/s = {goodput / capacity:.2f} x capacity; "
+        f"p95 of 200s {burst.p95_ok_ms():.1f} ms",
+        f"- recovery after the burst: {recovered} s; health checks {polled.checks}, failures "
+        f"{len(polled.failures)}, slowest {polled.slowest_s * 1000:.0f} ms; poller's /score: {polled.refusals}",
+        f"- server CPU {report['server_cpu_cores']:.2f} cores, RSS {rss0:.0f} -> {rss1:.0f} MB",
+        "",
+        *(f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()),
+    ]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "overload.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "overload.json").write_text(json.dumps(report, indent=1, default=str))
+    print("\n".join(lines))
+    sys.exit(0 if all(checks.values()) else 1)
+
+
+if __name__ == "__main__":
+    main()
