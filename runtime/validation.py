@@ -14,8 +14,9 @@ straight to onnxruntime, or :class:`~runtime.errors.ValidationFailed` listing ev
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -69,12 +70,25 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | np.integer):
-        return int(value)
+        number = int(value)  # JSON encoders (orjson) stop at 64 bits
+        return number if -(2**63) <= number < 2**64 else f"<{number.bit_length()}-bit integer>"
     if isinstance(value, float | np.floating):
         return float(value) if math.isfinite(value) else str(float(value))
     if isinstance(value, str):
         return value if len(value) <= 64 else value[:61] + "..."
     return f"<{type(value).__name__}>"
+
+
+_BOOLEANS = frozenset({bool, np.bool_})
+
+
+def _has_booleans(value: list[Any], ndim: int) -> bool:
+    """Whether a rectangular nested list of ``ndim`` levels holds a boolean: NumPy turns
+    ``[1.5, true]`` into ``[1.5, 1.0]``, so mixed booleans never show in the array's dtype."""
+    cells: Iterable[Any] = value
+    for _ in range(ndim - 1):
+        cells = chain.from_iterable(cells)
+    return not _BOOLEANS.isdisjoint(map(type, cells))
 
 
 def all_finite(array: np.ndarray) -> bool:
@@ -188,6 +202,9 @@ class TensorSchema:
             errors.append(
                 FieldError(spec.name, "max_rows", f"expected 1 to {self.max_rows} rows, got {array.shape[0]}")
             )
+            return None
+        if want.kind != "b" and isinstance(value, list) and _has_booleans(value, array.ndim):
+            errors.append(FieldError(spec.name, "type", f"expected numbers for {spec.describe()}, got booleans"))
             return None
         if array.dtype != want:
             if (
@@ -356,10 +373,14 @@ class RecordSchema:
                 FieldError(path, "type", f"expected a{'n' if kind == 'integer' else ''} {kind}", _json_value(value))
             )
             return None
-        if kind == "integer" and not isinstance(value, int):
+        if kind == "integer" and not (isinstance(value, int) or value.is_integer()):  # 14.0 is JSON's 14
             errors.append(FieldError(path, "type", "expected an integer", _json_value(value)))
             return None
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float64: JSON decoders never give one, Python callers may
+            errors.append(FieldError(path, "finite", "must be a finite float32 number", _json_value(value)))
+            return None
         if not content:
             return number
         if not math.isfinite(number) or not math.isfinite(np.float32(number)):

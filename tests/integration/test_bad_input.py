@@ -155,7 +155,8 @@ FRAUD: list[Bad] = [
         ("txn_count_24h", "range"),
     ),
     bad("amount-zero", "/score", dump(txn(amount=0)), 422, ("amount", "range")),
-    bad("huge-negative-amount", "/score", dump(txn(amount=-1e300)), 422, ("amount", "range")),
+    bad("huge-negative-amount", "/score", dump(txn(amount=-1e30)), 422, ("amount", "range")),
+    bad("float32-overflow-negative", "/score", dump(txn(distance_km=-1e300)), 422, ("distance_km", "finite")),
     bad(
         "unknown-categories",
         "/score",

@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -78,6 +79,22 @@ def test_every_bad_cell_is_reported_with_its_path(tensor_validator: Validator) -
     assert ("x[1][2]", "range") in found
     assert error.layer == "content"
     assert next(e for e in error.errors if e.path == "x[0][1]").value == "nan"
+
+
+@pytest.mark.parametrize("bad", [[[1.5, True, 2, 3]], [[1, 2, 3, False]], [[1, 2, 3, 4], [5, 6, np.True_, 8]]])
+def test_booleans_mixed_into_numbers_are_type_errors(tensor_validator: Validator, bad: Any) -> None:
+    # NumPy would read [1.5, true] as [1.5, 1.0]; the dtype alone cannot show it
+    error = failures(tensor_validator, {"x": bad})
+    assert [(e.path, e.rule) for e in error.errors] == [("x", "type")]
+    assert "got booleans" in error.errors[0].message
+
+
+def test_booleans_deep_in_a_3d_tensor_are_found(load_model: Callable[..., OnnxModel]) -> None:
+    validator = Validator(TensorSchema(load_model("images").signature, max_rows=4))
+    image = [[0.5, 1, 2], [3, 4, 5]]
+    assert validator.validate({"x": [image, image]}).rows == 2
+    error = failures(validator, {"x": [image, [[0.5, 1, 2], [3, 4, False]]]})
+    assert [(e.path, e.rule) for e in error.errors] == [("x", "type")]
 
 
 def test_overflowing_float32_is_not_finite(tensor_validator: Validator) -> None:
@@ -194,6 +211,22 @@ def test_booleans_are_not_numbers(record_validator: Validator) -> None:
 def test_non_finite_numbers_are_refused(record_validator: Validator) -> None:
     error = failures(record_validator, record(amount=float("inf")))
     assert [(e.path, e.rule, e.value) for e in error.errors] == [("amount", "finite", "inf")]
+
+
+def test_integers_beyond_float64_are_refused_with_a_serialisable_body(record_validator: Validator) -> None:
+    error = failures(record_validator, [record(amount=10**400), record(count=-(2**64))])
+    assert [(e.path, e.rule) for e in error.errors] == [("[0].amount", "finite"), ("[1].count", "range")]
+    assert orjson.loads(orjson.dumps(error.public_body()))["fields"][0]["value"] == "<1329-bit integer>"
+
+
+def test_an_integer_field_takes_integral_floats_as_json_schema_does(record_validator: Validator) -> None:
+    assert record_validator.validate(record(count=3.0)).inputs["x"][0, 1] == 3
+    error = failures(record_validator, [record(count=3.5), record(count=float("inf")), record(count=-2.0)])
+    assert [(e.path, e.rule) for e in error.errors] == [
+        ("[0].count", "type"),
+        ("[1].count", "type"),
+        ("[2].count", "range"),
+    ]
 
 
 def test_business_rules_run_only_on_valid_requests_and_name_themselves(record_validator: Validator) -> None:
