@@ -294,12 +294,12 @@ def _timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
     for key, value in headers:
         if key == b"x-request-timeout-ms":
             try:
-                timeout_s = float(value) / 1000
+                ms = float(value)
             except ValueError:
                 raise BadRequest("X-Request-Timeout-Ms must be a number of milliseconds") from None
-            if not 0 < timeout_s < float("inf"):
+            if not 0 < ms < float("inf"):
                 raise BadRequest("X-Request-Timeout-Ms must be a positive number of milliseconds")
-            return timeout_s
+            return max(ms / 1000, 5e-324)  # positive even where ms / 1000 underflows (ms < 5e-321)
     return None
 
 

@@ -118,8 +118,9 @@ def document(title: str, description: str, routes: Sequence[Route], *, api_key: 
                         "name": "X-Request-ID",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-                        "description": "your id for the request; echoed back",
+                        "schema": {"type": "string"},
+                        "description": "your id for the request: echoed back when it matches "
+                        "^[A-Za-z0-9._-]{1,64}$, otherwise replaced by a new one (never refused)",
                     },
                     {
                         "name": "X-Request-Timeout-Ms",

@@ -8,7 +8,7 @@ must match the schema documented for its status, and negative data must be refus
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,8 +21,16 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection, response_schema_conformance
 
 OPERATIONS = {"fraud": ["/score", "/score_batch"], "digits": ["/classify"]}
+"""Prediction routes of each service."""
+ADMIN = ["/admin/breakers/reset", "/admin/faults", "/admin/reload"]
+"""Admin routes, on every service."""
 EXAMPLES = 60
-"""Per operation and mode: 6 runs of 60 requests stay well under a minute on 2 cores."""
+"""Per prediction route and mode."""
+ADMIN_EXAMPLES = 20
+"""Per admin route and mode (their bodies are small and flat)."""
+RELOAD_EXAMPLES = 5
+"""A valid reload loads and warms both models again."""
+TOKEN = "fuzz-admin-token-0123456789"
 
 
 SHORT_DEADLINE_MS = 1000.0
@@ -61,42 +69,84 @@ def service_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def test_every_documented_operation_is_fuzzed(service_url: Callable[[str], str], service: str) -> None:
     spec = httpx.get(f"{service_url(service)}/openapi.json", timeout=10).json()
     documented = sorted(f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item)
-    assert documented == sorted(f"POST {path}" for path in OPERATIONS[service])
+    assert documented == sorted(f"POST {path}" for path in [*OPERATIONS[service], *ADMIN])
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
-@pytest.mark.parametrize(
-    ("service", "path"),
-    [(service, path) for service, paths in OPERATIONS.items() for path in paths],
-    ids=lambda value: str(value),
-)
-def test_fuzzed_requests_never_get_a_5xx_and_answers_match_the_schema(
-    service_url: Callable[[str], str], service: str, path: str, mode: GenerationMode
-) -> None:
-    url = service_url(service)
+def fuzz(
+    url: str, path: str, mode: GenerationMode, examples: int, headers: dict[str, str] | None = None
+) -> Counter[tuple[int, str]]:
+    """Run ``examples`` generated requests against ``POST path``; the (status, error message)
+    pairs seen (the message is empty for 2xx)."""
     operation = schemathesis.openapi.from_url(f"{url}/openapi.json")[path]["POST"]
     checks: list[Callable[..., bool | None]] = [no_server_error, response_schema_conformance]
     if mode is GenerationMode.NEGATIVE:
         checks.append(negative_data_rejection)
-    statuses: Counter[int] = Counter()
+    statuses: Counter[tuple[int, str]] = Counter()
     session = requests.Session()
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
     @given(case=operation.as_strategy(generation_mode=mode))
-    def fuzz(case: Case[Any]) -> None:
-        response = case.call(session=session, timeout=30)
-        case.validate_response(response, checks=checks)
-        statuses[response.status_code] += 1
+    def run(case: Case[Any]) -> None:
+        response = case.call(session=session, headers=headers, timeout=30)
+        case.validate_response(response, checks=checks, headers=headers)
+        message = response.json()["error"]["message"] if response.status_code >= 400 else ""
+        statuses[response.status_code, message] += 1
 
-    fuzz()
-    # The run exercised what it claims: valid bodies were served, invalid ones refused.
-    if mode is GenerationMode.POSITIVE:
-        assert statuses[200] > 0, statuses
-    else:
-        assert sum(n for status, n in statuses.items() if 400 <= status < 500) > 0, statuses
+    run()
     assert httpx.get(f"{url}/livez", timeout=5).status_code == 200
+    return statuses
+
+
+def count(statuses: Counter[tuple[int, str]], low: int, high: int | None = None) -> int:
+    """How many answers had a status from ``low`` to ``high`` (default: just ``low``)."""
+    return sum(n for (status, _), n in statuses.items() if low <= status <= (high or low))
+
+
+MODES = pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+
+
+@MODES
+@pytest.mark.parametrize(
+    ("service", "path"), [(service, path) for service, paths in OPERATIONS.items() for path in paths], ids=str
+)
+def test_fuzzed_predictions_never_get_a_5xx_and_answers_match_the_schema(
+    service_url: Callable[[str], str], service: str, path: str, mode: GenerationMode
+) -> None:
+    statuses = fuzz(service_url(service), path, mode, EXAMPLES)
+    # The run exercised what it claims: valid bodies were served, invalid ones refused.
+    assert (count(statuses, 200) if mode is GenerationMode.POSITIVE else count(statuses, 400, 499)) > 0, statuses
+
+
+@MODES
+@pytest.mark.parametrize("path", ADMIN)
+@pytest.mark.parametrize("service", list(OPERATIONS))
+def test_fuzzed_admin_requests_without_the_token_are_all_403(
+    service_url: Callable[[str], str], service: str, path: str, mode: GenerationMode
+) -> None:
+    """The shared servers run without BALLAST_ADMIN_TOKEN: nothing generated gets past that. (A
+    malformed X-Request-Timeout-Ms is refused with 400 before credentials are looked at.)"""
+    statuses = fuzz(service_url(service), path, mode, ADMIN_EXAMPLES)
+    assert count(statuses, 403) > 0, statuses
+    for status, message in statuses:
+        assert status == 403 or (status == 400 and "X-Request-Timeout-Ms" in message), statuses
+
+
+@pytest.fixture(scope="module")
+def admin_url(serve: Callable[..., Any]) -> Iterator[str]:
+    with serve("services.fraud:Fraud", BALLAST_ADMIN_TOKEN=TOKEN) as url:
+        yield str(url)
+
+
+@MODES
+@pytest.mark.parametrize("path", ADMIN)
+def test_fuzzed_admin_requests_with_the_token_never_get_a_5xx(admin_url: str, path: str, mode: GenerationMode) -> None:
+    """With the token the bodies are read: valid ones change the server (its own server: faults and
+    reloads must not reach the shared one), invalid ones are refused."""
+    examples = RELOAD_EXAMPLES if path == "/admin/reload" else ADMIN_EXAMPLES
+    statuses = fuzz(admin_url, path, mode, examples, {"Authorization": f"Bearer {TOKEN}"})
+    assert (count(statuses, 200) if mode is GenerationMode.POSITIVE else count(statuses, 400, 499)) > 0, statuses

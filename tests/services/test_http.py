@@ -194,6 +194,15 @@ async def test_the_json_media_type_is_matched_exactly_ignoring_case_and_paramete
     assert response.status_code == status
 
 
+@pytest.mark.parametrize(("ms", "seconds"), [("250", 0.25), ("1e-320", 1e-323), ("1e-321", 5e-324), ("5e-324", 5e-324)])
+async def test_any_positive_timeout_is_a_deadline_even_below_float_resolution(
+    client: httpx.AsyncClient, ms: str, seconds: float
+) -> None:
+    response = await client.post("/echo", json={}, headers={"X-Request-Timeout-Ms": ms})
+    assert response.status_code == 200
+    assert response.json()["timeout_s"] == seconds
+
+
 async def test_a_declared_length_over_the_limit_is_413_without_reading_the_body() -> None:
     app = FastPath(routes_of(Service), bentoml_app, max_body_bytes=1024, instance=Service, extra={})
     sent: list[MutableMapping[str, Any]] = []
