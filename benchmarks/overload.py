@@ -1,4 +1,8 @@
-"""Overload drill: a burst at FACTOR x the fraud service's measured capacity (``make overload``).
+"""Overload drill: a burst at FACTOR x a service's measured capacity (``make overload``).
+
+``--model fraud``: the fraud chain (POST /score, SLO from loadtests/slo.toml); ``--model mlp``: the
+heavy 512-2048-2048-1000 MLP of benchmarks/compare.py behind the tensor service (POST /predict, one
+row per request, SLO p95 <= 50 ms), where the model, not HTTP, is the cost of a request.
 
 1. Capacity: wrk up a ladder of connections; the best req/s with p95 <= the SLO (loadtests/slo.toml)
    and no errors.
@@ -81,12 +85,12 @@ class Poll:
     """Status of the poller's own /score requests during the burst, with Retry-After seen or not."""
 
 
-def hey(url: str, body: Path, workers: int, rate: float, seconds: int) -> Requests:
+def hey(url: str, body: Path, workers: int, rate: float, seconds: int, path: str) -> Requests:
     started = time.monotonic()
     out = subprocess.run(
         [
             *("hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rate / workers:.3f}", "-t", "5"),
-            *("-m", "POST", "-T", "application/json", "-D", str(body), "-o", "csv", f"{url}/score"),
+            *("-m", "POST", "-T", "application/json", "-D", str(body), "-o", "csv", f"{url}{path}"),
         ],
         capture_output=True,
         text=True,
@@ -95,21 +99,21 @@ def hey(url: str, body: Path, workers: int, rate: float, seconds: int) -> Reques
     return Requests.from_csv(out, time.monotonic() - started)
 
 
-def poll(url: str, body: bytes, stop: threading.Event, result: Poll) -> None:
+def poll(url: str, path: str, body: bytes, stop: threading.Event, result: Poll) -> None:
     while not stop.is_set():
-        for path in ("/livez", "/readyz", "/metrics"):
+        for health in ("/livez", "/readyz", "/metrics"):
             started = time.monotonic()
             try:
-                with urllib.request.urlopen(f"{url}{path}", timeout=2) as response:
+                with urllib.request.urlopen(f"{url}{health}", timeout=2) as response:
                     ok = response.status == 200
             except (OSError, urllib.error.HTTPError) as exc:
                 ok = False
-                result.failures.append(f"{path}: {exc}")
+                result.failures.append(f"{health}: {exc}")
             result.checks += 1
             result.slowest_s = max(result.slowest_s, time.monotonic() - started)
             if not ok and not result.failures:
-                result.failures.append(f"{path}: not 200")
-        request = urllib.request.Request(f"{url}/score", data=body, headers={"Content-Type": "application/json"})
+                result.failures.append(f"{health}: not 200")
+        request = urllib.request.Request(f"{url}{path}", data=body, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 key = str(response.status)
@@ -141,6 +145,7 @@ def recovery_s(run: Requests, slo_ms: float) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["fraud", "mlp"], default="fraud")
     parser.add_argument("--seconds", type=int, default=60, help="burst length")
     parser.add_argument("--factor", type=float, default=4.0, help="burst rate / capacity")
     parser.add_argument("--workers", type=int, default=400, help="hey workers during the burst")
@@ -151,25 +156,32 @@ def main() -> None:
     for tool in ("wrk", "hey", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (make overload installs wrk and hey)")
-    slo = tomllib.loads((ROOT / "loadtests" / "slo.toml").read_text())["fraud"]
-    slo_ms = float(slo["p95_ms"])
-    from models import fraud
-
     work = Path(tempfile.mkdtemp(prefix="ballast-overload-"))
-    body = work / "transaction.json"
-    body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
-    env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT), **dict(kv.split("=", 1) for kv in args.ballast_env)}
-    command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", "services.fraud:Fraud", "--port", "{port}"]
+    env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT)}
+    if args.model == "fraud":
+        from models import fraud
+
+        slo_ms = float(tomllib.loads((ROOT / "loadtests" / "slo.toml").read_text())["fraud"]["p95_ms"])
+        body, path, target = work / "transaction.json", "/score", "services.fraud:Fraud"
+        body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
+    else:
+        from .compare import setup_mlp
+
+        setup = setup_mlp(argparse.Namespace(smoke=False), work)
+        slo_ms, path, target, env = 50.0, setup.path, "services.tensor:Tensor", {**env, **setup.env}
+        [body] = [p.body for p in setup.plan if p.variant == "ballast" and p.rows == 1]
+    env.update(kv.split("=", 1) for kv in args.ballast_env)
+    command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", target, "--port", "{port}"]
     server = Server(command, env, ROOT, work / "server.log")
     os.sched_setaffinity(0, {1})  # this process and the load generators it starts: CPU 1
     report: dict[str, object] = {"slo_ms": slo_ms, "factor": args.factor, "seconds": args.seconds}
     try:
-        server.wait("/score", body.read_bytes())
+        server.wait(path, body.read_bytes())
         rungs = []
         for connections in (2, 4, 8, 16, 32, 64):
-            rung = drive(server, "/score", body, script, connections, 8, 1, "application/json")
+            rung = drive(server, path, body, script, connections, 8, 1, "application/json")
             rungs.append(rung)
             print(f"capacity c={connections:3d} {rung.rps:7.0f} req/s p95 {rung.p95_ms:6.1f} ms bad {rung.bad}")
             if rung.p95_ms > 2 * slo_ms or rung.bad:
@@ -181,14 +193,14 @@ def main() -> None:
         print(f"capacity {capacity:.0f} req/s; burst {offered:.0f} req/s for {args.seconds} s", flush=True)
 
         stop, polled = threading.Event(), Poll()
-        poller = threading.Thread(target=poll, args=(server.url, body.read_bytes(), stop, polled))
+        poller = threading.Thread(target=poll, args=(server.url, path, body.read_bytes(), stop, polled))
         cpu0, rss0 = cpu_and_rss(server.process.pid)
         poller.start()
-        burst = hey(server.url, body, args.workers, offered, args.seconds)
+        burst = hey(server.url, body, args.workers, offered, args.seconds, path)
         stop.set()
         poller.join()
         cpu1, rss1 = cpu_and_rss(server.process.pid)
-        after = hey(server.url, body, 16, capacity / 2, 20)
+        after = hey(server.url, body, 16, capacity / 2, 20, path)
         alive = server.process.poll() is None
 
         statuses = {str(s): int(n) for s, n in zip(*np.unique(burst.statuses, return_counts=True), strict=True)}
@@ -224,10 +236,11 @@ def main() -> None:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     lines = [
-        f"Overload drill, fraud service (server on CPU 0, load on CPU 1), SLO p95 <= {slo_ms:.0f} ms.",
+        f"Overload drill, {target} (server on CPU 0, load on CPU 1), SLO p95 <= {slo_ms:.0f} ms.",
         "",
         f"- capacity: {capacity:,.0f} req/s; burst offered {report['offered_rps']:,.0f} req/s "
         f"({args.factor:g}x target) for {args.seconds} s",
+        f"- server settings: {args.ballast_env or 'defaults'}",
         f"- answers: {statuses}; goodput {goodput:,.0f} req/s = {goodput / capacity:.2f} x capacity; "
         f"p95 of 200s {burst.p95_ok_ms():.1f} ms",
         f"- recovery after the burst: {recovered} s; health checks {polled.checks}, failures "
@@ -237,8 +250,8 @@ def main() -> None:
         *(f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()),
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "overload.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "overload.json").write_text(json.dumps(report, indent=1, default=str))
+    (RESULTS / f"overload-{args.model}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"overload-{args.model}.json").write_text(json.dumps(report, indent=1, default=str))
     print("\n".join(lines))
     sys.exit(0 if all(checks.values()) else 1)
 

@@ -153,12 +153,20 @@ class InferenceChain:
         if timeout <= 0:
             breaker.record_ignored()
             raise StageTimeout(f"{stage.name}: no time left")
+        started: list[bool] = []
         try:
             async with asyncio.timeout(timeout):
-                result = await stage.batcher.submit(request.inputs, request.rows, stage_deadline)
+                result = await stage.batcher.submit(
+                    request.inputs, request.rows, stage_deadline, on_start=lambda: started.append(True)
+                )
             outputs = self._checked(result.outputs, request.rows, stage.name)
         except TimeoutError as exc:
-            breaker.record_failure()
+            # slow while computing: the model's fault; still queued: overload, which must not cut
+            # a healthy model off (the batcher sheds instead)
+            if started:
+                breaker.record_failure()
+            else:
+                breaker.record_ignored()
             raise StageTimeout(f"{stage.name}: no answer within {timeout * 1000:.0f} ms") from exc
         except StageFailure:
             breaker.record_failure()

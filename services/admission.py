@@ -1,49 +1,36 @@
-"""Load shedding at the door: refuse new prediction requests while the event loop is behind.
+"""Load shedding at the door, by how long a request has waited inside the server.
 
-When the CPU, not the model, is the bottleneck, requests wait in socket buffers before the event
-loop even reads them; the batcher's deadline-based shedding never sees that wait. The event loop's
-lag does: a timer that should fire every ``interval_s`` fires late by about as long as a newly read
-request has been waiting. While the lag (a decaying maximum, so that one quiet tick does not reopen
-the door) exceeds ``max_lag_s``, :class:`LoopLag` reports ``overloaded`` and the HTTP layer answers
-new prediction requests 503 + Retry-After before reading their bodies -- the cheapest answer there
-is -- so the backlog drains and the requests that are served meet their deadline.
+When the CPU, not the model, is the bottleneck, a request waits between the moment the server has
+read it and the moment its handler starts: behind every other request the event loop read in the
+same sweep. The batcher's deadline-based shedding never sees that wait. The HTTP protocol
+(services/protocol.py) stamps each request with the loop time at which its headers were complete;
+when the handler starts more than ``max_wait_s`` later, the request is refused with 503 +
+Retry-After before its body is parsed -- the cheapest answer there is. The backlog drains, and the
+requests that are served start promptly. Nothing runs while the server is idle.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import MutableMapping
+from typing import Any
+
+RECEIVED = "ballast.received"
+"""Key in the ASGI scope's ``extensions``: loop time at which the request's headers were read."""
 
 
-class LoopLag:
-    def __init__(self, max_lag_s: float, interval_s: float = 0.025, decay: float = 0.8) -> None:
-        self.max_lag_s = max_lag_s
+def mark_received(scope: MutableMapping[str, Any], now: float) -> None:
+    scope.setdefault("extensions", {})[RECEIVED] = now
+
+
+class Admission:
+    def __init__(self, max_wait_s: float) -> None:
+        self.max_wait_s = max_wait_s
         """0 turns shedding off."""
-        self.interval_s = interval_s
-        self.decay = decay
-        self.lag_s = 0.0
-        self._task: asyncio.Task[None] | None = None
 
-    @property
-    def overloaded(self) -> bool:
-        return self.max_lag_s > 0 and self.lag_s > self.max_lag_s
-
-    def start(self) -> None:
-        """Begin sampling on the running loop (idempotent; does nothing when shedding is off)."""
-        if self.max_lag_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._sample())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _sample(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(self.interval_s)
-            late = max(loop.time() - before - self.interval_s, 0.0)
-            self.lag_s = max(late, self.lag_s * self.decay)
+    def refuses(self, scope: MutableMapping[str, Any]) -> bool:
+        """Whether the request has already waited too long to be worth serving."""
+        if self.max_wait_s <= 0:
+            return False
+        received = (scope.get("extensions") or {}).get(RECEIVED)
+        return received is not None and asyncio.get_running_loop().time() - received > self.max_wait_s

@@ -29,7 +29,7 @@ import orjson
 from runtime import BadRequest, BallastError, Overloaded
 
 if TYPE_CHECKING:
-    from .admission import LoopLag
+    from .admission import Admission
     from .auth import Credentials
     from .shutdown import Drain
 
@@ -157,7 +157,7 @@ class FastPath:
         extra: dict[str, Callable[[], dict[str, Any]]],
         credentials: Credentials | None = None,
         drain: Drain | None = None,
-        admission: LoopLag | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.routes = {r.path: r for r in routes}
         self.bentoml_app = bentoml_app
@@ -165,15 +165,15 @@ class FastPath:
         self.instance = instance
         self.extra = extra
         """Read-only JSON documents served at a path (the OpenAPI document)."""
-        from .admission import LoopLag
+        from .admission import Admission
         from .auth import Credentials  # auth builds on this module's errors
         from .shutdown import Drain
 
         self.credentials = credentials or Credentials()
         """Who may call which route; by default prediction routes are open and admin routes off."""
         self.drain = drain or Drain(0.0)
-        self.admission = admission or LoopLag(0.0)
-        """Sheds prediction requests while the event loop is behind (see services/admission.py)."""
+        self.admission = admission or Admission(0.0)
+        """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -183,7 +183,7 @@ class FastPath:
                 return
             found = self.routes.get(path)
             if found is not None:
-                if self.admission.overloaded and not found.admin:
+                if not found.admin and self.admission.refuses(scope):
                     await _respond(send, 503, _BUSY, None, [(b"retry-after", b"1")])
                     return
                 self.drain.enter()
@@ -198,7 +198,6 @@ class FastPath:
                 return
         elif scope["type"] == "lifespan":
             self.drain.install()
-            self.admission.start()
         await self.bentoml_app(scope, receive, send)
 
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
@@ -326,7 +325,7 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
 
     def to_asgi(self, is_main: bool = True) -> Any:
         bentoml_app = super().to_asgi(is_main)
-        from .admission import LoopLag
+        from .admission import Admission
         from .auth import Credentials
         from .openapi import document
         from .settings import ServiceSettings
@@ -346,5 +345,5 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             extra={"/openapi.json": lambda: spec},
             credentials=credentials,
             drain=Drain(settings.drain_s),
-            admission=LoopLag(settings.shed_loop_lag_ms / 1000),
+            admission=Admission(settings.shed_wait_ms / 1000),
         )

@@ -8,7 +8,8 @@ sees a request only once its headers are complete.
 :class:`GuardedHttpToolsProtocol` is uvicorn's httptools protocol with one addition: from the moment
 a connection opens, and from the first byte of each further request on it, the request (headers and
 body) must arrive within ``read_timeout_s`` (``BALLAST_READ_TIMEOUT_S``). If it does not, the client
-gets 408 with a JSON body, when no response has started yet, and the connection is closed.
+gets 408 with a JSON body, when no response has started yet, and the connection is closed. It also
+stamps each request with the time its headers were read, for load shedding (services/admission.py).
 
 :func:`install` makes it uvicorn's ``auto`` protocol. BentoML builds the uvicorn ``Config`` itself
 and offers no way to choose the protocol class, so ``install`` replaces the entry of uvicorn's
@@ -24,6 +25,8 @@ from typing import Any, ClassVar
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from . import admission
 
 log = logging.getLogger("ballast.protocol")
 
@@ -50,6 +53,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()  # builds the scope and schedules the app; it starts later
+        if self.scope is not None:
+            admission.mark_received(self.scope, self.loop.time())  # type: ignore[arg-type]
 
     def on_message_complete(self) -> None:
         self._disarm()

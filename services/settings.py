@@ -24,10 +24,10 @@ class ServiceSettings(Settings):
     """After SIGTERM: how long ``/readyz`` answers 503 and new requests get 503 (so that a load
     balancer stops sending) before the worker stops taking connections. Requests already admitted
     always finish."""
-    shed_loop_lag_ms: float = Field(50.0, ge=0, le=60_000)
-    """Refuse new prediction requests (503 + Retry-After, before reading the body) while the event
-    loop runs this far behind: the CPU is saturated and new requests would miss their deadline.
-    0 = off."""
+    shed_wait_ms: float = Field(25.0, ge=0, le=60_000)
+    """Refuse a prediction request (503 + Retry-After, before parsing its body) that waited this long
+    inside the server before its handler started: the CPU is saturated and it would likely miss its
+    deadline. 0 = off."""
     admin_token: SecretStr | None = None
     """Bearer token for the ``/admin/*`` endpoints (reload, breaker reset, fault injection), at
     least 16 characters. Unset: those endpoints answer 403."""

@@ -59,7 +59,7 @@ class BatchObserver(Protocol):
 
 
 class _Pending:
-    __slots__ = ("_key", "deadline", "enqueued", "future", "inputs", "rows")
+    __slots__ = ("_key", "deadline", "enqueued", "future", "inputs", "on_start", "rows")
 
     def __init__(
         self,
@@ -67,8 +67,10 @@ class _Pending:
         rows: int,
         deadline: float,
         future: asyncio.Future[BatchResult],
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.inputs = inputs
+        self.on_start = on_start
         self.rows = rows
         self._key: BatchKey | None = None
         self.deadline = deadline
@@ -143,8 +145,16 @@ class AdaptiveBatcher:
             waves += 1  # a running batch must finish before ours can start
         return waves * per_batch
 
-    async def submit(self, inputs: Mapping[str, np.ndarray], rows: int, deadline: float) -> BatchResult:
-        """Queue ``rows`` rows and wait for their outputs. ``deadline`` is on ``time.monotonic``."""
+    async def submit(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        rows: int,
+        deadline: float,
+        on_start: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        """Queue ``rows`` rows and wait for their outputs. ``deadline`` is on ``time.monotonic``.
+        ``on_start`` is called when the rows' batch starts computing: a caller that gives up before
+        then knows the model never saw its request."""
         if self._closing:
             raise self._shed("shutting_down")
         if not 1 <= rows <= self.max_batch_size:
@@ -156,7 +166,7 @@ class AdaptiveBatcher:
         if self._dispatcher is None:
             self.start()
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        pending = _Pending(inputs, rows, deadline, future)
+        pending = _Pending(inputs, rows, deadline, future, on_start)
         if not self._queue and self._in_flight == 0:
             return await self._run_now(pending)
         self._queue.append(pending)
@@ -170,6 +180,8 @@ class AdaptiveBatcher:
         so the caller's own task runs it, saving two event-loop hops."""
         self._in_flight += 1
         self._idle.clear()
+        if pending.on_start is not None:
+            pending.on_start()
         try:
             await self._execute([pending])
         finally:
@@ -268,6 +280,8 @@ class AdaptiveBatcher:
                 continue
             batch.append(pending)
             rows += pending.rows
+            if pending.on_start is not None:
+                pending.on_start()
         queue.extendleft(reversed(skipped))
         return batch
 

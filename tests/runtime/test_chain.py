@@ -201,3 +201,19 @@ def test_every_stage_must_answer_what_the_chain_promises(load_model: Callable[..
         InferenceChain([stage(load_model("affine")), stage(load_model("classifier"))])
     with pytest.raises(ValueError, match="at least one model stage"):
         InferenceChain([])
+
+
+async def test_only_timeouts_of_computing_requests_count_against_the_breaker(
+    load_model: Callable[..., OnnxModel],
+) -> None:
+    import asyncio
+
+    primary = load_model("affine", name="primary")
+    primary.faults = FaultInjector(slow_rate=1.0, slow_s=0.5)  # one batch at a time, each 0.5 s
+    chain = InferenceChain([stage(primary, reserve_s=0.1), stage(load_model("affine_b", name="fallback"))], rules())
+    # one request computes (and times out), the others time out while queued behind it
+    results = await asyncio.gather(*(run(chain, budget_s=0.3) for _ in range(5)))
+    assert {result.served_by for result, _ in results} == {"fallback"}
+    window = chain.primary.breaker
+    assert window.state is BreakerState.CLOSED
+    assert window._failures == 1  # the computing one; the queued four are overload, not the model
