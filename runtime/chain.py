@@ -153,17 +153,15 @@ class InferenceChain:
         if timeout <= 0:
             breaker.record_ignored()
             raise StageTimeout(f"{stage.name}: no time left")
-        started: list[bool] = []
+        started: list[float] = []
         try:
             async with asyncio.timeout(timeout):
                 result = await stage.batcher.submit(
-                    request.inputs, request.rows, stage_deadline, on_start=lambda: started.append(True)
+                    request.inputs, request.rows, stage_deadline, on_start=lambda: started.append(time.monotonic())
                 )
             outputs = self._checked(result.outputs, request.rows, stage.name)
         except TimeoutError as exc:
-            # slow while computing: the model's fault; still queued: overload, which must not cut
-            # a healthy model off (the batcher sheds instead)
-            if started:
+            if self._model_was_slow(stage, started):
                 breaker.record_failure()
             else:
                 breaker.record_ignored()
@@ -179,6 +177,21 @@ class InferenceChain:
         record.queue_wait_s, record.inference_s = result.queue_wait_s, result.inference_s
         record.batch_rows = result.batch_rows
         return ChainResult(outputs, stage.name, degraded, stage.name, stage.model.version)
+
+    SLOW_FACTOR = 10.0
+    SLOW_FLOOR_S = 0.1
+
+    @classmethod
+    def _model_was_slow(cls, stage: ModelStage, started: list[float]) -> bool:
+        """Whether a timed-out request's batch had been computing for more than ten times the
+        longest batch the latency model expects, and at least 100 ms: a hung or stalling model,
+        which the breaker should cut off. A request that timed out in the queue, or in a batch
+        slowed by a saturated CPU, says nothing about the model; counting it let a 4x overload open
+        the breaker on a healthy model and turn every request into a 503 (benchmarks/overload.py)."""
+        if not started:
+            return False
+        expected = stage.batcher.latency.predict(stage.batcher.max_batch_size)
+        return time.monotonic() - started[0] > max(cls.SLOW_FACTOR * expected, cls.SLOW_FLOOR_S)
 
     def _checked(self, outputs: Mapping[str, np.ndarray], rows: int, stage: str) -> Arrays:
         """The chain's outputs from a stage's answer, or :class:`InvalidOutput`."""
