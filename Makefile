@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk bench bench-smoke clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey bench bench-smoke overload soak audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -76,6 +76,24 @@ bench: install wrk models
 	$(BIN)/python -m benchmarks.compare --model digits
 	$(BIN)/python -m benchmarks.compare --model fraud
 	$(BIN)/python -m benchmarks.runtime_overhead
+
+# hey drives the overload and soak drills at a fixed rate (Debian package, like wrk).
+hey:
+	@command -v hey >/dev/null || (apt-get update -qq && apt-get install -y -qq hey >/dev/null) || \
+	  (echo "hey is needed: apt-get install hey" && exit 1)
+
+# Reliability drills that take minutes, not part of `make test` (results in benchmarks/results/):
+# a burst at 4x measured capacity for 60 s, and 10 minutes at 70 % of capacity.
+overload: install wrk hey models
+	$(BIN)/python -m benchmarks.overload --model fraud
+	$(BIN)/python -m benchmarks.overload --model mlp
+
+soak: install wrk hey models
+	$(BIN)/python -m benchmarks.soak
+
+# Known vulnerabilities in the locked dependencies (constraints.txt); needs PyPI (tools/audit.py).
+audit: install
+	$(BIN)/python -m tools.audit
 
 bench-smoke: install wrk
 	$(BIN)/python -m benchmarks.compare --smoke

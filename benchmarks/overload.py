@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import WRK_SCRIPT, drive
+from .compare import WRK_SCRIPT, Rung, drive
 from .processes import Server, cpu_and_rss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +125,21 @@ def poll(url: str, path: str, body: bytes, stop: threading.Event, result: Poll) 
         stop.wait(0.5)
 
 
+def measure_capacity(server: Server, path: str, body: Path, script: Path, slo_ms: float) -> tuple[float, list[Rung]]:
+    """Best req/s of a wrk ladder with p95 <= ``slo_ms`` and no errors, and the rungs."""
+    rungs = []
+    for connections in (2, 4, 8, 16, 32, 64):
+        rung = drive(server, path, body, script, connections, 8, 1, "application/json")
+        rungs.append(rung)
+        print(f"capacity c={connections:3d} {rung.rps:7.0f} req/s p95 {rung.p95_ms:6.1f} ms bad {rung.bad}", flush=True)
+        if rung.p95_ms > 2 * slo_ms or rung.bad:
+            break
+    good = [r for r in rungs if r.p95_ms <= slo_ms and r.bad == 0]
+    if not good:
+        raise RuntimeError(f"no rung met p95 <= {slo_ms} ms without errors: {rungs}")
+    return max(r.rps for r in good), rungs
+
+
 def recovery_s(run: Requests, slo_ms: float) -> float | None:
     """Seconds from the start of ``run`` until every later one-second window meets the SLO."""
     windows = int(run.seconds)
@@ -179,15 +194,7 @@ def main() -> None:
     report: dict[str, object] = {"slo_ms": slo_ms, "factor": args.factor, "seconds": args.seconds}
     try:
         server.wait(path, body.read_bytes())
-        rungs = []
-        for connections in (2, 4, 8, 16, 32, 64):
-            rung = drive(server, path, body, script, connections, 8, 1, "application/json")
-            rungs.append(rung)
-            print(f"capacity c={connections:3d} {rung.rps:7.0f} req/s p95 {rung.p95_ms:6.1f} ms bad {rung.bad}")
-            if rung.p95_ms > 2 * slo_ms or rung.bad:
-                break
-        good = [r for r in rungs if r.p95_ms <= slo_ms and r.bad == 0]
-        capacity = max(r.rps for r in good)
+        capacity, rungs = measure_capacity(server, path, body, script, slo_ms)
         report["capacity_rps"] = capacity
         offered = capacity * args.factor
         print(f"capacity {capacity:.0f} req/s; burst {offered:.0f} req/s for {args.seconds} s", flush=True)

@@ -204,11 +204,11 @@ class FastPath:
         request_id = _request_id(scope["headers"]) or os.urandom(8).hex()
         try:
             headers = scope["headers"]
-            wants_npy = found.npy and any(k == b"accept" and NPY in v for k, v in headers)
-            info = RequestInfo(request_id, _timeout(headers), wants_npy)
             if scope["method"] != found.method:
                 raise HTTPError(405, "method_not_allowed", f"use {found.method} for {found.path}")
-            self.credentials.check(found, headers)  # before the body is read
+            self.credentials.check(found, headers)  # before any other header or the body is read
+            wants_npy = found.npy and any(k == b"accept" and NPY in v for k, v in headers)
+            info = RequestInfo(request_id, _timeout(headers), wants_npy)
             payload = await self._body(found, headers, receive)
             service = self.instance()
             result = await getattr(service, found.attribute)(payload, info)

@@ -49,6 +49,14 @@ class Served(str):
 def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
     """Run `bentoml serve target` until the block ends; yield its base URL once /readyz is 200."""
     port = free_port()
+    # Each server gets a BentoML home of its own that shares the model store and bentos: `bentoml
+    # serve` empties $BENTOML_HOME/prometheus_multiproc_dir at start, so two servers on one home
+    # would wipe each other's metrics.
+    server_home = home / f"home-{port}"
+    server_home.mkdir()
+    for part in ("models", "bentos"):
+        if (home / part).is_dir():
+            (server_home / part).symlink_to(home / part)
     log = open(home / f"serve-{port}.log", "w")  # noqa: SIM115 -- closed in finally
     process = subprocess.Popen(
         [str(BIN / "bentoml"), "serve", target, "--port", str(port)],
@@ -56,7 +64,7 @@ def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Itera
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        env={**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
+        env={**os.environ, "BENTOML_HOME": str(server_home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
     )
     url = Served(f"http://127.0.0.1:{port}")
     url.process, url.log = process, home / f"serve-{port}.log"
