@@ -112,3 +112,20 @@ def test_without_a_token_admin_is_off(fraud_url: str) -> None:
     response = admin(fraud_url, "faults", {"error_rate": 1.0})
     assert response.status_code == 403
     assert "disabled" in response.json()["error"]["message"]
+
+
+def test_the_admin_examples_of_the_openapi_document_work(secured: str) -> None:
+    import jsonschema
+
+    spec = httpx.get(f"{secured}/openapi.json").json()
+    admin_paths = [p for p in spec["paths"] if p.startswith("/admin/")]
+    assert sorted(admin_paths) == ["/admin/breakers/reset", "/admin/faults", "/admin/reload"]
+    for path in admin_paths:
+        operation = spec["paths"][path]["post"]
+        assert operation["security"] == [{"adminToken": []}]
+        response = admin(
+            secured, path.removeprefix("/admin/"), operation["requestBody"]["content"]["application/json"]["example"]
+        )
+        assert response.status_code == 200, (path, response.text)
+        jsonschema.validate(response.json(), operation["responses"]["200"]["content"]["application/json"]["schema"])
+    admin(secured, "reload", {})  # leave the server as the other tests expect: no faults
