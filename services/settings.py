@@ -24,7 +24,7 @@ class ServiceSettings(Settings):
     """After SIGTERM: how long ``/readyz`` answers 503 and new requests get 503 (so that a load
     balancer stops sending) before the worker stops taking connections. Requests already admitted
     always finish."""
-    shed_wait_ms: float = Field(25.0, ge=0, le=60_000)
+    shed_wait_ms: float = Field(100.0, ge=0, le=60_000)
     """Refuse a prediction request (503 + Retry-After, before parsing its body) that waited this long
     inside the server before its handler started: the CPU is saturated and it would likely miss its
     deadline. 0 = off."""

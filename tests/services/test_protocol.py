@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from services.admission import RECEIVED
 from services.protocol import GuardedHttpToolsProtocol
 
 TIMEOUT_S = 0.5
@@ -26,7 +28,9 @@ async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
             return
         body += message.get("body", b"")
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+    waited = asyncio.get_running_loop().time() - scope["extensions"][RECEIVED]  # stamped by the protocol
+    headers = [(b"content-length", b"%d" % len(body)), (b"x-waited-ms", b"%.3f" % (waited * 1000))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -77,4 +81,6 @@ def test_requests_that_arrive_in_time_are_served_on_a_kept_alive_connection(port
             sock.sendall(b"POST /x HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\n\r\nab")
             time.sleep(TIMEOUT_S * 0.6)
             sock.sendall(b"cd")
-            assert sock.recv(4096).endswith(b"\r\n\r\nabcd")
+            answer = sock.recv(4096)
+            assert answer.endswith(b"\r\n\r\nabcd")
+            assert b"x-waited-ms: " in answer  # each request is stamped when its headers are read
