@@ -1,13 +1,19 @@
-"""The admin endpoints' request bodies and answer: strict pydantic models, every violation
-reported as a 422 like any other validation error."""
+"""The admin endpoints: their declaration (:func:`admin_route`), their strict pydantic request
+bodies (every violation reported as a 422 like any other validation error) and their answer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime import FaultInjector, FieldError, ValidationFailed
+
+from .http import route
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 STAGE = {
     "type": "object",
@@ -24,6 +30,27 @@ ADMIN_STATE: dict[str, Any] = {
     "required": ["stages"],
     "properties": {"stages": {"type": "array", "items": STAGE}},
 }
+
+
+EMPTY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+STATE_EXAMPLE = {"stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}]}
+
+
+def admin_route(
+    path: str, summary: str, *, request_schema: dict[str, Any] = EMPTY, request_example: Any = None
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``@route`` for an admin endpoint: POST, the admin token, the server's state as the answer."""
+    return route(
+        "POST",
+        path,
+        summary=summary,
+        admin=True,
+        errors=(400, 413, 415, 422),
+        request_schema=request_schema,
+        request_example={} if request_example is None else request_example,
+        response_schema=ADMIN_STATE,
+        response_example=STATE_EXAMPLE,
+    )
 
 
 class ResetRequest(BaseModel):
@@ -47,9 +74,6 @@ class FaultsRequest(BaseModel):
         if self.error_rate == 0 and self.slow_rate == 0:
             return None
         return FaultInjector(self.error_rate, self.slow_rate, self.slow_ms / 1000, self.seed)
-
-
-M = TypeVar("M", bound=BaseModel)
 
 
 def parse_body(model: type[M], payload: Any) -> M:

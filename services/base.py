@@ -12,8 +12,8 @@ import bentoml
 from runtime import FaultInjector, FieldError, OnnxModel, Pipeline, Prediction, SessionConfig, ValidationFailed
 
 from . import protocol
-from .admin import ADMIN_STATE, FaultsRequest, ResetRequest, parse_body
-from .http import BallastService, RequestInfo, route
+from .admin import FaultsRequest, ResetRequest, admin_route, parse_body
+from .http import BallastService, RequestInfo
 from .settings import ServiceSettings
 
 
@@ -69,19 +69,7 @@ class PipelineService:
 
     # --- admin endpoints (bearer token; see services/auth.py) ---------------------------------
 
-    @route(
-        "POST",
-        "/admin/reload",
-        summary="Load the models again from the model store, warm them, then switch to them",
-        admin=True,
-        errors=(400, 413, 415, 422),
-        request_schema={"type": "object", "additionalProperties": False, "properties": {}},
-        request_example={},
-        response_schema=ADMIN_STATE,
-        response_example={
-            "stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}]
-        },
-    )
+    @admin_route("/admin/reload", "Load the models again from the model store, warm them, then switch to them")
     async def admin_reload(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         """Models come only from the store, by the service's own tags (``model_tags``): a request
         names no path or URL. Requests in flight finish on the old models; breakers start closed and
@@ -95,43 +83,17 @@ class PipelineService:
             await old.close()
         return self.pipeline.state()
 
-    @route(
-        "POST",
-        "/admin/breakers/reset",
-        summary="Close the circuit breakers of every model stage",
-        admin=True,
-        errors=(400, 413, 415, 422),
-        request_schema={"type": "object", "additionalProperties": False, "properties": {}},
-        request_example={},
-        response_schema=ADMIN_STATE,
-        response_example={
-            "stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}]
-        },
-    )
+    @admin_route("/admin/breakers/reset", "Close the circuit breakers of every model stage")
     async def admin_reset_breakers(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         parse_body(ResetRequest, payload)
         self.pipeline.reset_breakers()
         return self.pipeline.state()
 
-    @route(
-        "POST",
+    @admin_route(
         "/admin/faults",
-        summary="Inject faults into a model stage (drills): error and slow-call rates; zeros heal it",
-        admin=True,
-        errors=(400, 413, 415, 422),
+        "Inject faults into a model stage (drills): error and slow-call rates; zeros heal it",
         request_schema=FaultsRequest.model_json_schema(),
         request_example={"error_rate": 0.3, "slow_rate": 0.0, "slow_ms": 0, "seed": 7},
-        response_schema=ADMIN_STATE,
-        response_example={
-            "stages": [
-                {
-                    "name": "fraud-gbt",
-                    "version": "vsftv2hjscxr2ax4",
-                    "breaker": "closed",
-                    "faults": {"error_rate": 0.3, "slow_rate": 0.0, "slow_ms": 0.0, "seed": 7},
-                }
-            ]
-        },
     )
     async def admin_faults(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         faults = parse_body(FaultsRequest, payload)
