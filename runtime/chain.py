@@ -117,7 +117,9 @@ class InferenceChain:
                 failures.append(exc)
                 reason = exc.reason
             except Overloaded as exc:
-                if self.shed_policy == "reject":
+                # "cannot finish in time here" is what a timeout says: the next stage may; a full
+                # queue follows the shed policy (reject: 503 now; degrade: the next stage)
+                if exc.reason != "deadline" and self.shed_policy == "reject":
                     raise
                 failures.append(exc)
                 reason = "overloaded"

@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     fallback_reserve_ms: float = Field(50.0, ge=0, le=600_000)
     """Part of the deadline the primary model leaves for the fallback stages."""
     shed_policy: Literal["reject", "degrade"] = "reject"
-    """When a model stage sheds a request it cannot finish in time: ``reject`` answers 503,
-    ``degrade`` hands the request to the next (cheaper) stage of the chain."""
+    """When a model stage sheds a request because its queue is full or it is shutting down: ``reject``
+    answers 503, ``degrade`` hands the request to the next (cheaper) stage of the chain. A request a
+    stage cannot finish by its deadline always goes to the next stage, as a timeout does."""
     retry_after_s: float = Field(1.0, ge=0, le=3600)
     """Retry-After advertised with 503 answers."""
 

@@ -51,6 +51,7 @@ async def test_sigterm_drains_then_exits(serve: Callable[..., Any]) -> None:
     failed = [i for i, s in enumerate(statuses) if not isinstance(s, int)]
     answered = statuses[: failed[0]] if failed else statuses
     assert set(answered) == {503}, seen
-    assert seen[len(answered) - 1][0] >= DRAIN_S, seen  # 503s for the whole drain, then the exit
+    # 503s for the whole drain (the last one seen is at most one poll, ~0.2 s, before its end), then the exit
+    assert seen[len(answered) - 1][0] >= DRAIN_S - 0.3, seen
     assert all(not isinstance(s, int) for s in statuses[len(answered) :]), seen  # no answers after the end
     assert exited < DRAIN_S + 15

@@ -179,21 +179,40 @@ async def test_an_open_breaker_skips_the_primary_until_a_healthy_probe(
     assert primary_stage.breaker.state is BreakerState.CLOSED
 
 
-async def test_shedding_rejects_or_degrades_by_policy(load_model: Callable[..., OnnxModel]) -> None:
+async def test_a_deadline_shed_moves_on_to_the_next_stage_whatever_the_policy(
+    load_model: Callable[..., OnnxModel],
+) -> None:
     slow_estimate = LatencyModel()
     slow_estimate.observe(1, 5.0)
     slow_estimate.observe(8, 5.0)
-    primary = load_model("affine", name="primary")
-    fallback = load_model("affine_b", name="fallback")
-    reject = InferenceChain([stage(primary, latency=slow_estimate), stage(fallback)], rules())
+    for policy in ("reject", "degrade"):
+        primary = load_model("affine", name="primary")
+        chain = InferenceChain(
+            [stage(primary, latency=slow_estimate), stage(load_model("affine_b", name="fallback"))],
+            rules(),
+            shed_policy=policy,
+        )
+        result, record = await run(chain)
+        assert result.served_by == "fallback"
+        assert record.fallbacks == [("primary", "fallback", "overloaded")]
+        assert chain.primary.breaker.state is BreakerState.CLOSED  # shedding is not the model's fault
+
+
+async def test_other_sheds_reject_or_degrade_by_policy(load_model: Callable[..., OnnxModel]) -> None:
+    def chain(policy: str) -> InferenceChain:
+        primary = stage(load_model("affine", name="primary"))
+        return InferenceChain([primary, stage(load_model("affine_b", name="fallback"))], rules(), shed_policy=policy)  # type: ignore[arg-type]
+
+    reject = chain("reject")
+    await reject.primary.batcher.close()  # a closing batcher sheds with reason shutting_down
     with pytest.raises(Overloaded) as shed:
         await run(reject)
-    assert shed.value.reason == "deadline"
-    degrade = InferenceChain([stage(primary, latency=slow_estimate), stage(fallback)], rules(), shed_policy="degrade")
+    assert shed.value.reason == "shutting_down"
+    degrade = chain("degrade")
+    await degrade.primary.batcher.close()
     result, record = await run(degrade)
     assert result.served_by == "fallback"
     assert record.fallbacks == [("primary", "fallback", "overloaded")]
-    assert degrade.primary.breaker.state is BreakerState.CLOSED  # shedding is not the model's fault
 
 
 def test_every_stage_must_answer_what_the_chain_promises(load_model: Callable[..., OnnxModel]) -> None:
