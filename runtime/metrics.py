@@ -110,6 +110,13 @@ class RuntimeMetrics:
         self.hook_errors = Counter(
             "hook_errors_total", "Request hooks that raised.", ["hook"], namespace=ns, registry=reg
         )
+        self.refused = Counter(
+            "refused_total",
+            "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",
+            ["route", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
 
     # --- adapters for the parts that report ------------------------------------------------
 

@@ -26,7 +26,7 @@ import bentoml
 import numpy as np
 import orjson
 
-from runtime import BadRequest, BallastError, Overloaded
+from runtime import BadRequest, BallastError, Overloaded, RuntimeMetrics, default_metrics
 
 if TYPE_CHECKING:
     from .admission import Admission
@@ -158,6 +158,7 @@ class FastPath:
         credentials: Credentials | None = None,
         drain: Drain | None = None,
         admission: Admission | None = None,
+        metrics: Callable[[], RuntimeMetrics] | None = None,
     ) -> None:
         self.routes = {r.path: r for r in routes}
         self.bentoml_app = bentoml_app
@@ -172,6 +173,9 @@ class FastPath:
         self.credentials = credentials or Credentials()
         """Who may call which route; by default prediction routes are open and admin routes off."""
         self.drain = drain or Drain(0.0)
+        self.metrics = metrics
+        """Where refusals at the door are counted (``None``: not counted); called at the first one, as
+        metric families must be built inside the worker (see runtime/metrics.py)."""
         self.admission = admission or Admission(0.0)
         """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
 
@@ -179,11 +183,13 @@ class FastPath:
         if scope["type"] == "http":
             path = scope["path"]
             if self.drain.draining and path not in _WHILE_DRAINING:
+                self._count_refusal(path, "shutting_down")
                 await _respond(send, 503, _SHUTTING_DOWN, None, [(b"retry-after", b"1"), (b"connection", b"close")])
                 return
             found = self.routes.get(path)
             if found is not None:
                 if not found.admin and self.admission.refuses(scope):
+                    self._count_refusal(path, "server_busy")
                     await _respond(send, 503, _BUSY, None, [(b"retry-after", b"1")])
                     return
                 self.drain.enter()
@@ -199,6 +205,12 @@ class FastPath:
         elif scope["type"] == "lifespan":
             self.drain.install()
         await self.bentoml_app(scope, receive, send)
+
+    def _count_refusal(self, path: str, reason: str) -> None:
+        """Refusals happen before any pipeline sees the request: counted here, so none is silent."""
+        if self.metrics is not None:
+            route = path if path in self.routes else "other"  # bounded label values
+            self.metrics().refused.labels(route, reason).inc()
 
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"]) or os.urandom(8).hex()
@@ -346,4 +358,5 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             credentials=credentials,
             drain=Drain(settings.drain_s),
             admission=Admission(settings.shed_wait_ms / 1000),
+            metrics=default_metrics if settings.metrics_enabled else None,
         )

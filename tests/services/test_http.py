@@ -220,10 +220,22 @@ async def test_a_declared_length_over_the_limit_is_413_without_reading_the_body(
 
 
 async def test_while_draining_new_requests_get_503_and_liveness_still_answers() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from runtime import RuntimeMetrics
     from services.shutdown import Drain
 
     drain = Drain(60.0)
-    app = FastPath(routes_of(Service), bentoml_app, max_body_bytes=1024, instance=Service, extra={}, drain=drain)
+    metrics = RuntimeMetrics(CollectorRegistry())
+    app = FastPath(
+        routes_of(Service),
+        bentoml_app,
+        max_body_bytes=1024,
+        instance=Service,
+        extra={},
+        drain=drain,
+        metrics=lambda: metrics,
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         assert (await client.post("/echo", json={})).status_code == 200
         drain.draining = True
@@ -235,6 +247,12 @@ async def test_while_draining_new_requests_get_503_and_liveness_still_answers() 
             assert response.json()["error"]["type"] == "shutting_down"
         assert (await client.get("/livez")).status_code == 299  # BentoML's app still answers it
     assert drain.in_flight == 0
+    refused = {
+        (s.labels["route"], s.labels["reason"]): s.value
+        for s in next(iter(metrics.refused.collect())).samples
+        if s.name.endswith("_total")
+    }
+    assert refused == {("/echo", "shutting_down"): 1.0, ("other", "shutting_down"): 2.0}  # none lost silently
 
 
 async def test_credentials_are_checked_before_the_body_is_read() -> None:
