@@ -158,6 +158,48 @@ def recovery_s(run: Requests, slo_ms: float) -> float | None:
     return None
 
 
+@dataclass
+class Target:
+    """A service under test, pinned to CPU 0, and what its clients send."""
+
+    server: Server
+    name: str
+    path: str
+    body: Path
+    script: Path
+    """The wrk script that posts ``body``."""
+    slo_ms: float
+
+
+def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: str) -> Target:
+    """Start ``model``'s service on CPU 0 and move this process (and the load generators it starts)
+    to CPU 1. ``fraud``: the fraud chain, SLO from loadtests/slo.toml; ``mlp``: the heavy MLP of
+    benchmarks/compare.py behind the tensor service, SLO 50 ms."""
+    for tool in ("wrk", "hey", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is needed (make {make_target} installs wrk and hey)")
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT)}
+    if model == "fraud":
+        from models import fraud
+
+        slo_ms = float(tomllib.loads((ROOT / "loadtests" / "slo.toml").read_text())["fraud"]["p95_ms"])
+        body, path, name = work / "transaction.json", "/score", "services.fraud:Fraud"
+        body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
+    else:
+        from .compare import setup_mlp
+
+        setup = setup_mlp(argparse.Namespace(smoke=False), work)
+        slo_ms, path, name, env = 50.0, setup.path, "services.tensor:Tensor", {**env, **setup.env}
+        [body] = [p.body for p in setup.plan if p.variant == "ballast" and p.rows == 1]
+    env.update(dict(kv.split("=", 1) for kv in ballast_env))
+    command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", name, "--port", "{port}"]
+    server = Server(command, env, ROOT, work / "server.log")
+    os.sched_setaffinity(0, {1})
+    return Target(server, name, path, body, script, slo_ms)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["fraud", "mlp"], default="fraud")
@@ -168,29 +210,9 @@ def main() -> None:
         "--ballast-env", action="append", default=[], metavar="BALLAST_X=V", help="server settings (repeatable)"
     )
     args = parser.parse_args()
-    for tool in ("wrk", "hey", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed (make overload installs wrk and hey)")
     work = Path(tempfile.mkdtemp(prefix="ballast-overload-"))
-    script = work / "post.lua"
-    script.write_text(WRK_SCRIPT)
-    env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT)}
-    if args.model == "fraud":
-        from models import fraud
-
-        slo_ms = float(tomllib.loads((ROOT / "loadtests" / "slo.toml").read_text())["fraud"]["p95_ms"])
-        body, path, target = work / "transaction.json", "/score", "services.fraud:Fraud"
-        body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
-    else:
-        from .compare import setup_mlp
-
-        setup = setup_mlp(argparse.Namespace(smoke=False), work)
-        slo_ms, path, target, env = 50.0, setup.path, "services.tensor:Tensor", {**env, **setup.env}
-        [body] = [p.body for p in setup.plan if p.variant == "ballast" and p.rows == 1]
-    env.update(kv.split("=", 1) for kv in args.ballast_env)
-    command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", target, "--port", "{port}"]
-    server = Server(command, env, ROOT, work / "server.log")
-    os.sched_setaffinity(0, {1})  # this process and the load generators it starts: CPU 1
+    target = start_pinned(args.model, work, args.ballast_env, "overload")
+    server, path, body, script, slo_ms = target.server, target.path, target.body, target.script, target.slo_ms
     report: dict[str, object] = {"slo_ms": slo_ms, "factor": args.factor, "seconds": args.seconds}
     try:
         server.wait(path, body.read_bytes())
@@ -243,7 +265,7 @@ def main() -> None:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     lines = [
-        f"Overload drill, {target} (server on CPU 0, load on CPU 1), SLO p95 <= {slo_ms:.0f} ms.",
+        f"Overload drill, {target.name} (server on CPU 0, load on CPU 1), SLO p95 <= {slo_ms:.0f} ms.",
         "",
         f"- capacity: {capacity:,.0f} req/s; burst offered {report['offered_rps']:,.0f} req/s "
         f"({args.factor:g}x target) for {args.seconds} s",

@@ -17,14 +17,12 @@ import os
 import shutil
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
-from .compare import WRK_SCRIPT
-from .overload import BIN, RESULTS, ROOT, hey, measure_capacity
-from .processes import Server, cpu_and_rss, tree
+from .overload import RESULTS, hey, measure_capacity, start_pinned
+from .processes import cpu_and_rss, tree
 
 
 def open_fds(pid: int) -> int:
@@ -42,27 +40,17 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--load", type=float, default=0.7, help="share of capacity to hold")
     args = parser.parse_args()
-    for tool in ("wrk", "hey", "taskset"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is needed (make soak installs wrk and hey)")
-    from models import fraud
-
-    slo_ms = float(tomllib.loads((ROOT / "loadtests" / "slo.toml").read_text())["fraud"]["p95_ms"])
     work = Path(tempfile.mkdtemp(prefix="ballast-soak-"))
-    body, script = work / "transaction.json", work / "post.lua"
-    body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
-    script.write_text(WRK_SCRIPT)
-    command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", "services.fraud:Fraud", "--port", "{port}"]
-    server = Server(command, {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT)}, ROOT, work / "server.log")
-    os.sched_setaffinity(0, {1})
+    target = start_pinned("fraud", work, [], "soak")
+    server, body, slo_ms = target.server, target.body, target.slo_ms
     minutes = []
     try:
-        server.wait("/score", body.read_bytes())
-        capacity, _ = measure_capacity(server, "/score", body, script, slo_ms)
+        server.wait(target.path, body.read_bytes())
+        capacity, _ = measure_capacity(server, target.path, body, target.script, slo_ms)
         rate = capacity * args.load
         print(f"capacity {capacity:.0f} req/s; holding {rate:.0f} req/s for {args.minutes} min", flush=True)
         for minute in range(args.minutes):
-            run = hey(server.url, body, 32, rate, 60, "/score")
+            run = hey(server.url, body, 32, rate, 60, target.path)
             _, rss = cpu_and_rss(server.process.pid)
             entry = {
                 "minute": minute + 1,

@@ -40,15 +40,17 @@ class FaultInjector:
         self._rng = random.Random(self.seed)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FaultInjector | None:
-        """The injector the settings ask for, or ``None`` when fault injection is off."""
-        if settings.fault_error_rate == 0 and settings.fault_slow_rate == 0:
+    def unless_off(cls, error_rate: float, slow_rate: float, slow_s: float, seed: int | None) -> FaultInjector | None:
+        """An injector, or ``None`` when both rates are 0 (fault injection off)."""
+        if error_rate == 0 and slow_rate == 0:
             return None
-        return cls(
-            error_rate=settings.fault_error_rate,
-            slow_rate=settings.fault_slow_rate,
-            slow_s=settings.fault_slow_ms / 1000,
-            seed=settings.fault_seed,
+        return cls(error_rate, slow_rate, slow_s, seed)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FaultInjector | None:
+        """The injector the ``BALLAST_FAULT_*`` settings ask for, or ``None``."""
+        return cls.unless_off(
+            settings.fault_error_rate, settings.fault_slow_rate, settings.fault_slow_ms / 1000, settings.fault_seed
         )
 
     def describe(self) -> dict[str, float | int | None]:

@@ -167,8 +167,12 @@ class Pipeline:
         says (``None``: heal it)."""
         stages = [s for s in self.chain.stages if model is None or s.model.name == model]
         if not stages:
-            raise ValueError(f"no model stage named {model!r}")
+            raise KeyError(f"no model stage named {model!r}; the chain's models are {self.model_names}")
         stages[0].model.faults = faults
+
+    @property
+    def model_names(self) -> list[str]:
+        return [stage.model.name for stage in self.chain.stages]
 
     # --- the request path ------------------------------------------------------------------
 

@@ -71,9 +71,7 @@ class FaultsRequest(BaseModel):
     model: str | None = Field(None, description="the model stage to affect, by model name; default the primary")
 
     def injector(self) -> FaultInjector | None:
-        if self.error_rate == 0 and self.slow_rate == 0:
-            return None
-        return FaultInjector(self.error_rate, self.slow_rate, self.slow_ms / 1000, self.seed)
+        return FaultInjector.unless_off(self.error_rate, self.slow_rate, self.slow_ms / 1000, self.seed)
 
 
 def parse_body(model: type[M], payload: Any) -> M:

@@ -48,8 +48,12 @@ class PipelineService:
 
     def __init__(self) -> None:
         self.settings = ServiceSettings()
-        self.pipeline = self.make_pipeline(load_chain(self.settings, *self.model_tags))
+        self.pipeline = self._load_pipeline()
         self._reloading = asyncio.Lock()
+
+    def _load_pipeline(self) -> Pipeline:
+        """A pipeline over this service's models, loaded from the store by their tags."""
+        return self.make_pipeline(load_chain(self.settings, *self.model_tags))
 
     def make_pipeline(self, models: list[OnnxModel]) -> Pipeline:
         raise NotImplementedError
@@ -76,8 +80,7 @@ class PipelineService:
         fault injection returns to the ``BALLAST_FAULT_*`` settings."""
         parse_body(ResetRequest, payload)
         async with self._reloading:
-            models = await asyncio.to_thread(load_chain, self.settings, *self.model_tags)
-            pipeline = self.make_pipeline(models)
+            pipeline = await asyncio.to_thread(self._load_pipeline)
             await pipeline.start()
             old, self.pipeline = self.pipeline, pipeline
             await old.close()
@@ -97,12 +100,11 @@ class PipelineService:
     )
     async def admin_faults(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         faults = parse_body(FaultsRequest, payload)
-        names = [stage["name"] for stage in self.pipeline.state()["stages"]]
-        if faults.model is not None and faults.model not in names:
-            raise ValidationFailed(
-                [FieldError("model", "unknown_model", f"the chain's models are {names}", faults.model)], "schema"
-            )
-        self.pipeline.inject_faults(faults.injector(), faults.model)
+        try:
+            self.pipeline.inject_faults(faults.injector(), faults.model)
+        except KeyError:
+            message = f"the chain's models are {self.pipeline.model_names}"
+            raise ValidationFailed([FieldError("model", "unknown_model", message, faults.model)], "schema") from None
         return self.pipeline.state()
 
 

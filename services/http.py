@@ -28,10 +28,12 @@ import orjson
 
 from runtime import BadRequest, BallastError, Overloaded, RuntimeMetrics, default_metrics
 
+from .admission import Admission
+from .settings import ServiceSettings
+from .shutdown import Drain
+
 if TYPE_CHECKING:
-    from .admission import Admission
-    from .auth import Credentials
-    from .shutdown import Drain
+    from .auth import Credentials  # auth builds on this module's errors
 
 log = logging.getLogger("ballast.http")
 
@@ -127,13 +129,15 @@ def routes_of(cls: type) -> list[Route]:
 
 
 class HTTPError(BallastError):
-    """An HTTP-level client error (payload too large, wrong content type, wrong method)."""
+    """An HTTP-level error (payload too large, wrong content type, wrong method, shutting down);
+    its message names no internals, so a 5xx shows it too."""
 
     def __init__(self, status: int, type_: str, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         self.status = status
         self.type = type_
         self.headers = headers
-        """Response headers the error needs (``WWW-Authenticate``)."""
+        """Response headers the error needs (``WWW-Authenticate``, ``Connection: close``)."""
+        self.public_message = message
         super().__init__(message)
 
 
@@ -159,6 +163,7 @@ class FastPath:
         drain: Drain | None = None,
         admission: Admission | None = None,
         metrics: Callable[[], RuntimeMetrics] | None = None,
+        retry_after_s: float = 1.0,
     ) -> None:
         self.routes = {r.path: r for r in routes}
         self.bentoml_app = bentoml_app
@@ -166,9 +171,7 @@ class FastPath:
         self.instance = instance
         self.extra = extra
         """Read-only JSON documents served at a path (the OpenAPI document)."""
-        from .admission import Admission
-        from .auth import Credentials  # auth builds on this module's errors
-        from .shutdown import Drain
+        from .auth import Credentials
 
         self.credentials = credentials or Credentials()
         """Who may call which route; by default prediction routes are open and admin routes off."""
@@ -178,19 +181,18 @@ class FastPath:
         metric families must be built inside the worker (see runtime/metrics.py)."""
         self.admission = admission or Admission(0.0)
         """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
+        self._busy = Overloaded("server_busy", retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if self.drain.draining and path not in _WHILE_DRAINING:
-                self._count_refusal(path, "shutting_down")
-                await _respond(send, 503, _SHUTTING_DOWN, None, [(b"retry-after", b"1"), (b"connection", b"close")])
+                await self._refuse(send, path, _SHUTTING_DOWN)
                 return
             found = self.routes.get(path)
             if found is not None:
                 if not found.admin and self.admission.refuses(scope):
-                    self._count_refusal(path, "server_busy")
-                    await _respond(send, 503, _BUSY, None, [(b"retry-after", b"1")])
+                    await self._refuse(send, path, self._busy)
                     return
                 self.drain.enter()
                 try:
@@ -206,11 +208,13 @@ class FastPath:
             self.drain.install()
         await self.bentoml_app(scope, receive, send)
 
-    def _count_refusal(self, path: str, reason: str) -> None:
-        """Refusals happen before any pipeline sees the request: counted here, so none is silent."""
+    async def _refuse(self, send: Send, path: str, exc: HTTPError | Overloaded) -> None:
+        """Answer before any pipeline sees the request, and count it there, so that none is silent."""
         if self.metrics is not None:
             route = path if path in self.routes else "other"  # bounded label values
+            reason = exc.reason if isinstance(exc, Overloaded) else exc.type
             self.metrics().refused.labels(route, reason).inc()
+        await _error(send, exc, None)
 
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"]) or os.urandom(8).hex()
@@ -232,16 +236,8 @@ class FastPath:
                 return
             await _respond(send, 200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), request_id)
         except BallastError as exc:
-            extra = (
-                [(b"retry-after", b"%d" % max(1, round(exc.retry_after_s)))]
-                if isinstance(exc, Overloaded)
-                else ([(b"retry-after", b"1")] if exc.status == 503 else [])
-            )
-            if exc.status == 405:
-                extra.append((b"allow", found.method.encode()))
-            if isinstance(exc, HTTPError):
-                extra.extend(exc.headers)
-            await _respond(send, exc.status, orjson.dumps(error_body(exc, request_id)), request_id, extra)
+            allow = [(b"allow", found.method.encode())] if exc.status == 405 else []
+            await _error(send, exc, request_id, allow)
         except Exception:
             log.exception("unhandled error on %s (request %s)", found.path, request_id)
             body = {"error": {"type": "internal_error", "message": "internal error", "request_id": request_id}}
@@ -285,13 +281,24 @@ class FastPath:
         return b"".join(chunks)
 
 
-_BUSY = orjson.dumps(
-    {"error": {"type": "overloaded", "message": "the server is overloaded; retry later", "request_id": None}}
-)
 _WHILE_DRAINING = frozenset({"/livez", "/metrics"})
-_SHUTTING_DOWN = orjson.dumps(
-    {"error": {"type": "shutting_down", "message": "the server is shutting down; retry", "request_id": None}}
+_SHUTTING_DOWN = HTTPError(
+    503, "shutting_down", "the server is shutting down; retry", headers=((b"connection", b"close"),)
 )
+
+
+async def _error(
+    send: Send, exc: BallastError, request_id: str | None, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """The JSON error answer of ``exc``: its status, its public body, Retry-After on every 503."""
+    extra = list(headers or [])
+    if isinstance(exc, Overloaded):
+        extra.append((b"retry-after", b"%d" % max(1, round(exc.retry_after_s))))
+    elif exc.status == 503:
+        extra.append((b"retry-after", b"1"))
+    if isinstance(exc, HTTPError):
+        extra.extend(exc.headers)
+    await _respond(send, exc.status, orjson.dumps(error_body(exc, request_id)), request_id, extra)
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -337,11 +344,8 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
 
     def to_asgi(self, is_main: bool = True) -> Any:
         bentoml_app = super().to_asgi(is_main)
-        from .admission import Admission
         from .auth import Credentials
         from .openapi import document
-        from .settings import ServiceSettings
-        from .shutdown import Drain
 
         settings = ServiceSettings()
         credentials = Credentials.from_settings(settings)
@@ -359,4 +363,5 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             drain=Drain(settings.drain_s),
             admission=Admission(settings.shed_wait_ms / 1000),
             metrics=default_metrics if settings.metrics_enabled else None,
+            retry_after_s=settings.retry_after_s,
         )

@@ -22,24 +22,14 @@ import httpx
 import orjson
 import pytest
 
+from services.fraud import EXAMPLE
 from services.settings import ServiceSettings
 
 SETTINGS = ServiceSettings()  # what the servers under test read from the same environment
 LIMIT = SETTINGS.max_body_bytes
 MAX_ROWS = SETTINGS.max_batch_size
 
-TXN: dict[str, Any] = {
-    "amount": 249.9,
-    "currency": "EUR",
-    "merchant_category": "electronics",
-    "hour": 14,
-    "country_mismatch": False,
-    "card_age_days": 540,
-    "device_change": False,
-    "txn_count_1h": 1,
-    "txn_count_24h": 4,
-    "distance_km": 12.5,
-}
+TXN: dict[str, Any] = dict(EXAMPLE)  # the fraud OpenAPI example: a valid transaction
 IMAGE = [[float((3 * row + col) % 17) for col in range(8)] for row in range(8)]
 SERVICE = {"/score": "fraud", "/score_batch": "fraud", "/classify": "digits"}
 VALID = {"/score": TXN, "/score_batch": {"transactions": [TXN, TXN]}, "/classify": {"images": [IMAGE]}}

@@ -245,6 +245,7 @@ async def test_while_draining_new_requests_get_503_and_liveness_still_answers() 
             assert response.headers["retry-after"] == "1"
             assert response.headers["connection"] == "close"
             assert response.json()["error"]["type"] == "shutting_down"
+            assert response.json()["error"]["message"] == "the server is shutting down; retry"
         assert (await client.get("/livez")).status_code == 299  # BentoML's app still answers it
     assert drain.in_flight == 0
     refused = {
