@@ -12,6 +12,9 @@ For each model stage, in order::
                                              is "degrade" (reason "overloaded")
     otherwise                             -> breaker success; answer
 
+With no rules and no stage answering: only timeouts -> 504; timeouts and sheds -> 503 with
+Retry-After (the server is too busy for this deadline); any other failure -> 503 unavailable.
+
 A stage's timeout is the request's remaining time less ``reserve_s``, the time it leaves for the
 stages after it. The business-rule stage is a plain function of the validated request that
 always answers. Every answer says which stage produced it and whether it is degraded (not
@@ -128,10 +131,12 @@ class InferenceChain:
             outputs = self._checked(self.rules.answer(request), request.rows, self.rules.name)
             record.served_by, record.model_version = self.rules.name, self.rules.version
             return ChainResult(outputs, self.rules.name, True, self.rules.name, self.rules.version)
-        if all(isinstance(f, StageTimeout) for f in failures):
+        if all(isinstance(f, (StageTimeout, Overloaded)) for f in failures):
+            # out of time everywhere: shed somewhere -> 503 with Retry-After; only timeouts -> 504
+            sheds = [f for f in failures if isinstance(f, Overloaded)]
+            if sheds:
+                raise sheds[-1]
             raise DeadlineExceeded("every stage timed out")
-        if all(isinstance(f, Overloaded) for f in failures):
-            raise failures[-1]
         raise ChainExhausted("; ".join(f"{s.name}: {f}" for s, f in zip(self.stages, failures, strict=False)))
 
     def _next_name(self, index: int) -> str:

@@ -198,6 +198,21 @@ async def test_a_deadline_shed_moves_on_to_the_next_stage_whatever_the_policy(
         assert chain.primary.breaker.state is BreakerState.CLOSED  # shedding is not the model's fault
 
 
+async def test_a_deadline_shed_then_no_time_left_is_a_shed_not_an_outage(
+    load_model: Callable[..., OnnxModel],
+) -> None:
+    """The primary sheds (cannot finish in time), the fallback has no time left: the caller hears
+    503 overloaded with Retry-After, not "no model could answer" (found by fuzzing a 0.3 ms deadline)."""
+    slow_estimate = LatencyModel()
+    slow_estimate.observe(1, 5.0)
+    slow_estimate.observe(8, 5.0)
+    primary = stage(load_model("affine", name="primary"), latency=slow_estimate)
+    late = stage(load_model("affine_b", name="fallback"), reserve_s=5.0)  # leaves itself no time
+    with pytest.raises(Overloaded) as shed:
+        await run(InferenceChain([primary, late]))
+    assert shed.value.reason == "deadline"
+
+
 async def test_other_sheds_reject_or_degrade_by_policy(load_model: Callable[..., OnnxModel]) -> None:
     def chain(policy: str) -> InferenceChain:
         primary = stage(load_model("affine", name="primary"))
