@@ -74,7 +74,7 @@ wrk:
 bench: install wrk models
 	$(BIN)/python -m benchmarks.compare --model mlp --threads 2 --ballast-env BALLAST_MAX_BATCH_SIZE=128 --soak 300
 	$(BIN)/python -m benchmarks.compare --model digits
-	$(BIN)/python -m benchmarks.compare --model fraud
+	$(BIN)/python -m benchmarks.compare --model fraud --repeats 3 --seconds 5
 	$(BIN)/python -m benchmarks.runtime_overhead
 
 # hey drives the overload and soak drills at a fixed rate (Debian package, like wrk).

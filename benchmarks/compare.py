@@ -7,10 +7,11 @@ generator (wrk) with the same payloads, in one run.
                  max_latency_ms=100)``, BentoML's adaptive batching;
 * ``ballast``    ``services.tensor:Tensor`` (BentoML service, Ballast's path and batcher).
 
-Each server climbs a ladder of concurrency (wrk connections); its goodput is the best req/s among the
-rungs with p95 <= the SLO and no non-2xx answer or socket error. The server's CPU time and RSS are
-recorded per rung. Results: ``benchmarks/results/compare.md`` and ``compare.png`` (p95 latency against
-throughput).
+All servers start first; then they climb a ladder of concurrency (wrk connections) together: at each
+rung each server in turn, ``--repeats`` times, the median kept (see ``interleave``). A server's goodput
+is the best req/s among the rungs with p95 <= the SLO and no non-2xx answer or socket error. The
+server's CPU time and RSS are recorded per rung. Results: ``benchmarks/results/compare.md`` and
+``compare.png`` (p95 latency against throughput).
 
     python -m benchmarks.compare                 # full run (make bench)
     python -m benchmarks.compare --smoke         # seconds: checks the harness works (CI)
@@ -117,6 +118,27 @@ class Rung:
     cpu_s_per_s: float
     rss_mb: float
 
+    @classmethod
+    def median(cls, rungs: list[Rung]) -> Rung:
+        """One rung from repeats of it: the median of each measure; errors are summed."""
+        if len(rungs) == 1:
+            return rungs[0]
+
+        def mid(name: str) -> float:
+            return float(np.median([getattr(r, name) for r in rungs]))
+
+        return cls(
+            rungs[0].connections,
+            mid("rps"),
+            mid("items_per_s"),
+            mid("p50_ms"),
+            mid("p95_ms"),
+            mid("p99_ms"),
+            sum(r.bad for r in rungs),
+            mid("cpu_s_per_s"),
+            mid("rss_mb"),
+        )
+
 
 @dataclass
 class Result:
@@ -205,6 +227,9 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per rung")
     parser.add_argument("--slo-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each server at each rung, interleaved; the median counts"
+    )
     parser.add_argument("--variants", default="starlette,bentoml,ballast")
     parser.add_argument("--rows", default="1,64", help="request sizes to run: 1 and/or 64")
     parser.add_argument(
@@ -239,35 +264,25 @@ def main() -> None:
     ballast_env = {"BALLAST_INTRA_OP_THREADS": str(args.threads), **dict(kv.split("=", 1) for kv in args.ballast_env)}
     setup.env["BENCH_THREADS"] = str(args.threads)
     ladder = [4, 16] if args.smoke else [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
-    seconds = 2 if args.smoke else args.seconds
+    seconds = args.seconds = 2 if args.smoke else args.seconds
     sizes = {int(r) for r in args.rows.split(",")}
     plan = [p for p in setup.plan if p.variant in [*args.variants.split(","), "ballast-bare"] and p.rows in sizes]
-    results: list[Result] = []
-    for point in plan:
-        env = {**setup.env, **(ballast_env if point.variant.startswith("ballast") else {}), **point.env}
-        server = Server(setup.commands[point.variant], env, work, work / f"{point.name}-{point.rows}.log")
-        try:
+    servers: dict[str, Server] = {}
+    try:
+        for point in plan:  # every server is up before any is measured: see interleave()
+            env = {**setup.env, **(ballast_env if point.variant.startswith("ballast") else {}), **point.env}
+            server = Server(setup.commands[point.variant], env, work, work / f"{point.name}-{point.rows}.log")
+            servers[point.key] = server
             server.wait(setup.path, point.warm_body)  # JSON, whatever the clients send
-            result = Result(point.name, point.rows)
-            for connections in ladder:
-                rung = drive(
-                    server, setup.path, point.body, script, connections, seconds, point.rows, point.content_type
-                )
-                result.rungs.append(rung)
-                print(
-                    f"{point.name:18s} rows={point.rows:3d} c={connections:4d} {rung.rps:8.0f} req/s "
-                    f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} cpu {rung.cpu_s_per_s:.2f} "
-                    f"rss {rung.rss_mb:.0f} MB",
-                    flush=True,
-                )
-                if rung.p95_ms > 4 * args.slo_ms or rung.bad > 0:
-                    break
+        results = interleave(plan, servers, setup.path, script, ladder, seconds, args)
+        for point, result in zip(plan, results, strict=True):
             if point.variant.startswith("ballast"):
+                server = servers[point.key]
                 result.idle_cpu_pct = idle_cpu(server, 3 if args.smoke else 15)
                 if args.soak and point.rows == 1 and point.variant == "ballast":
                     result.soak = soak(server, setup.path, point, script, args.soak)
-            results.append(result)
-        finally:
+    finally:
+        for server in servers.values():
             server.stop()
     if args.smoke:  # the harness must have measured every path, with good answers
         assert len(results) == len(plan), "a path was not measured"
@@ -281,6 +296,54 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def interleave(
+    plan: list[Point],
+    servers: dict[str, Server],
+    path: str,
+    script: Path,
+    ladder: list[int],
+    seconds: int,
+    args: argparse.Namespace,
+) -> list[Result]:
+    """Climb the ladder for every point together: at each rung, each server in turn, ``--repeats``
+    times (alternating the order), then the median of each measure. This VM's speed drifts by
+    10-20 % over minutes; climbing one server's ladder after another's put that drift into their
+    ratio (the fraud pair gave 0 %, 14 % and 23 % in three runs), while at one rung all of them
+    meet the same machine. A server leaves the ladder after a rung over 4x the SLO or with errors."""
+    results = [Result(p.name, p.rows) for p in plan]
+    active = list(range(len(plan)))
+    for connections in ladder:
+        samples: dict[int, list[Rung]] = {i: [] for i in active}
+        for repeat in range(args.repeats):
+            for i in active if repeat % 2 == 0 else active[::-1]:
+                point = plan[i]
+                samples[i].append(
+                    drive(
+                        servers[point.key],
+                        path,
+                        point.body,
+                        script,
+                        connections,
+                        seconds,
+                        point.rows,
+                        point.content_type,
+                    )
+                )
+        for i in list(active):
+            rung = Rung.median(samples[i])
+            results[i].rungs.append(rung)
+            print(
+                f"{plan[i].name:30s} rows={plan[i].rows:3d} c={connections:4d} {rung.rps:8.0f} req/s "
+                f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} cpu {rung.cpu_s_per_s:.2f} rss {rung.rss_mb:.0f} MB",
+                flush=True,
+            )
+            if rung.p95_ms > 4 * args.slo_ms or rung.bad > 0:
+                active.remove(i)
+        if not active:
+            break
+    return results
+
+
 @dataclass
 class Point:
     """One server configuration and the request its clients send."""
@@ -292,6 +355,10 @@ class Point:
     warm_body: bytes
     name: str
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.rows}"
 
 
 @dataclass
@@ -399,6 +466,10 @@ def setup_digits(args: argparse.Namespace, work: Path) -> Setup:
     )
 
 
+FULL_CHAIN = "ballast (full chain)"
+BARE_CHAIN = "ballast (checks, metrics off)"
+
+
 def setup_fraud(args: argparse.Namespace, work: Path) -> Setup:
     from models import fraud
 
@@ -406,8 +477,8 @@ def setup_fraud(args: argparse.Namespace, work: Path) -> Setup:
     body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
     off = {"BALLAST_CONTENT_CHECKS": "false", "BALLAST_METRICS_ENABLED": "false"}
     plan = [
-        Point("ballast", 1, body, "application/json", body.read_bytes(), "ballast (full chain)"),
-        Point("ballast-bare", 1, body, "application/json", body.read_bytes(), "ballast (checks, metrics off)", off),
+        Point("ballast", 1, body, "application/json", body.read_bytes(), FULL_CHAIN),
+        Point("ballast-bare", 1, body, "application/json", body.read_bytes(), BARE_CHAIN, off),
     ]
     env = {"BENTOML_DO_NOT_TRACK": "true", "PYTHONPATH": str(ROOT)}
     return Setup(
@@ -452,7 +523,8 @@ def report(results: list[Result], raw: dict[int, float], args: argparse.Namespac
     lines = [
         f"Model: {title}. SLO p95 <= {args.slo_ms:.0f} ms. onnxruntime intra-op threads: {args.threads} for every "
         f"server{'; Ballast settings: ' + ', '.join(args.ballast_env) if args.ballast_env else ''}. "
-        "Load: wrk (1 thread) on the same machine. Machine: "
+        f"Load: wrk (1 thread, {args.seconds} s per run) on the same machine; at each rung of connections every "
+        f"server in turn, {args.repeats} time(s), median kept. Machine: "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
         "",
         "| path | rows/request | goodput req/s | items/s | p95 at goodput | server CPU (cores) | RSS MB | idle CPU |",
@@ -473,6 +545,15 @@ def report(results: list[Result], raw: dict[int, float], args: argparse.Namespac
         lines.append(f"| raw onnxruntime, in process | 1 | | {raw[1]:,.0f} | | 1-2 threads | | |")
         lines.append(
             f"| raw onnxruntime, in process | {best_rows} (best) | | {raw[best_rows]:,.0f} | | 1-2 threads | | |"
+        )
+    full = next((r for r in results if r.variant == FULL_CHAIN), None)
+    bare = next((r for r in results if r.variant == BARE_CHAIN), None)
+    if full and bare and (a := full.goodput(args.slo_ms)) and (b := bare.goodput(args.slo_ms)):
+        same = [f.rps / o.rps for f, o in zip(full.rungs, bare.rungs, strict=False)]
+        lines.append(
+            f"\nCost of validation, hooks and metrics: {1 - a.rps / b.rps:.0%} of goodput "
+            f"({a.rps:,.0f} against {b.rps:,.0f} req/s); at equal connections the full chain made "
+            f"{float(np.median(same)):.2f}x the req/s of the bare one (median over {len(same)} rungs)."
         )
     for r in results:
         if r.soak:
