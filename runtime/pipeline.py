@@ -57,6 +57,7 @@ class Pipeline:
         hooks: CompositeHook,
         timeout_s: float,
         warmup_runs: int = 3,
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self.name = name
         self.validator = validator
@@ -64,6 +65,8 @@ class Pipeline:
         self.hooks = hooks
         self.timeout_s = timeout_s
         self.warmup_runs = warmup_runs
+        self.metrics = metrics
+        """Flushed when the pipeline closes (see runtime/metrics.py, MetricBuffer)."""
         self.ready = False
 
     @classmethod
@@ -120,6 +123,7 @@ class Pipeline:
             hooks=all_hooks,
             timeout_s=settings.request_timeout_ms / 1000,
             warmup_runs=settings.warmup_runs,
+            metrics=metrics,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -141,6 +145,8 @@ class Pipeline:
         for stage in self.chain.stages:
             await stage.batcher.close(drain=True)
             stage.model.close()
+        if self.metrics is not None:
+            self.metrics.buffer.flush()
 
     # --- operations (the services' admin endpoints) ------------------------------------------
 

@@ -64,6 +64,11 @@ class Schema(Protocol):
 
 # --- helpers ---------------------------------------------------------------------------------
 
+FLOAT32_OVERFLOW = 3.4028235677973366e38
+"""Half-way between float32's largest finite value and 2**128: a float64 of this magnitude or more
+rounds to infinity as float32, one below it to a finite number. Comparing with it costs a tenth of
+``math.isfinite(np.float32(x))``, once per number field of every request."""
+
 
 def _json_value(value: Any) -> Any:
     """A short, JSON-safe rendering of an offending value."""
@@ -383,7 +388,7 @@ class RecordSchema:
             return None
         if not content:
             return number
-        if not math.isfinite(number) or not math.isfinite(np.float32(number)):
+        if not -FLOAT32_OVERFLOW < number < FLOAT32_OVERFLOW:  # also false for NaN
             errors.append(FieldError(path, "finite", "must be a finite float32 number", _json_value(value)))
             return None
         if (spec.minimum is not None and number < spec.minimum) or (spec.maximum is not None and number > spec.maximum):

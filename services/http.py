@@ -204,6 +204,8 @@ class FastPath:
             if document is not None and scope["method"] == "GET":
                 await _respond(send, 200, orjson.dumps(document()), None)
                 return
+            if path == "/metrics" and self.metrics is not None:
+                self.metrics().buffer.flush()  # buffered per-request series (runtime/metrics.py)
         elif scope["type"] == "lifespan":
             self.drain.install()
         await self.bentoml_app(scope, receive, send)

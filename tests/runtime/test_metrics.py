@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from runtime import (
@@ -25,6 +26,7 @@ from runtime import (
     TensorSchema,
     ValidationFailed,
 )
+from runtime.metrics import LATENCY_BUCKETS, MetricBuffer
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -84,6 +86,37 @@ def test_batch_shed_breaker_and_hook_error_metrics(registry: CollectorRegistry, 
     assert value(registry, "ballast_breaker_state", model="m") == 2
     assert value(registry, "ballast_breaker_transitions_total", model="m", state="open") == 1
     assert value(registry, "ballast_hook_errors_total", hook="AuditHook") == 1
+
+
+async def test_buffered_series_reach_prometheus_within_the_flush_interval_and_equal_direct_ones() -> None:
+    registry = CollectorRegistry()
+    direct = Histogram("direct_seconds", "d", registry=registry, buckets=LATENCY_BUCKETS)
+    buffered = Histogram("buffered_seconds", "b", registry=registry, buckets=LATENCY_BUCKETS)
+    count = Counter("buffered_total", "c", registry=registry)
+    buffer = MetricBuffer(flush_s=0.05)
+    series, counter = buffer.histogram(buffered), buffer.counter(count)
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.3, 10.0, 11.0, *np.random.default_rng(0).exponential(0.05, 200)]
+    for v in values:  # bucket bounds themselves included: "le" is inclusive
+        direct.observe(v)
+        series.observe(v)
+        counter.inc()
+    assert value(registry, "buffered_seconds_count") == 0, "written before the flush interval"
+    assert value(registry, "buffered_total") == 0
+    await asyncio.sleep(0.1)
+    for sample in direct.collect()[0].samples:
+        name = sample.name.replace("direct", "buffered")
+        assert value(registry, name, **sample.labels) == pytest.approx(sample.value), name
+    assert value(registry, "buffered_total") == len(values)
+    counter.inc(2)  # the next increment schedules the next flush
+    await asyncio.sleep(0.1)
+    assert value(registry, "buffered_total") == len(values) + 2
+
+
+def test_outside_an_event_loop_every_increment_is_written_at_once() -> None:
+    registry = CollectorRegistry()
+    count = Counter("now_total", "c", registry=registry)
+    MetricBuffer(flush_s=60).counter(count).inc()
+    assert value(registry, "now_total") == 1
 
 
 async def test_a_pipeline_reports_through_its_metrics(

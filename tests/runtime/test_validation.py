@@ -213,6 +213,21 @@ def test_non_finite_numbers_are_refused(record_validator: Validator) -> None:
     assert [(e.path, e.rule, e.value) for e in error.errors] == [("amount", "finite", "inf")]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [3.4028234663852886e38, 3.4028235677973362e38, 3.4028235677973366e38, 1e39, float("nan"), -float("inf")],
+)
+def test_a_number_is_finite_exactly_when_float32_keeps_it_finite(value: float) -> None:
+    unbounded = Validator(RecordSchema([Field("v", "number")], input_name="x", max_rows=1))
+    for signed in (value, -value):
+        with np.errstate(over="ignore"):
+            finite_as_float32 = bool(np.isfinite(np.float32(signed)))
+        if finite_as_float32:
+            assert np.isfinite(unbounded.validate({"v": signed}).inputs["x"]).all()
+        else:
+            assert [e.rule for e in failures(unbounded, {"v": signed}).errors] == ["finite"]
+
+
 def test_integers_beyond_float64_are_refused_with_a_serialisable_body(record_validator: Validator) -> None:
     error = failures(record_validator, [record(amount=10**400), record(count=-(2**64))])
     assert [(e.path, e.rule) for e in error.errors] == [("[0].amount", "finite"), ("[1].count", "range")]
