@@ -125,6 +125,30 @@ def poll(url: str, path: str, body: bytes, stop: threading.Event, result: Poll) 
         stop.wait(0.5)
 
 
+def server_counts(url: str) -> dict[str, float]:
+    """The server's own account of its answers, from ``/metrics``: requests by outcome, and
+    refusals (HTTP layer) and sheds (batch queues) by reason, e.g. ``refused server_busy``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = {"ballast_requests": "outcome", "ballast_refused": "reason", "ballast_shed": "reason"}
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        label = wanted.get(family.name)
+        if label is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = f"{family.name.removeprefix('ballast_')} {sample.labels[label]}"
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+def count_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    return {k: int(v - before.get(k, 0.0)) for k, v in sorted(after.items()) if v - before.get(k, 0.0)}
+
+
 def measure_capacity(server: Server, path: str, body: Path, script: Path, slo_ms: float) -> tuple[float, list[Rung]]:
     """Best req/s of a wrk ladder with p95 <= ``slo_ms`` and no errors, and the rungs."""
     rungs = []
@@ -253,6 +277,7 @@ def main() -> None:
         offered = capacity * args.factor
         print(f"capacity {capacity:.0f} req/s; burst {offered:.0f} req/s for {args.seconds} s", flush=True)
 
+        counted = server_counts(server.url)
         stop, polled = threading.Event(), Poll()
         poller = threading.Thread(target=poll, args=(server.url, path, body.read_bytes(), stop, polled))
         cpu0, rss0 = cpu_and_rss(server.process.pid)
@@ -262,6 +287,7 @@ def main() -> None:
         stop.set()
         poller.join()
         cpu1, rss1 = cpu_and_rss(server.process.pid)
+        server_said = count_delta(counted, server_counts(server.url))
         after = hey(server.url, body, 16, capacity / 2, 20, path)
         alive = server.process.poll() is None
 
@@ -292,6 +318,7 @@ def main() -> None:
             poller_scores=polled.refusals,
             server_cpu_cores=(cpu1 - cpu0) / burst.seconds,
             workers=workers,
+            server_counts=server_said,
             costs=asdict(costs),
             rss_mb=[rss0, rss1],
             checks=checks,
@@ -306,6 +333,7 @@ def main() -> None:
         f"- capacity: {capacity:,.0f} req/s; burst offered {report['offered_rps']:,.0f} req/s "
         f"({args.factor:g}x target) for {args.seconds} s",
         f"- server settings: {args.ballast_env or 'defaults'}",
+        f"- the server's count of the burst (/metrics): {server_said}",
         f"- answers: {statuses}; goodput {goodput:,.0f} req/s = {goodput / capacity:.2f} x capacity; "
         f"p95 of 200s {burst.p95_ok_ms():.1f} ms",
         f"- recovery after the burst: {recovered} s; health checks {polled.checks}, failures "

@@ -5,7 +5,9 @@ CPU 0 and load on CPU 1). Then ``hey`` holds 70 % of it, one minute at a time; a
 server's RSS and open file descriptors (its whole process tree) are read. The first minute is the
 warm-up. Checks (exit 1 on a miss): RSS growth after warm-up <= 50 MB; p95 of the last minute within
 10 % of the first minute after warm-up (plus 1 ms, below which a percentile on this VM is noise);
-open file descriptors flat (no more than 5 above the post-warm-up count); no non-2xx. Results:
+open file descriptors flat (no more than 5 above the post-warm-up count); no non-2xx. Each minute
+also records the server's own count of its answers by outcome and refusal reason (``/metrics``),
+which names the cause of any non-2xx. Results:
 benchmarks/results/soak.md and .json.
 """
 
@@ -18,10 +20,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .overload import RESULTS, hey, measure_capacity, start_pinned
+from .overload import RESULTS, count_delta, hey, measure_capacity, server_counts, start_pinned
 from .processes import cpu_and_rss, tree
 
 
@@ -43,14 +46,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ballast-soak-"))
     target = start_pinned("fraud", work, [], "soak")
     server, body, slo_ms = target.server, target.body, target.slo_ms
-    minutes = []
+    minutes: list[dict[str, Any]] = []
     try:
         server.wait(target.path, body.read_bytes())
         capacity, _ = measure_capacity(server, target.path, body, target.script, slo_ms)
         rate = capacity * args.load
         print(f"capacity {capacity:.0f} req/s; holding {rate:.0f} req/s for {args.minutes} min", flush=True)
+        counted = server_counts(server.url)
         for minute in range(args.minutes):
             run = hey(server.url, body, 32, rate, 60, target.path)
+            now = server_counts(server.url)
+            said, counted = count_delta(counted, now), now
             _, rss = cpu_and_rss(server.process.pid)
             entry = {
                 "minute": minute + 1,
@@ -59,11 +65,12 @@ def main() -> None:
                 "non_2xx": int((run.statuses != 200).sum()),
                 "rss_mb": rss,
                 "fds": open_fds(server.process.pid),
+                "server_counts": said,
             }
             minutes.append(entry)
             print(
                 f"minute {entry['minute']:2d}: {entry['rps']:6.0f} req/s p95 {entry['p95_ms']:5.1f} ms "
-                f"non-2xx {entry['non_2xx']} RSS {rss:.0f} MB fds {entry['fds']}",
+                f"non-2xx {entry['non_2xx']} RSS {rss:.0f} MB fds {entry['fds']} server: {said}",
                 flush=True,
             )
     finally:
@@ -83,10 +90,11 @@ def main() -> None:
         f"Soak, fraud service (server on CPU 0, load on CPU 1): {args.load:.0%} of {capacity:,.0f} req/s "
         f"for {args.minutes} min, SLO p95 <= {slo_ms:.0f} ms.",
         "",
-        "| minute | req/s | p95 ms | non-2xx | RSS MB | open fds |",
-        "|---|---|---|---|---|---|",
+        "| minute | req/s | p95 ms | non-2xx | RSS MB | open fds | the server's count (/metrics) |",
+        "|---|---|---|---|---|---|---|",
         *(
-            f"| {m['minute']} | {m['rps']:,.0f} | {m['p95_ms']:.1f} | {m['non_2xx']} | {m['rss_mb']:.0f} | {m['fds']} |"
+            f"| {m['minute']} | {m['rps']:,.0f} | {m['p95_ms']:.1f} | {m['non_2xx']} | {m['rss_mb']:.0f} | {m['fds']} "
+            f"| {', '.join(f'{k}: {v}' for k, v in m['server_counts'].items())} |"
             for m in minutes
         ),
         "",

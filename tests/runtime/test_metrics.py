@@ -103,7 +103,7 @@ async def test_buffered_series_reach_prometheus_within_the_flush_interval_and_eq
     assert value(registry, "buffered_seconds_count") == 0, "written before the flush interval"
     assert value(registry, "buffered_total") == 0
     await asyncio.sleep(0.1)
-    for sample in direct.collect()[0].samples:
+    for sample in next(iter(direct.collect())).samples:
         name = sample.name.replace("direct", "buffered")
         assert value(registry, name, **sample.labels) == pytest.approx(sample.value), name
     assert value(registry, "buffered_total") == len(values)
