@@ -5,14 +5,21 @@ read it and the moment its handler starts: behind every other request the event 
 same sweep. The batcher's deadline-based shedding never sees that wait. The HTTP protocol
 (services/protocol.py) stamps each request with the loop time at which its headers were complete;
 when the handler starts more than ``max_wait_s`` later, the request is refused with 503 +
-Retry-After before its body is parsed -- the cheapest answer there is. The backlog drains, and the
-requests that are served start promptly. Nothing runs while the server is idle.
+Retry-After before its body is parsed.
+
+Refusing in the handler still costs a request's whole trip through uvicorn (a request cycle, a
+task, the ASGI calls): under a burst of several times capacity, those refusals took the CPU the
+admitted requests needed (``make overload``). So each late handler start also opens a short window
+(``window_s``, half of ``max_wait_s``) in which the protocol refuses new prediction requests as soon
+as their headers are read, with a prepared response and no request cycle at all
+(:meth:`Admission.refuses_at_door`). The window closes by itself; the next request to reach its
+handler late opens it again. Nothing runs while the server is idle.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 RECEIVED = "ballast.received"
@@ -24,13 +31,52 @@ def mark_received(scope: MutableMapping[str, Any], now: float) -> None:
 
 
 class Admission:
-    def __init__(self, max_wait_s: float) -> None:
+    def __init__(self, max_wait_s: float, retry_after_s: float = 1.0) -> None:
         self.max_wait_s = max_wait_s
         """0 turns shedding off."""
+        self.window_s = max_wait_s / 2
+        self.retry_after_s = retry_after_s
+        self.guarded: frozenset[bytes] = frozenset()
+        """Raw paths the protocol may refuse at the door (the prediction routes)."""
+        self.on_refused: Callable[[str], None] | None = None
+        """Told the path of every request refused at the door (metrics)."""
+        self._shed_until = 0.0
+
+    def guard(self, paths: Iterable[str]) -> None:
+        self.guarded = frozenset(p.encode() for p in paths)
 
     def refuses(self, scope: MutableMapping[str, Any]) -> bool:
-        """Whether the request has already waited too long to be worth serving."""
+        """Whether the request has already waited too long to be worth serving (and if so, open
+        the door's refusal window)."""
         if self.max_wait_s <= 0:
             return False
         received = (scope.get("extensions") or {}).get(RECEIVED)
-        return received is not None and asyncio.get_running_loop().time() - received > self.max_wait_s
+        if received is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - received <= self.max_wait_s:
+            return False
+        self._shed_until = now + self.window_s
+        return True
+
+    def refuses_at_door(self, raw_path: bytes, now: float) -> bool:
+        """Whether the protocol should refuse a request for ``raw_path`` whose headers it has just
+        read at loop time ``now``."""
+        if now < self._shed_until and raw_path in self.guarded:
+            if self.on_refused is not None:
+                self.on_refused(raw_path.decode())
+            return True
+        return False
+
+
+_current: Admission | None = None
+
+
+def install(admission: Admission) -> None:
+    """Make ``admission`` the one this worker's HTTP protocol consults (one app per worker)."""
+    global _current
+    _current = admission
+
+
+def current() -> Admission | None:
+    return _current

@@ -28,6 +28,7 @@ import orjson
 
 from runtime import BadRequest, BallastError, Overloaded, RuntimeMetrics, default_metrics
 
+from . import admission as admission_module
 from .admission import Admission
 from .settings import ServiceSettings
 from .shutdown import Drain
@@ -181,7 +182,12 @@ class FastPath:
         metric families must be built inside the worker (see runtime/metrics.py)."""
         self.admission = admission or Admission(0.0)
         """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
+        self.admission.guard(path for path, r in self.routes.items() if not r.admin)
+        self.admission.retry_after_s = retry_after_s
+        self.admission.on_refused = lambda path: self._count_refused(path, "server_busy")
+        admission_module.install(self.admission)  # the protocol refuses at the door through it
         self._busy = Overloaded("server_busy", retry_after_s)
+        self._refused_counts: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -212,11 +218,19 @@ class FastPath:
 
     async def _refuse(self, send: Send, path: str, exc: HTTPError | Overloaded) -> None:
         """Answer before any pipeline sees the request, and count it there, so that none is silent."""
-        if self.metrics is not None:
-            route = path if path in self.routes else "other"  # bounded label values
-            reason = exc.reason if isinstance(exc, Overloaded) else exc.type
-            self.metrics().refused.labels(route, reason).inc()
+        self._count_refused(path, exc.reason if isinstance(exc, Overloaded) else exc.type)
         await _error(send, exc, None)
+
+    def _count_refused(self, path: str, reason: str) -> None:
+        if self.metrics is None:
+            return
+        route = path if path in self.routes else "other"  # bounded label values
+        counter = self._refused_counts.get((route, reason))
+        if counter is None:
+            metrics = self.metrics()
+            counter = metrics.buffer.counter(metrics.refused.labels(route, reason))
+            self._refused_counts[route, reason] = counter
+        counter.inc()
 
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"]) or os.urandom(8).hex()

@@ -9,7 +9,10 @@ sees a request only once its headers are complete.
 a connection opens, and from the first byte of each further request on it, the request (headers and
 body) must arrive within ``read_timeout_s`` (``BALLAST_READ_TIMEOUT_S``). If it does not, the client
 gets 408 with a JSON body, when no response has started yet, and the connection is closed. It also
-stamps each request with the time its headers were read, for load shedding (services/admission.py).
+stamps each request with the time its headers were read, for load shedding (services/admission.py),
+and while the shedding window is open refuses prediction requests as soon as their headers are
+read: a prepared 503 with Retry-After is written, the body is read and dropped, and no request
+cycle or task is made (the cheapest refusal uvicorn allows; keep-alive as the client asked).
 
 :func:`install` makes it uvicorn's ``auto`` protocol. BentoML builds the uvicorn ``Config`` itself
 and offers no way to choose the protocol class, so ``install`` replaces the entry of uvicorn's
@@ -20,11 +23,14 @@ the server starts, which the service decorator (services/base.py) does at import
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, ClassVar
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from runtime import Overloaded
 
 from . import admission
 
@@ -39,12 +45,25 @@ _408 = (
 )
 
 
+@functools.cache
+def busy_response(retry_after_s: int, keep_alive: bool) -> bytes:
+    """The door's 503: the same JSON body FastPath gives a request refused as ``server_busy``."""
+    body = orjson.dumps({"error": {**Overloaded("server_busy").public_body(), "request_id": None}})
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: %d\r\n"
+        b"%scontent-length: %d\r\n\r\n%s"
+        % (retry_after_s, b"" if keep_alive else b"connection: close\r\n", len(body), body)
+    )
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     read_timeout_s: ClassVar[float] = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._refused: bool | None = None
+        """While a request refused at the door is still arriving: whether to keep the connection."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -55,13 +74,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm()
 
     def on_headers_complete(self) -> None:
+        now = self.loop.time()
+        door = admission.current()
+        if (
+            door is not None
+            and (self.cycle is None or self.cycle.response_complete)  # never answer out of order
+            and not self.parser.should_upgrade()
+            and door.refuses_at_door(self.url.split(b"?", 1)[0], now)
+        ):
+            keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0"
+            self.transport.write(busy_response(max(1, round(door.retry_after_s)), keep_alive))
+            self._refused = keep_alive
+            return
         super().on_headers_complete()  # builds the scope and schedules the app; it starts later
         if self.scope is not None:
-            admission.mark_received(self.scope, self.loop.time())  # type: ignore[arg-type]
+            admission.mark_received(self.scope, now)  # type: ignore[arg-type]
+
+    def on_body(self, body: bytes) -> None:
+        if self._refused is None:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
-        super().on_message_complete()
+        if self._refused is None:
+            super().on_message_complete()
+            return
+        keep, self._refused = self._refused, None
+        if keep:
+            self.on_response_complete()  # as after any answer: keep-alive timer, resume reading
+        else:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

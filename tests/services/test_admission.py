@@ -18,3 +18,24 @@ async def test_a_request_that_waited_too_long_is_refused() -> None:
     assert not Admission(0.1).refuses(fresh)
     assert not Admission(0.0).refuses(late)  # off
     assert not Admission(0.1).refuses({})  # no stamp (not served by Ballast's protocol)
+
+
+async def test_a_late_request_opens_a_short_window_in_which_the_door_refuses_prediction_routes() -> None:
+    loop = asyncio.get_running_loop()
+    admission = Admission(0.1)
+    admission.guard(["/score"])
+    refused: list[str] = []
+    admission.on_refused = refused.append
+    now = loop.time()
+    assert not admission.refuses_at_door(b"/score", now)  # closed until a request is late
+    late: dict[str, object] = {}
+    mark_received(late, now - 0.2)
+    assert admission.refuses(late)
+    opened = loop.time()
+    assert admission.refuses_at_door(b"/score", opened)
+    assert not admission.refuses_at_door(b"/livez", opened)  # health, metrics, admin: never at the door
+    assert not admission.refuses_at_door(b"/score", opened + admission.window_s + 1e-3)  # closes by itself
+    assert refused == ["/score"]
+    fresh: dict[str, object] = {}
+    mark_received(fresh, loop.time())
+    assert not Admission(0.1).refuses(fresh)

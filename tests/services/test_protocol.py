@@ -1,4 +1,5 @@
-"""The read deadline, on a real uvicorn server (in a thread) speaking real sockets."""
+"""The read deadline and the refusal at the door, on a real uvicorn server (in a thread) speaking
+real sockets."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 import uvicorn
 
-from services.admission import RECEIVED
+from services import admission
+from services.admission import RECEIVED, Admission
 from services.protocol import GuardedHttpToolsProtocol
 
 TIMEOUT_S = 0.5
@@ -84,3 +87,54 @@ def test_requests_that_arrive_in_time_are_served_on_a_kept_alive_connection(port
             answer = sock.recv(4096)
             assert answer.endswith(b"\r\n\r\nabcd")
             assert b"x-waited-ms: " in answer  # each request is stamped when its headers are read
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """One HTTP answer with a content-length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.fixture
+def door() -> Iterator[Admission]:
+    gate = Admission(0.1, retry_after_s=2)
+    gate.guard(["/predict"])
+    admission.install(gate)
+    yield gate
+    admission.install(Admission(0.0))
+
+
+def test_while_the_window_is_open_prediction_requests_are_refused_without_reaching_the_app(
+    port: int, door: Admission
+) -> None:
+    door._shed_until = float("inf")  # as after a late request (the window's own rule: test_admission.py)
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"POST /predict?x=1 HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\n\r\nab")
+        refused = _answer(sock)  # answered before the body is complete
+        assert refused.startswith(b"HTTP/1.1 503 ")
+        assert b"retry-after: 2\r\n" in refused
+        message = "service overloaded (server_busy), retry later"
+        assert orjson.loads(refused.partition(b"\r\n\r\n")[2]) == {
+            "error": {"type": "overloaded", "message": message, "request_id": None}
+        }
+        sock.sendall(b"cd")  # the rest of the refused body is read and dropped
+        sock.sendall(b"POST /other HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nok")  # not guarded
+        assert _answer(sock).endswith(b"\r\n\r\nok")
+        door._shed_until = 0.0  # the window closes: the same connection is served again
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nhi")
+        assert _answer(sock).endswith(b"\r\n\r\nhi")
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # a client that asked to close
+        door._shed_until = float("inf")
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\nconnection: close\r\ncontent-length: 2\r\n\r\nhi")
+        _, data = _until_closed(sock)
+        assert data.startswith(b"HTTP/1.1 503 ")
+        assert b"connection: close\r\n" in data
