@@ -62,8 +62,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
-        self._refused: bool | None = None
-        """While a request refused at the door is still arriving: whether to keep the connection."""
+        self._refusing = False
+        """A request refused at the door is still arriving on this kept-alive connection."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -82,28 +82,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and not self.parser.should_upgrade()
             and door.refuses_at_door(self.url.split(b"?", 1)[0], now)
         ):
-            keep_alive = self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0"
+            # a client waiting for "100 Continue" will not send the body: close, as for HTTP/1.0
+            keep_alive = (
+                self.parser.should_keep_alive()
+                and self.parser.get_http_version() != "1.0"
+                and not self.expect_100_continue
+            )
             self.transport.write(busy_response(max(1, round(door.retry_after_s)), keep_alive))
-            self._refused = keep_alive
+            if keep_alive:
+                self._refusing = True  # the body is still to come: read and drop it
+            else:
+                self.transport.close()  # after the response is written
             return
         super().on_headers_complete()  # builds the scope and schedules the app; it starts later
         if self.scope is not None:
             admission.mark_received(self.scope, now)  # type: ignore[arg-type]
 
     def on_body(self, body: bytes) -> None:
-        if self._refused is None:
+        if not self._refusing:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
-        if self._refused is None:
+        if not self._refusing:
             super().on_message_complete()
             return
-        keep, self._refused = self._refused, None
-        if keep:
-            self.on_response_complete()  # as after any answer: keep-alive timer, resume reading
-        else:
-            self.transport.close()
+        self._refusing = False
+        self.on_response_complete()  # as after any answer: keep-alive timer, resume reading
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

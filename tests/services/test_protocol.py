@@ -138,3 +138,8 @@ def test_while_the_window_is_open_prediction_requests_are_refused_without_reachi
         _, data = _until_closed(sock)
         assert data.startswith(b"HTTP/1.1 503 ")
         assert b"connection: close\r\n" in data
+    with socket.create_connection(("127.0.0.1", port)) as sock:  # it waits for "100 Continue": never
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\nexpect: 100-continue\r\ncontent-length: 2\r\n\r\n")
+        waited, data = _until_closed(sock)
+        assert data.startswith(b"HTTP/1.1 503 ")
+        assert waited < TIMEOUT_S  # closed at once, not by the read deadline
