@@ -63,7 +63,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._refusing = False
-        """A request refused at the door is still arriving on this kept-alive connection."""
+        """The rest of a request refused at the door is still arriving."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -89,10 +89,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 and not self.expect_100_continue
             )
             self.transport.write(busy_response(max(1, round(door.retry_after_s)), keep_alive))
-            if keep_alive:
-                self._refusing = True  # the body is still to come: read and drop it
-            else:
-                self.transport.close()  # after the response is written
+            self._refusing = True  # what is left of the body is dropped
+            if not keep_alive:
+                self.transport.close()  # once the response is written
             return
         super().on_headers_complete()  # builds the scope and schedules the app; it starts later
         if self.scope is not None:
@@ -108,7 +107,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._refusing = False
-        self.on_response_complete()  # as after any answer: keep-alive timer, resume reading
+        self.on_response_complete()  # as after any answer: keep-alive timer, resume reading (not if closing)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -4,6 +4,7 @@ real sockets."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -113,7 +114,7 @@ def door() -> Iterator[Admission]:
 
 
 def test_while_the_window_is_open_prediction_requests_are_refused_without_reaching_the_app(
-    port: int, door: Admission
+    port: int, door: Admission, caplog: pytest.LogCaptureFixture
 ) -> None:
     door._shed_until = float("inf")  # as after a late request (the window's own rule: test_admission.py)
     with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -143,3 +144,5 @@ def test_while_the_window_is_open_prediction_requests_are_refused_without_reachi
         waited, data = _until_closed(sock)
         assert data.startswith(b"HTTP/1.1 503 ")
         assert waited < TIMEOUT_S  # closed at once, not by the read deadline
+    time.sleep(0.1)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
