@@ -9,11 +9,12 @@ Retry-After before its body is parsed.
 
 Refusing in the handler still costs a request's whole trip through uvicorn (a request cycle, a
 task, the ASGI calls): under a burst of several times capacity, those refusals took the CPU the
-admitted requests needed (``make overload``). So each late handler start also opens a short window
-(``window_s``, half of ``max_wait_s``) in which the protocol refuses new prediction requests as soon
-as their headers are read, with a prepared response and no request cycle at all
-(:meth:`Admission.refuses_at_door`). The window closes by itself; the next request to reach its
-handler late opens it again. Nothing runs while the server is idle.
+admitted requests needed (``make overload``). So each late handler start also opens a window in
+which the protocol refuses new prediction requests as soon as their headers are read, with a prepared
+response and no request cycle at all (:meth:`Admission.refuses_at_door`). The window lasts as long as
+the request was late beyond ``max_wait_s``, at most ``window_s`` (half of ``max_wait_s``): a short
+stall opens a short window, a server that keeps falling behind keeps it open. It closes by itself;
+the next request to reach its handler late opens it again. Nothing runs while the server is idle.
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ class Admission:
         if received is None:
             return False
         now = asyncio.get_running_loop().time()
-        if now - received <= self.max_wait_s:
+        late = now - received - self.max_wait_s
+        if late <= 0:
             return False
-        self._shed_until = now + self.window_s
+        self._shed_until = max(self._shed_until, now + min(late, self.window_s))
         return True
 
     def refuses_at_door(self, raw_path: bytes, now: float) -> bool:
