@@ -184,7 +184,7 @@ class FastPath:
         """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
         self.admission.guard(path for path, r in self.routes.items() if not r.admin)
         self.admission.retry_after_s = retry_after_s
-        self.admission.on_refused = lambda path: self._count_refused(path, "server_busy")
+        self.admission.on_refused = lambda path: self._count_refused(path, "server_behind")
         admission_module.install(self.admission)  # the protocol refuses at the door through it
         self._busy = Overloaded("server_busy", retry_after_s)
         self._refused_counts: dict[tuple[str, str], Any] = {}
