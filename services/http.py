@@ -183,7 +183,6 @@ class FastPath:
         self.admission = admission or Admission(0.0)
         """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
         self.admission.guard(path for path, r in self.routes.items() if not r.admin)
-        self.admission.retry_after_s = retry_after_s
         self.admission.on_refused = lambda path: self._count_refused(path, "server_behind")
         admission_module.install(self.admission)  # the protocol refuses at the door through it
         self._busy = Overloaded("server_busy", retry_after_s)
@@ -377,7 +376,7 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             extra={"/openapi.json": lambda: spec},
             credentials=credentials,
             drain=Drain(settings.drain_s),
-            admission=Admission(settings.shed_wait_ms / 1000),
+            admission=Admission(settings.shed_wait_ms / 1000, settings.retry_after_s),
             metrics=default_metrics if settings.metrics_enabled else None,
             retry_after_s=settings.retry_after_s,
         )
