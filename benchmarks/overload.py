@@ -250,8 +250,7 @@ def main() -> None:
         poller = threading.Thread(target=poll, args=(server.url, path, body.read_bytes(), stop, polled))
         cpu0, rss0 = cpu_and_rss(server.process.pid)
         poller.start()
-        workers = args.workers
-        burst = hey(server.url, body, workers, offered, args.seconds, path)
+        burst = hey(server.url, body, args.workers, offered, args.seconds, path)
         stop.set()
         poller.join()
         cpu1, rss1 = cpu_and_rss(server.process.pid)
@@ -284,7 +283,7 @@ def main() -> None:
             health_slowest_s=polled.slowest_s,
             poller_scores=polled.refusals,
             server_cpu_cores=(cpu1 - cpu0) / burst.seconds,
-            workers=workers,
+            workers=args.workers,
             server_counts=server_said,
             rss_mb=[rss0, rss1],
             checks=checks,
@@ -304,7 +303,8 @@ def main() -> None:
         f"p95 of 200s {burst.p95_ok_ms():.1f} ms",
         f"- recovery after the burst: {recovered} s; health checks {polled.checks}, failures "
         f"{len(polled.failures)}, slowest {polled.slowest_s * 1000:.0f} ms; poller's /score: {polled.refusals}",
-        f"- server CPU {report['server_cpu_cores']:.2f} cores, RSS {rss0:.0f} -> {rss1:.0f} MB; hey workers {workers}",
+        f"- server CPU {report['server_cpu_cores']:.2f} cores, RSS {rss0:.0f} -> {rss1:.0f} MB; "
+        f"hey workers {args.workers}",
         "",
         *(f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()),
     ]

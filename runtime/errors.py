@@ -100,6 +100,11 @@ class Overloaded(BallastError):
         self.retry_after_s = retry_after_s
         super().__init__(f"overloaded: {reason}")
 
+    @property
+    def retry_after_header(self) -> int:
+        """``Retry-After`` in whole seconds, at least 1."""
+        return max(1, round(self.retry_after_s))
+
     def public_body(self) -> dict[str, Any]:
         return {"type": self.type, "message": f"service overloaded ({self.reason}), retry later"}
 

@@ -136,6 +136,7 @@ class RuntimeMetrics:
         from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
         self.buffer = MetricBuffer(flush_s)
+        self._series: dict[tuple[Any, ...], BufferedCounter | BufferedHistogram] = {}
         reg = registry if registry is not None else REGISTRY
         ns = "ballast"
         self.requests = Counter(
@@ -226,6 +227,19 @@ class RuntimeMetrics:
 
     # --- adapters for the parts that report ------------------------------------------------
 
+    def series(self, family: Any, *labels: str) -> Any:
+        """``family.labels(*labels)`` behind :attr:`buffer` (a :class:`BufferedCounter` or
+        :class:`BufferedHistogram`), memoised: no lock or allocation per request once warm."""
+        key = (id(family), *labels)
+        found = self._series.get(key)
+        if found is None:
+            from prometheus_client import Histogram
+
+            child = family.labels(*labels)
+            found = self.buffer.histogram(child) if isinstance(family, Histogram) else self.buffer.counter(child)
+            self._series[key] = found
+        return found
+
     def on_breaker_change(self, model: str, state: BreakerState) -> None:
         self.breaker_state.labels(model).set(state.value)
         self.breaker_transitions.labels(model, state.name.lower()).inc()
@@ -247,10 +261,9 @@ class BatchMetrics:
     """A batch observer bound to one model; its label children are resolved once."""
 
     def __init__(self, metrics: RuntimeMetrics, model: str, version: str) -> None:
-        buffered = metrics.buffer.histogram
-        self._size = buffered(metrics.batch_size.labels(model, version))
-        self._ok = buffered(metrics.inference_duration.labels(model, version, "ok"))
-        self._failed = buffered(metrics.inference_duration.labels(model, version, "error"))
+        self._size = metrics.series(metrics.batch_size, model, version)
+        self._ok = metrics.series(metrics.inference_duration, model, version, "ok")
+        self._failed = metrics.series(metrics.inference_duration, model, version, "error")
         self._shed = metrics.shed
         self._model = model
 
@@ -267,30 +280,15 @@ class PrometheusHook:
 
     def __init__(self, metrics: RuntimeMetrics | None = None) -> None:
         self.metrics = metrics or default_metrics()
-        self._children: dict[tuple[Any, ...], Any] = {}
 
     def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
         m = self.metrics
         stage = record.served_by or "none"
-        self._child(m.requests, record.pipeline, outcome.value).inc()
-        self._child(m.request_duration, record.pipeline, stage, outcome.value).observe(record.total_s)
+        m.series(m.requests, record.pipeline, outcome.value).inc()
+        m.series(m.request_duration, record.pipeline, stage, outcome.value).observe(record.total_s)
         if record.batch_rows:
-            self._child(m.queue_wait, record.pipeline, stage).observe(record.queue_wait_s)
+            m.series(m.queue_wait, record.pipeline, stage).observe(record.queue_wait_s)
         for from_stage, to_stage, reason in record.fallbacks:
-            self._child(m.fallbacks, record.pipeline, from_stage, to_stage, reason).inc()
+            m.series(m.fallbacks, record.pipeline, from_stage, to_stage, reason).inc()
         for rule in record.failed_rules:
-            self._child(m.validation_failures, record.pipeline, rule).inc()
-
-    def _child(self, family: Any, *labels: str) -> Any:
-        """``family.labels(*labels)`` behind the metrics' buffer, memoised: no lock or allocation
-        per request once warm."""
-        key = (id(family), *labels)
-        child = self._children.get(key)
-        if child is None:
-            from prometheus_client import Histogram
-
-            buffer = self.metrics.buffer
-            series = family.labels(*labels)
-            child = buffer.histogram(series) if isinstance(family, Histogram) else buffer.counter(series)
-            self._children[key] = child
-        return child
+            m.series(m.validation_failures, record.pipeline, rule).inc()

@@ -164,7 +164,6 @@ class FastPath:
         drain: Drain | None = None,
         admission: Admission | None = None,
         metrics: Callable[[], RuntimeMetrics] | None = None,
-        retry_after_s: float = 1.0,
     ) -> None:
         self.routes = {r.path: r for r in routes}
         self.bentoml_app = bentoml_app
@@ -181,12 +180,12 @@ class FastPath:
         """Where refusals at the door are counted (``None``: not counted); called at the first one, as
         metric families must be built inside the worker (see runtime/metrics.py)."""
         self.admission = admission or Admission(0.0)
-        """Sheds prediction requests that waited too long inside the server (services/admission.py)."""
+        """Sheds prediction requests that waited too long inside the server (services/admission.py);
+        its ``retry_after_s`` is what those refusals advertise."""
         self.admission.guard(path for path, r in self.routes.items() if not r.admin)
         self.admission.on_refused = lambda path: self._count_refused(path, "server_behind")
         admission_module.install(self.admission)  # the protocol refuses at the door through it
-        self._busy = Overloaded("server_busy", retry_after_s)
-        self._refused_counts: dict[tuple[str, str], Any] = {}
+        self._busy = Overloaded("server_busy", self.admission.retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -221,15 +220,10 @@ class FastPath:
         await _error(send, exc, None)
 
     def _count_refused(self, path: str, reason: str) -> None:
-        if self.metrics is None:
-            return
-        route = path if path in self.routes else "other"  # bounded label values
-        counter = self._refused_counts.get((route, reason))
-        if counter is None:
+        if self.metrics is not None:
             metrics = self.metrics()
-            counter = metrics.buffer.counter(metrics.refused.labels(route, reason))
-            self._refused_counts[route, reason] = counter
-        counter.inc()
+            route = path if path in self.routes else "other"  # bounded label values
+            metrics.series(metrics.refused, route, reason).inc()
 
     async def _serve(self, found: Route, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = _request_id(scope["headers"]) or os.urandom(8).hex()
@@ -308,7 +302,7 @@ async def _error(
     """The JSON error answer of ``exc``: its status, its public body, Retry-After on every 503."""
     extra = list(headers or [])
     if isinstance(exc, Overloaded):
-        extra.append((b"retry-after", b"%d" % max(1, round(exc.retry_after_s))))
+        extra.append((b"retry-after", b"%d" % exc.retry_after_header))
     elif exc.status == 503:
         extra.append((b"retry-after", b"1"))
     if isinstance(exc, HTTPError):
@@ -378,5 +372,4 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             drain=Drain(settings.drain_s),
             admission=Admission(settings.shed_wait_ms / 1000, settings.retry_after_s),
             metrics=default_metrics if settings.metrics_enabled else None,
-            retry_after_s=settings.retry_after_s,
         )

@@ -46,13 +46,15 @@ _408 = (
 
 
 @functools.cache
-def busy_response(retry_after_s: int, keep_alive: bool) -> bytes:
-    """The door's 503: the same JSON body FastPath gives a request refused as ``server_busy``."""
-    body = orjson.dumps({"error": {**Overloaded("server_busy").public_body(), "request_id": None}})
+def busy_response(retry_after_s: float, keep_alive: bool) -> bytes:
+    """The door's 503: the same JSON body and Retry-After FastPath gives a request refused as
+    ``server_busy``."""
+    busy = Overloaded("server_busy", retry_after_s)
+    body = orjson.dumps({"error": {**busy.public_body(), "request_id": None}})
     return (
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: %d\r\n"
         b"%scontent-length: %d\r\n\r\n%s"
-        % (retry_after_s, b"" if keep_alive else b"connection: close\r\n", len(body), body)
+        % (busy.retry_after_header, b"" if keep_alive else b"connection: close\r\n", len(body), body)
     )
 
 
@@ -88,7 +90,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 and self.parser.get_http_version() != "1.0"
                 and not self.expect_100_continue
             )
-            self.transport.write(busy_response(max(1, round(door.retry_after_s)), keep_alive))
+            self.transport.write(busy_response(door.retry_after_s, keep_alive))
             self._refusing = True  # what is left of the body is dropped
             if not keep_alive:
                 self.transport.close()  # once the response is written
