@@ -28,6 +28,7 @@ import io
 import json
 import os
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -41,8 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
+from services.settings import ServiceSettings
+
 from .compare import WRK_SCRIPT, Rung, drive
-from .processes import Server, cpu_and_rss
+from .processes import Server, cpu_and_rss, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -68,6 +71,9 @@ class Requests:
             seconds,
         )
 
+    def shifted(self, seconds: float) -> Requests:
+        return Requests(self.offsets + seconds, self.latencies, self.statuses, self.seconds)
+
     def ok(self) -> np.ndarray:
         return np.asarray(self.statuses == 200)
 
@@ -85,18 +91,49 @@ class Poll:
     """Status of the poller's own /score requests during the burst, with Retry-After seen or not."""
 
 
-def hey(url: str, body: Path, workers: int, rate: float, seconds: int, path: str) -> Requests:
-    started = time.monotonic()
-    out = subprocess.run(
-        [
-            *("hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{rate / workers:.3f}", "-t", "5"),
-            *("-m", "POST", "-T", "application/json", "-D", str(body), "-o", "csv", f"{url}{path}"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return Requests.from_csv(out, time.monotonic() - started)
+def hey(url: str, body: Path, workers: int, rate: float, seconds: int, path: str, processes: int = 1) -> Requests:
+    """``workers`` connections posting ``body`` for ``seconds``, each at most ``rate / workers``
+    requests per second, split over ``processes`` hey processes started a fraction of a period apart.
+
+    One hey process starts every worker's rate timer at once, so its workers fire together: 400
+    workers at 20 requests/s each arrive as 400 requests every 50 ms, not one every 125 us, and a
+    server or proxy sees bursts 400 deep with idle gaps between them. Staggering the processes over
+    the period spreads the arrivals over it (and fewer goroutines per process keep hey's own
+    latency floor down: ~10 ms with 400 in one process on one core, ~1 ms with 50)."""
+    processes = max(1, min(processes, workers))
+    period = workers / rate
+    started, runs = time.monotonic(), []
+    for i in range(processes):
+        share = workers // processes + (i < workers % processes)
+        time.sleep(max(0.0, started + period * i / processes - time.monotonic()))
+        out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 -- read and closed below
+        runs.append(
+            (
+                time.monotonic() - started,
+                out,
+                subprocess.Popen(
+                    [
+                        *("hey", "-z", f"{seconds}s", "-c", str(share), "-q", f"{rate / workers:.3f}", "-t", "5"),
+                        *("-m", "POST", "-T", "application/json", "-D", str(body), "-o", "csv", f"{url}{path}"),
+                    ],
+                    stdout=out,
+                    text=True,
+                ),
+            )
+        )
+    parts = []
+    for shift, out, process in runs:
+        with out:
+            if process.wait():
+                raise subprocess.CalledProcessError(process.returncode, process.args)
+            out.seek(0)
+            parts.append(Requests.from_csv(out.read(), seconds).shifted(shift))
+    return Requests(
+        np.concatenate([r.offsets for r in parts]),
+        np.concatenate([r.latencies for r in parts]),
+        np.concatenate([r.statuses for r in parts]),
+        seconds + runs[-1][0],  # from the first process's start to the last one's end
+    )
 
 
 def poll(url: str, path: str, body: bytes, stop: threading.Event, result: Poll) -> None:
@@ -149,8 +186,8 @@ def count_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     return {k: int(v - before.get(k, 0.0)) for k, v in sorted(after.items()) if v - before.get(k, 0.0)}
 
 
-def measure_capacity(server: Server, path: str, body: Path, script: Path, slo_ms: float) -> tuple[float, list[Rung]]:
-    """Best req/s of a wrk ladder with p95 <= ``slo_ms`` and no errors, and the rungs."""
+def measure_capacity(server: Server, path: str, body: Path, script: Path, slo_ms: float) -> tuple[Rung, list[Rung]]:
+    """The rung of a wrk ladder with the best req/s, p95 <= ``slo_ms`` and no errors, and all rungs."""
     rungs = []
     for connections in (2, 4, 8, 16, 32, 64):
         rung = drive(server, path, body, script, connections, 8, 1, "application/json")
@@ -161,7 +198,7 @@ def measure_capacity(server: Server, path: str, body: Path, script: Path, slo_ms
     good = [r for r in rungs if r.p95_ms <= slo_ms and r.bad == 0]
     if not good:
         raise RuntimeError(f"no rung met p95 <= {slo_ms} ms without errors: {rungs}")
-    return max(r.rps for r in good), rungs
+    return max(good, key=lambda r: r.rps), rungs
 
 
 def recovery_s(run: Requests, slo_ms: float) -> float | None:
@@ -224,12 +261,43 @@ def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: st
     return Target(server, name, path, body, script, slo_ms)
 
 
+def start_proxy(upstream: Server, work: Path, max_inflight: int, cpu: int, max_body: int) -> Server:
+    """nginx from deploy/nginx.conf.template in front of ``upstream``, pinned to ``cpu``: at most
+    ``max_inflight`` prediction requests pass; the rest get its 503 + Retry-After (``proxy_busy``)."""
+    if shutil.which("nginx") is None:
+        sys.exit("nginx is needed for --proxy nginx (make overload-proxy installs it)")
+    prefix = work / "nginx"
+    prefix.mkdir()
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        string.Template((ROOT / "deploy" / "nginx.conf.template").read_text()).safe_substitute(
+            LISTEN=f"127.0.0.1:{port}",
+            UPSTREAM=f"127.0.0.1:{upstream.port}",
+            MAX_INFLIGHT=str(max_inflight),
+            PREFIX=str(prefix),
+            MAX_BODY=str(max_body),
+        )
+    )
+    command = ["taskset", "-c", str(cpu), "nginx", "-c", str(conf), "-p", str(prefix)]
+    return Server(command, {}, work, work / "nginx.log", port=port)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["fraud", "mlp"], default="fraud")
     parser.add_argument("--seconds", type=int, default=60, help="burst length")
     parser.add_argument("--factor", type=float, default=4.0, help="burst rate / capacity")
     parser.add_argument("--workers", type=int, default=400, help="hey workers (connections) during the burst")
+    parser.add_argument("--hey-processes", type=int, default=8, help="hey processes the burst's workers are split over")
+    parser.add_argument(
+        "--proxy",
+        choices=["none", "nginx"],
+        default="none",
+        help="nginx (deploy/nginx.conf.template) in front, limiting prediction requests in flight to the "
+        "connections of the best capacity rung",
+    )
+    parser.add_argument("--proxy-cpu", type=int, default=0, help="the CPU nginx runs on (the server's: 0)")
     parser.add_argument(
         "--ballast-env", action="append", default=[], metavar="BALLAST_X=V", help="server settings (repeatable)"
     )
@@ -238,24 +306,40 @@ def main() -> None:
     target = start_pinned(args.model, work, args.ballast_env, "overload")
     server, path, body, script, slo_ms = target.server, target.path, target.body, target.script, target.slo_ms
     report: dict[str, object] = {"slo_ms": slo_ms, "factor": args.factor, "seconds": args.seconds}
+    front = server  # what the clients talk to: the server, or the proxy in front of it
     try:
         server.wait(path, body.read_bytes())
-        capacity, rungs = measure_capacity(server, path, body, script, slo_ms)
+        best, rungs = measure_capacity(server, path, body, script, slo_ms)
+        front = server
+        if args.proxy == "nginx":
+            settings = dict(kv.split("=", 1) for kv in args.ballast_env)
+            max_body = int(settings.get("BALLAST_MAX_BODY_BYTES", ServiceSettings().max_body_bytes))
+            proxy = start_proxy(server, work, best.connections, args.proxy_cpu, max_body)
+            proxy.wait(path, body.read_bytes())
+            report.update(capacity_direct_rps=best.rps, max_inflight=best.connections, proxy_cpu=args.proxy_cpu)
+            print(f"direct {best.rps:.0f} req/s at {best.connections} connections; nginx limits to that", flush=True)
+            best, rungs = measure_capacity(proxy, path, body, script, slo_ms)
+            front = proxy
+        capacity = best.rps
         report["capacity_rps"] = capacity
         offered = capacity * args.factor
         print(f"capacity {capacity:.0f} req/s; burst {offered:.0f} req/s for {args.seconds} s", flush=True)
 
         counted = server_counts(server.url)
         stop, polled = threading.Event(), Poll()
-        poller = threading.Thread(target=poll, args=(server.url, path, body.read_bytes(), stop, polled))
+        poller = threading.Thread(target=poll, args=(front.url, path, body.read_bytes(), stop, polled))
         cpu0, rss0 = cpu_and_rss(server.process.pid)
+        proxy_cpu0 = cpu_and_rss(front.process.pid)[0]
         poller.start()
-        burst = hey(server.url, body, args.workers, offered, args.seconds, path)
-        stop.set()
-        poller.join()
+        try:
+            burst = hey(front.url, body, args.workers, offered, args.seconds, path, args.hey_processes)
+        finally:
+            stop.set()
+            poller.join()
         cpu1, rss1 = cpu_and_rss(server.process.pid)
+        proxy_cpu1 = cpu_and_rss(front.process.pid)[0]
         server_said = count_delta(counted, server_counts(server.url))
-        after = hey(server.url, body, 16, capacity / 2, 20, path)
+        after = hey(front.url, body, 16, capacity / 2, 20, path)
         alive = server.process.poll() is None
 
         statuses = {str(s): int(n) for s, n in zip(*np.unique(burst.statuses, return_counts=True), strict=True)}
@@ -283,6 +367,8 @@ def main() -> None:
             health_slowest_s=polled.slowest_s,
             poller_scores=polled.refusals,
             server_cpu_cores=(cpu1 - cpu0) / burst.seconds,
+            proxy_cpu_cores=(proxy_cpu1 - proxy_cpu0) / burst.seconds if front is not server else 0.0,
+            hey_processes=args.hey_processes,
             workers=args.workers,
             server_counts=server_said,
             rss_mb=[rss0, rss1],
@@ -290,6 +376,8 @@ def main() -> None:
             capacity_ladder=[asdict(r) for r in rungs],
         )
     finally:
+        if front is not server:
+            front.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     lines = [

@@ -47,8 +47,8 @@ def cpu_and_rss(pid: int) -> tuple[float, float]:
 
 
 class Server:
-    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.log = open(log, "w")  # noqa: SIM115 -- closed in stop()
         self.process = subprocess.Popen(
             [c.replace("{port}", str(self.port)) for c in command],

@@ -49,7 +49,7 @@ def main() -> None:
     minutes: list[dict[str, Any]] = []
     try:
         server.wait(target.path, body.read_bytes())
-        capacity, _ = measure_capacity(server, target.path, body, target.script, slo_ms)
+        capacity = measure_capacity(server, target.path, body, target.script, slo_ms)[0].rps
         rate = capacity * args.load
         print(f"capacity {capacity:.0f} req/s; holding {rate:.0f} req/s for {args.minutes} min", flush=True)
         counted = server_counts(server.url)

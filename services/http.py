@@ -183,7 +183,7 @@ class FastPath:
         """Sheds prediction requests that waited too long inside the server (services/admission.py);
         its ``retry_after_s`` is what those refusals advertise."""
         self.admission.guard(path for path, r in self.routes.items() if not r.admin)
-        self.admission.on_refused = lambda path: self._count_refused(path, "server_behind")
+        self.admission.on_refused = self._count_refused
         admission_module.install(self.admission)  # the protocol refuses at the door through it
         self._busy = Overloaded("server_busy", self.admission.retry_after_s)
 
@@ -370,6 +370,6 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             extra={"/openapi.json": lambda: spec},
             credentials=credentials,
             drain=Drain(settings.drain_s),
-            admission=Admission(settings.shed_wait_ms / 1000, settings.retry_after_s),
+            admission=Admission(settings.shed_wait_ms / 1000, settings.retry_after_s, settings.max_inflight),
             metrics=default_metrics if settings.metrics_enabled else None,
         )

@@ -46,10 +46,9 @@ _408 = (
 
 
 @functools.cache
-def busy_response(retry_after_s: float, keep_alive: bool) -> bytes:
-    """The door's 503: the same JSON body and Retry-After FastPath gives a request refused as
-    ``server_busy``."""
-    busy = Overloaded("server_busy", retry_after_s)
+def busy_response(reason: str, retry_after_s: float, keep_alive: bool) -> bytes:
+    """The door's 503: the JSON body and Retry-After FastPath gives any request refused as overloaded."""
+    busy = Overloaded(reason, retry_after_s)
     body = orjson.dumps({"error": {**busy.public_body(), "request_id": None}})
     return (
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: %d\r\n"
@@ -82,22 +81,25 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             door is not None
             and (self.cycle is None or self.cycle.response_complete)  # never answer out of order
             and not self.parser.should_upgrade()
-            and door.refuses_at_door(self.url.split(b"?", 1)[0], now)
         ):
-            # a client waiting for "100 Continue" will not send the body: close, as for HTTP/1.0
-            keep_alive = (
-                self.parser.should_keep_alive()
-                and self.parser.get_http_version() != "1.0"
-                and not self.expect_100_continue
-            )
-            self.transport.write(busy_response(door.retry_after_s, keep_alive))
-            self._refusing = True  # what is left of the body is dropped
-            if not keep_alive:
-                self.transport.close()  # once the response is written
-            return
+            # self.tasks: the requests this worker is handling (uvicorn's server-wide set)
+            reason = door.refuses_at_door(self.url.split(b"?", 1)[0], now, len(self.tasks))
+            if reason is not None:
+                self._refuse(reason, door.retry_after_s)
+                return
         super().on_headers_complete()  # builds the scope and schedules the app; it starts later
         if self.scope is not None:
             admission.mark_received(self.scope, now)  # type: ignore[arg-type]
+
+    def _refuse(self, reason: str, retry_after_s: float) -> None:
+        # a client waiting for "100 Continue" will not send the body: close, as for HTTP/1.0
+        keep_alive = (
+            self.parser.should_keep_alive() and self.parser.get_http_version() != "1.0" and not self.expect_100_continue
+        )
+        self.transport.write(busy_response(reason, retry_after_s, keep_alive))
+        self._refusing = True  # what is left of the body is dropped
+        if not keep_alive:
+            self.transport.close()  # once the response is written
 
     def on_body(self, body: bytes) -> None:
         if not self._refusing:

@@ -28,6 +28,12 @@ class ServiceSettings(Settings):
     """Refuse a prediction request (503 + Retry-After, before parsing its body) that waited this long
     inside the server before its handler started: the CPU is saturated and it would likely miss its
     deadline. 0 = off."""
+    max_inflight: int = Field(256, ge=0, le=1_000_000)
+    """Requests a worker handles at once (headers read, answer not yet written; health checks
+    included). While that many are in, a new prediction request gets 503 + Retry-After as soon as its
+    headers are read (``server_full``). A request's time inside the worker is about this divided by
+    the worker's throughput: set it to the concurrency at which the worker reaches its capacity
+    within your latency objective (``make overload`` measures both). 0 = no cap."""
     admin_token: SecretStr | None = None
     """Bearer token for the ``/admin/*`` endpoints (reload, breaker reset, fault injection), at
     least 16 characters. Unset: those endpoints answer 403."""

@@ -123,7 +123,7 @@ def test_while_the_window_is_open_prediction_requests_are_refused_without_reachi
         refused = _answer(sock)  # answered before the body is complete
         assert refused.startswith(b"HTTP/1.1 503 ")
         assert b"retry-after: 2\r\n" in refused
-        message = "service overloaded (server_busy), retry later"
+        message = "service overloaded (server_behind), retry later"
         assert orjson.loads(refused.partition(b"\r\n\r\n")[2]) == {
             "error": {"type": "overloaded", "message": message, "request_id": None}
         }
@@ -146,3 +146,35 @@ def test_while_the_window_is_open_prediction_requests_are_refused_without_reachi
         assert waited < TIMEOUT_S  # closed at once, not by the read deadline
     time.sleep(0.1)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_while_the_worker_is_full_prediction_requests_are_refused_at_the_door(port: int) -> None:
+    gate = Admission(0.0, retry_after_s=1, max_inflight=2)  # the cap alone, no wait-based shedding
+    gate.guard(["/predict"])
+    admission.install(gate)
+    try:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        for sock in held:  # each request is inside the app, waiting for the rest of its body
+            sock.settimeout(5)
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\ncontent-length: 4\r\n\r\nab")
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(5)
+            time.sleep(0.05)  # both held requests have started (well within the 0.5 s read deadline)
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nhi")
+            refused = _answer(sock)
+            assert refused.startswith(b"HTTP/1.1 503 ")
+            assert b"retry-after: 1\r\n" in refused
+            assert orjson.loads(refused.partition(b"\r\n\r\n")[2])["error"]["message"] == (
+                "service overloaded (server_full), retry later"
+            )
+            sock.sendall(b"POST /other HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nok")  # not guarded
+            assert _answer(sock).endswith(b"\r\n\r\nok")
+            for one in held:  # the held requests finish ...
+                one.sendall(b"cd")
+                assert _answer(one).endswith(b"\r\n\r\nabcd")
+                one.close()
+            time.sleep(0.05)
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nhi")
+            assert _answer(sock).endswith(b"\r\n\r\nhi")  # ... and there is room again
+    finally:
+        admission.install(Admission(0.0))
