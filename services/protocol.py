@@ -59,12 +59,17 @@ def busy_response(reason: str, retry_after_s: float, keep_alive: bool) -> bytes:
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     read_timeout_s: ClassVar[float] = 10.0
+    inflight: ClassVar[int] = 0
+    """Requests of this worker (all connections) whose headers were read and whose answer is not
+    yet complete: what the door's cap (``Admission.max_inflight``) counts."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._refusing = False
         """The rest of a request refused at the door is still arriving."""
+        self._unanswered = 0
+        """This connection's share of ``inflight`` (more than one when the client pipelines)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -82,12 +87,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             and (self.cycle is None or self.cycle.response_complete)  # never answer out of order
             and not self.parser.should_upgrade()
         ):
-            # self.tasks: the requests this worker is handling (uvicorn's server-wide set)
-            reason = door.refuses_at_door(self.url.split(b"?", 1)[0], now, len(self.tasks))
+            reason = door.refuses_at_door(self.url.split(b"?", 1)[0], now, GuardedHttpToolsProtocol.inflight)
             if reason is not None:
                 self._refuse(reason, door.retry_after_s)
                 return
+        before = self.cycle
         super().on_headers_complete()  # builds the scope and schedules the app; it starts later
+        if self.cycle is not before:  # a request cycle (not an upgrade): in until its answer is complete
+            self._unanswered += 1
+            GuardedHttpToolsProtocol.inflight += 1
         if self.scope is not None:
             admission.mark_received(self.scope, now)  # type: ignore[arg-type]
 
@@ -111,10 +119,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self._refusing = False
-        self.on_response_complete()  # as after any answer: keep-alive timer, resume reading (not if closing)
+        super().on_response_complete()  # as after any answer: keep-alive timer, resume reading (not if closing)
+
+    def on_response_complete(self) -> None:
+        """Called by uvicorn's request cycle once an answer is written (in request order)."""
+        if self._unanswered:
+            self._unanswered -= 1
+            GuardedHttpToolsProtocol.inflight -= 1
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        GuardedHttpToolsProtocol.inflight -= self._unanswered  # their clients are gone
+        self._unanswered = 0
         super().connection_lost(exc)
 
     def _arm(self) -> None:

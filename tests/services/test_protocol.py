@@ -169,12 +169,14 @@ def test_while_the_worker_is_full_prediction_requests_are_refused_at_the_door(po
             )
             sock.sendall(b"POST /other HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nok")  # not guarded
             assert _answer(sock).endswith(b"\r\n\r\nok")
-            for one in held:  # the held requests finish ...
-                one.sendall(b"cd")
-                assert _answer(one).endswith(b"\r\n\r\nabcd")
-                one.close()
+            assert GuardedHttpToolsProtocol.inflight == 2  # refused requests never count
+            held[0].sendall(b"cd")  # one held request finishes ...
+            assert _answer(held[0]).endswith(b"\r\n\r\nabcd")
+            held[1].close()  # ... the other's client leaves
             time.sleep(0.05)
+            assert GuardedHttpToolsProtocol.inflight == 0
             sock.sendall(b"POST /predict HTTP/1.1\r\nHost: a\r\ncontent-length: 2\r\n\r\nhi")
-            assert _answer(sock).endswith(b"\r\n\r\nhi")  # ... and there is room again
+            assert _answer(sock).endswith(b"\r\n\r\nhi")  # there is room again
+            held[0].close()
     finally:
         admission.install(Admission(0.0))
