@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey bench bench-smoke overload soak audit clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge soak audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -82,11 +82,21 @@ hey:
 	@command -v hey >/dev/null || (apt-get update -qq && apt-get install -y -qq hey >/dev/null) || \
 	  (echo "hey is needed: apt-get install hey" && exit 1)
 
+# nginx for the drill with a proxy at the edge (Debian package, like wrk).
+nginx:
+	@command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || \
+	  (echo "nginx is needed: apt-get install nginx-light" && exit 1)
+
 # Reliability drills that take minutes, not part of `make test` (results in benchmarks/results/):
-# a burst at 4x measured capacity for 60 s, and 10 minutes at 70 % of capacity.
+# a burst at 4x measured capacity for 60 s (one worker alone, capped at the concurrency of its
+# capacity; then with nginx in front on the load generator's core), and 10 minutes at 70 % of capacity.
 overload: install wrk hey models
-	$(BIN)/python -m benchmarks.overload --model fraud
-	$(BIN)/python -m benchmarks.overload --model mlp
+	$(BIN)/python -m benchmarks.overload --model fraud --ballast-env BALLAST_MAX_INFLIGHT=32
+	$(BIN)/python -m benchmarks.overload --model mlp --ballast-env BALLAST_MAX_INFLIGHT=32
+
+overload-edge: install wrk hey nginx models
+	$(BIN)/python -m benchmarks.overload --model fraud --proxy nginx --proxy-cpu 1
+	$(BIN)/python -m benchmarks.overload --model mlp --proxy nginx --proxy-cpu 1
 
 soak: install wrk hey models
 	$(BIN)/python -m benchmarks.soak

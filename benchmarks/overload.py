@@ -310,7 +310,7 @@ def main() -> None:
     try:
         server.wait(path, body.read_bytes())
         best, rungs = measure_capacity(server, path, body, script, slo_ms)
-        front = server
+        served_cpu_s = best.cpu_s_per_s / best.rps  # the server's CPU per answer at capacity
         if args.proxy == "nginx":
             settings = dict(kv.split("=", 1) for kv in args.ballast_env)
             max_body = int(settings.get("BALLAST_MAX_BODY_BYTES", ServiceSettings().max_body_bytes))
@@ -355,7 +355,15 @@ def main() -> None:
             "recovered within 10 s": recovered is not None and recovered <= 10,
             "health answered throughout": not polled.failures and polled.slowest_s < 2,
         }
+        server_cpu_s = cpu1 - cpu0
+        refused = sum(n for k, n in server_said.items() if k.startswith(("refused", "shed")))
+        served = server_said.get("requests success", 0)
         report.update(
+            # what the server's core spent per refusal, once its answers are paid at their cost at capacity
+            refusal_cpu_us=(server_cpu_s - served * served_cpu_s) / refused * 1e6
+            if refused and args.proxy == "none"
+            else None,
+            served_cpu_us=served_cpu_s * 1e6,
             offered_rps=len(burst.statuses) / burst.seconds,
             goodput_rps=goodput,
             goodput_ratio=goodput / capacity,
@@ -366,7 +374,7 @@ def main() -> None:
             health_failures=polled.failures[:5],
             health_slowest_s=polled.slowest_s,
             poller_scores=polled.refusals,
-            server_cpu_cores=(cpu1 - cpu0) / burst.seconds,
+            server_cpu_cores=server_cpu_s / burst.seconds,
             proxy_cpu_cores=(proxy_cpu1 - proxy_cpu0) / burst.seconds if front is not server else 0.0,
             hey_processes=args.hey_processes,
             workers=args.workers,
@@ -380,8 +388,12 @@ def main() -> None:
             front.stop()
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
+    placement = "server on CPU 0, load on CPU 1"
+    if args.proxy == "nginx":
+        placement += f", nginx on CPU {args.proxy_cpu} passing {report['max_inflight']} requests at a time"
+    refusal_cpu = report.get("refusal_cpu_us")
     lines = [
-        f"Overload drill, {target.name} (server on CPU 0, load on CPU 1), SLO p95 <= {slo_ms:.0f} ms.",
+        f"Overload drill, {target.name} ({placement}), SLO p95 <= {slo_ms:.0f} ms.",
         "",
         f"- capacity: {capacity:,.0f} req/s; burst offered {report['offered_rps']:,.0f} req/s "
         f"({args.factor:g}x target) for {args.seconds} s",
@@ -392,13 +404,17 @@ def main() -> None:
         f"- recovery after the burst: {recovered} s; health checks {polled.checks}, failures "
         f"{len(polled.failures)}, slowest {polled.slowest_s * 1000:.0f} ms; poller's /score: {polled.refusals}",
         f"- server CPU {report['server_cpu_cores']:.2f} cores, RSS {rss0:.0f} -> {rss1:.0f} MB; "
-        f"hey workers {args.workers}",
+        f"hey workers {args.workers} in {args.hey_processes} processes",
+        f"- server CPU per answer at capacity {served_cpu_s * 1e6:.0f} us; per refusal in the burst "
+        + (f"{refusal_cpu:.0f} us (what is left once the answers are paid at that cost)" if refusal_cpu else "-"),
+        *([f"- nginx CPU {report['proxy_cpu_cores']:.2f} cores"] if args.proxy == "nginx" else []),
         "",
         *(f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()),
     ]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"overload-{args.model}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"overload-{args.model}.json").write_text(json.dumps(report, indent=1, default=str))
+    name = f"overload-{args.model}" + ("-nginx" if args.proxy == "nginx" else "")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=1, default=str))
     print("\n".join(lines))
     sys.exit(0 if all(checks.values()) else 1)
 
