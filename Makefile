@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge soak audit clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,7 +56,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install nginx
 	$(BIN)/python -m pytest -q
 
 # The test command: lint, type check, the whole test suite (integration tests start real
@@ -90,13 +90,22 @@ nginx:
 # Reliability drills that take minutes, not part of `make test` (results in benchmarks/results/):
 # a burst at 4x measured capacity for 60 s (one worker alone, capped at the concurrency of its
 # capacity; then with nginx in front on the load generator's core), and 10 minutes at 70 % of capacity.
+# Each runs both models and fails at the end if either missed a check.
 overload: install wrk hey models
-	$(BIN)/python -m benchmarks.overload --model fraud --ballast-env BALLAST_MAX_INFLIGHT=32
-	$(BIN)/python -m benchmarks.overload --model mlp --ballast-env BALLAST_MAX_INFLIGHT=32
+	status=0; \
+	$(BIN)/python -m benchmarks.overload --model fraud --ballast-env BALLAST_MAX_INFLIGHT=32 || status=1; \
+	$(BIN)/python -m benchmarks.overload --model mlp --ballast-env BALLAST_MAX_INFLIGHT=32 || status=1; \
+	exit $$status
 
 overload-edge: install wrk hey nginx models
-	$(BIN)/python -m benchmarks.overload --model fraud --proxy nginx --proxy-cpu 1
-	$(BIN)/python -m benchmarks.overload --model mlp --proxy nginx --proxy-cpu 1
+	status=0; \
+	$(BIN)/python -m benchmarks.overload --model fraud --proxy nginx --proxy-cpu 1 || status=1; \
+	$(BIN)/python -m benchmarks.overload --model mlp --proxy nginx --proxy-cpu 1 || status=1; \
+	exit $$status
+
+# CPU per answer: Ballast's door refusal, nginx's refusal and pass, uvicorn's cheapest 200.
+refusal-cost: install wrk nginx
+	$(BIN)/python -m benchmarks.refusal_cost
 
 soak: install wrk hey models
 	$(BIN)/python -m benchmarks.soak

@@ -1,23 +1,29 @@
-"""Overload drill: a burst at FACTOR x a service's measured capacity (``make overload``).
+"""Overload drill: a burst at FACTOR x a service's measured capacity (``make overload``,
+``make overload-edge``).
 
 ``--model fraud``: the fraud chain (POST /score, SLO from loadtests/slo.toml); ``--model mlp``: the
 heavy 512-2048-2048-1000 MLP of benchmarks/compare.py behind the tensor service (POST /predict, one
 row per request, SLO p95 <= 50 ms), where the model, not HTTP, is the cost of a request.
 
 1. Capacity: wrk up a ladder of connections; the best req/s with p95 <= the SLO (loadtests/slo.toml)
-   and no errors.
+   and no errors. With ``--proxy nginx``, nginx (deploy/nginx.conf.template) is then started in
+   front, limiting prediction requests in flight to the connections of that best rung, and the
+   ladder is measured again through it: that is the capacity the burst is compared with.
 2. Burst: ``hey`` for ``--seconds`` (60) at FACTOR (4) x capacity: W workers, each rate-limited to
    capacity x FACTOR / W requests per second, so the offered rate does not fall when the server
-   slows down (unless every worker waits on a reply). Meanwhile a poller checks ``/livez``,
-   ``/readyz`` and ``/metrics`` every 0.5 s and sends one ``/score`` to read a refusal's headers.
+   slows down (unless every worker waits on a reply), split over several hey processes started a
+   fraction of the period apart so that the arrivals spread over time (:func:`hey`). Meanwhile a
+   poller checks ``/livez``, ``/readyz`` and ``/metrics`` every 0.5 s and sends one prediction
+   request to read a refusal's headers.
 3. Recovery: right after the burst, half of capacity for 20 s; the first second from which every
    one-second window meets the SLO is the recovery time.
 
 The server runs pinned to CPU 0 and the load generators to CPU 1, so that "capacity" is the
-server's and the generator does not take its CPU (2-core machine). Checks (exit 1 on a miss): the
-server never exits; every non-2xx is 503 or 429 with Retry-After; goodput (200s per second) >=
-0.9 x capacity; p95 of the 200s <= the SLO; recovery within 10 s; health endpoints answer 200 in
-under 2 s throughout. Results: benchmarks/results/overload.md and .json.
+server's and the generator does not take its CPU (2-core machine); nginx runs on ``--proxy-cpu``.
+Checks (exit 1 on a miss): the server never exits; every non-2xx is 503 or 429 with Retry-After;
+goodput (200s per second) >= 0.9 x capacity; p95 of the 200s <= the SLO; recovery within 10 s;
+health endpoints answer 200 in under 2 s throughout. Results: benchmarks/results/overload-*.md and
+.json, with the server's own count of its answers (/metrics) and its CPU per answer and per refusal.
 """
 
 from __future__ import annotations
@@ -277,10 +283,28 @@ def start_proxy(upstream: Server, work: Path, max_inflight: int, cpu: int, max_b
             MAX_INFLIGHT=str(max_inflight),
             PREFIX=str(prefix),
             MAX_BODY=str(max_body),
+            ACCESS_LOG=f"{prefix / 'access.log'} ballast buffer=256k flush=1s",
         )
     )
     command = ["taskset", "-c", str(cpu), "nginx", "-c", str(conf), "-p", str(prefix)]
     return Server(command, {}, work, work / "nginx.log", port=port)
+
+
+def proxy_p95_ok_ms(work: Path, path: str, started: float, ended: float) -> float | None:
+    """p95 of the 200s to ``path`` that began between the epoch times ``started`` and ``ended``, as
+    nginx timed them (first byte read to last byte written): the latency without the load
+    generator's own delays."""
+    log = work / "nginx" / "access.log"
+    if not log.exists():
+        return None
+    wanted = f'"POST {path} '
+    times = []
+    with log.open() as lines:
+        for line in lines:
+            status, took, _, end, request = line.split(" ", 4)
+            if status == "200" and request.startswith(wanted) and started <= float(end) - float(took) <= ended:
+                times.append(float(took))
+    return float(np.percentile(times, 95) * 1000) if times else None
 
 
 def main() -> None:
@@ -331,11 +355,13 @@ def main() -> None:
         cpu0, rss0 = cpu_and_rss(server.process.pid)
         proxy_cpu0 = cpu_and_rss(front.process.pid)[0]
         poller.start()
+        burst_started = time.time()
         try:
             burst = hey(front.url, body, args.workers, offered, args.seconds, path, args.hey_processes)
         finally:
             stop.set()
             poller.join()
+        burst_ended = time.time()
         cpu1, rss1 = cpu_and_rss(server.process.pid)
         proxy_cpu1 = cpu_and_rss(front.process.pid)[0]
         server_said = count_delta(counted, server_counts(server.url))
@@ -369,6 +395,7 @@ def main() -> None:
             goodput_ratio=goodput / capacity,
             statuses=statuses,
             p95_ok_ms=burst.p95_ok_ms(),
+            p95_ok_at_proxy_ms=proxy_p95_ok_ms(work, path, burst_started, burst_ended),
             recovery_s=recovered,
             health_checks=polled.checks,
             health_failures=polled.failures[:5],
@@ -407,7 +434,14 @@ def main() -> None:
         f"hey workers {args.workers} in {args.hey_processes} processes",
         f"- server CPU per answer at capacity {served_cpu_s * 1e6:.0f} us; per refusal in the burst "
         + (f"{refusal_cpu:.0f} us (what is left once the answers are paid at that cost)" if refusal_cpu else "-"),
-        *([f"- nginx CPU {report['proxy_cpu_cores']:.2f} cores"] if args.proxy == "nginx" else []),
+        *(
+            [
+                f"- nginx CPU {report['proxy_cpu_cores']:.2f} cores; p95 of 200s as nginx timed them "
+                f"(first byte in to last byte out) {report['p95_ok_at_proxy_ms'] or float('nan'):.1f} ms"
+            ]
+            if args.proxy == "nginx"
+            else []
+        ),
         "",
         *(f"- [{'x' if ok else ' '}] {name}" for name, ok in checks.items()),
     ]
