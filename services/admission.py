@@ -22,9 +22,11 @@ The door also caps the requests inside the worker (``max_inflight``, ``BALLAST_M
 while that many are being handled, a new prediction request is refused the same way
 (``server_full``). The wait-based rules react only once requests have waited; the cap keeps them
 from waiting, since by Little's law a request's time inside the worker is about ``max_inflight``
-divided by the worker's throughput. It is the same limit a proxy such as nginx (``limit_conn``) or
-Envoy (``max_requests``) would apply, for a refusal that costs about as much (~30 us of CPU against
-~350 us to serve a fraud request; measured with ``make overload``).
+divided by the worker's throughput. It is the limit a proxy such as nginx (``limit_conn``,
+deploy/nginx.conf.template) or Envoy (``max_requests``) applies, at about three times the CPU per
+refusal: 31 us against nginx's 12 us and uvicorn's cheapest 200 at 90 us (benchmarks/refusal_cost.py),
+and ~330-400 us to serve a fraud request. Under a burst of several times capacity that difference
+decides the goodput (README, "Overload"): in front of a fast model, refuse at a proxy on other cores.
 """
 
 from __future__ import annotations
