@@ -114,9 +114,10 @@ soak: install wrk hey models
 audit: install
 	$(BIN)/python -m tools.audit
 
-bench-smoke: install wrk
+bench-smoke: install wrk nginx
 	$(BIN)/python -m benchmarks.compare --smoke
 	$(BIN)/python -m benchmarks.runtime_overhead --smoke
+	$(BIN)/python -m benchmarks.refusal_cost --seconds 1 --rounds 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -34,7 +34,6 @@ import io
 import json
 import os
 import shutil
-import string
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ import numpy as np
 from services.settings import ServiceSettings
 
 from .compare import WRK_SCRIPT, Rung, drive
-from .processes import Server, cpu_and_rss, free_port
+from .processes import Server, cpu_and_rss, free_port, nginx_conf
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -276,16 +275,8 @@ def start_proxy(upstream: Server, work: Path, max_inflight: int, cpu: int, max_b
     prefix.mkdir()
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(
-        string.Template((ROOT / "deploy" / "nginx.conf.template").read_text()).safe_substitute(
-            LISTEN=f"127.0.0.1:{port}",
-            UPSTREAM=f"127.0.0.1:{upstream.port}",
-            MAX_INFLIGHT=str(max_inflight),
-            PREFIX=str(prefix),
-            MAX_BODY=str(max_body),
-            ACCESS_LOG=f"{prefix / 'access.log'} ballast buffer=256k flush=1s",
-        )
-    )
+    access_log = f"{prefix / 'access.log'} ballast buffer=256k flush=1s"
+    conf.write_text(nginx_conf(port, upstream.port, max_inflight, prefix, max_body, access_log))
     command = ["taskset", "-c", str(cpu), "nginx", "-c", str(conf), "-p", str(prefix)]
     return Server(command, {}, work, work / "nginx.log", port=port)
 

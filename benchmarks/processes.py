@@ -1,11 +1,13 @@
 """Servers the benchmarks start and watch: a free loopback port, a server process in its own
-process group (stopped with its children), and the CPU time and RSS of a process tree."""
+process group (stopped with its children), the CPU time and RSS of a process tree, and nginx's
+configuration from deploy/nginx.conf.template."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import string
 import subprocess
 import time
 import urllib.request
@@ -16,6 +18,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+NGINX_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf.template"
+
+
+def nginx_conf(port: int, upstream_port: int, max_inflight: int, prefix: Path, max_body: int, access_log: str) -> str:
+    """deploy/nginx.conf.template for nginx on loopback ``port`` in front of ``upstream_port``."""
+    return string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+        LISTEN=f"127.0.0.1:{port}",
+        UPSTREAM=f"127.0.0.1:{upstream_port}",
+        MAX_INFLIGHT=str(max_inflight),
+        PREFIX=str(prefix),
+        MAX_BODY=str(max_body),
+        ACCESS_LOG=access_log,
+    )
 
 
 def tree(pid: int) -> list[int]:

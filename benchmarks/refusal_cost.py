@@ -28,14 +28,13 @@ import os
 import shutil
 import socket
 import statistics
-import string
 import sys
 import tempfile
 from pathlib import Path
 
 from .compare import WRK_SCRIPT, drive
 from .overload import RESULTS, ROOT
-from .processes import Server, free_port
+from .processes import Server, free_port, nginx_conf
 
 UPSTREAM = """
 import asyncio, sys
@@ -87,16 +86,7 @@ def main() -> None:
         ["taskset", "-c", "0", sys.executable, str(work / "upstream.py"), "{port}"], env, work, work / "upstream.log"
     )
     port = free_port()
-    (work / "nginx.conf").write_text(
-        string.Template((ROOT / "deploy" / "nginx.conf.template").read_text()).safe_substitute(
-            LISTEN=f"127.0.0.1:{port}",
-            UPSTREAM=f"127.0.0.1:{upstream.port}",
-            MAX_INFLIGHT="1",
-            PREFIX=str(work),
-            MAX_BODY="1048576",
-            ACCESS_LOG="off",
-        )
-    )
+    (work / "nginx.conf").write_text(nginx_conf(port, upstream.port, 1, work, 1 << 20, "off"))
     command = ["taskset", "-c", "0", "nginx", "-c", str(work / "nginx.conf"), "-p", str(work)]
     nginx = Server(command, {}, work, work / "nginx.log", port=port)
     os.sched_setaffinity(0, {1})  # wrk runs on CPU 1
