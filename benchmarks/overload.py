@@ -50,7 +50,7 @@ import numpy as np
 from services.settings import ServiceSettings
 
 from .compare import WRK_SCRIPT, Rung, drive
-from .processes import Server, cpu_and_rss, free_port, nginx_conf
+from .processes import Server, cpu_and_rss, start_nginx
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -122,7 +122,6 @@ def hey(url: str, body: Path, workers: int, rate: float, seconds: int, path: str
                         *("-m", "POST", "-T", "application/json", "-D", str(body), "-o", "csv", f"{url}{path}"),
                     ],
                     stdout=out,
-                    text=True,
                 ),
             )
         )
@@ -266,21 +265,6 @@ def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: st
     return Target(server, name, path, body, script, slo_ms)
 
 
-def start_proxy(upstream: Server, work: Path, max_inflight: int, cpu: int, max_body: int) -> Server:
-    """nginx from deploy/nginx.conf.template in front of ``upstream``, pinned to ``cpu``: at most
-    ``max_inflight`` prediction requests pass; the rest get its 503 + Retry-After (``proxy_busy``)."""
-    if shutil.which("nginx") is None:
-        sys.exit("nginx is needed for --proxy nginx (make overload-proxy installs it)")
-    prefix = work / "nginx"
-    prefix.mkdir()
-    port = free_port()
-    conf = prefix / "nginx.conf"
-    access_log = f"{prefix / 'access.log'} ballast buffer=256k flush=1s"
-    conf.write_text(nginx_conf(port, upstream.port, max_inflight, prefix, max_body, access_log))
-    command = ["taskset", "-c", str(cpu), "nginx", "-c", str(conf), "-p", str(prefix)]
-    return Server(command, {}, work, work / "nginx.log", port=port)
-
-
 def proxy_p95_ok_ms(work: Path, path: str, started: float, ended: float) -> float | None:
     """p95 of the 200s to ``path`` that began between the epoch times ``started`` and ``ended``, as
     nginx timed them (first byte read to last byte written): the latency without the load
@@ -335,12 +319,13 @@ def main() -> None:
         if args.proxy == "nginx":
             settings = dict(kv.split("=", 1) for kv in args.ballast_env)
             max_body = int(settings.get("BALLAST_MAX_BODY_BYTES", ServiceSettings().max_body_bytes))
-            proxy = start_proxy(server, work, args.max_inflight, args.proxy_cpu, max_body)
-            proxy.wait(path, body.read_bytes())
+            if shutil.which("nginx") is None:
+                sys.exit("nginx is needed for --proxy nginx (make overload-edge installs it)")
+            front = start_nginx(server, work / "nginx", args.max_inflight, args.proxy_cpu, max_body, log=True)
+            front.wait(path, body.read_bytes())
             report.update(capacity_direct_rps=best.rps, max_inflight=args.max_inflight, proxy_cpu=args.proxy_cpu)
             print(f"direct {best.rps:.0f} req/s at {best.connections} connections", flush=True)
-            best, rungs = measure_capacity(proxy, path, body, script, slo_ms)
-            front = proxy
+            best, rungs = measure_capacity(front, path, body, script, slo_ms)
         capacity = best.rps
         report["capacity_rps"] = capacity
         offered = capacity * args.factor

@@ -23,16 +23,26 @@ def free_port() -> int:
 NGINX_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf.template"
 
 
-def nginx_conf(port: int, upstream_port: int, max_inflight: int, prefix: Path, max_body: int, access_log: str) -> str:
-    """deploy/nginx.conf.template for nginx on loopback ``port`` in front of ``upstream_port``."""
-    return string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
-        LISTEN=f"127.0.0.1:{port}",
-        UPSTREAM=f"127.0.0.1:{upstream_port}",
-        MAX_INFLIGHT=str(max_inflight),
-        PREFIX=str(prefix),
-        MAX_BODY=str(max_body),
-        ACCESS_LOG=access_log,
+def start_nginx(upstream: Server, prefix: Path, max_inflight: int, cpu: int, max_body: int, log: bool) -> Server:
+    """nginx from deploy/nginx.conf.template in front of ``upstream``, pinned to ``cpu``, its files
+    under ``prefix`` (made here): at most ``max_inflight`` prediction requests pass, the rest get its
+    503 + Retry-After (``proxy_busy``). ``log``: requests go to ``prefix/access.log`` (format
+    ``ballast`` of the template), else nowhere."""
+    prefix.mkdir()
+    port = free_port()
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+            LISTEN=f"127.0.0.1:{port}",
+            UPSTREAM=f"127.0.0.1:{upstream.port}",
+            MAX_INFLIGHT=str(max_inflight),
+            PREFIX=str(prefix),
+            MAX_BODY=str(max_body),
+            ACCESS_LOG=f"{prefix / 'access.log'} ballast buffer=256k flush=1s" if log else "off",
+        )
     )
+    command = ["taskset", "-c", str(cpu), "nginx", "-c", str(conf), "-p", str(prefix)]
+    return Server(command, {}, prefix, prefix / "nginx.log", port=port)
 
 
 def tree(pid: int) -> list[int]:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .compare import WRK_SCRIPT, drive
 from .overload import RESULTS, ROOT
-from .processes import Server, free_port, nginx_conf
+from .processes import Server, start_nginx
 
 UPSTREAM = """
 import asyncio, sys
@@ -85,10 +85,7 @@ def main() -> None:
     upstream = Server(
         ["taskset", "-c", "0", sys.executable, str(work / "upstream.py"), "{port}"], env, work, work / "upstream.log"
     )
-    port = free_port()
-    (work / "nginx.conf").write_text(nginx_conf(port, upstream.port, 1, work, 1 << 20, "off"))
-    command = ["taskset", "-c", "0", "nginx", "-c", str(work / "nginx.conf"), "-p", str(work)]
-    nginx = Server(command, {}, work, work / "nginx.log", port=port)
+    nginx = start_nginx(upstream, work / "nginx", 1, 0, 1 << 20, log=False)
     os.sched_setaffinity(0, {1})  # wrk runs on CPU 1
     variants = {
         "door-refusal": (upstream, "/score", 503),

@@ -10,9 +10,11 @@ a connection opens, and from the first byte of each further request on it, the r
 body) must arrive within ``read_timeout_s`` (``BALLAST_READ_TIMEOUT_S``). If it does not, the client
 gets 408 with a JSON body, when no response has started yet, and the connection is closed. It also
 stamps each request with the time its headers were read, for load shedding (services/admission.py),
-and while the shedding window is open refuses prediction requests as soon as their headers are
-read: a prepared 503 with Retry-After is written, the body is read and dropped, and no request
-cycle or task is made (the cheapest refusal uvicorn allows; keep-alive as the client asked).
+counts the worker's requests from headers read to answer complete (``inflight``), and when the
+admission says so (the worker full, or the shedding window open) refuses a prediction request as
+soon as its headers are read: a prepared 503 with Retry-After is written, the body is read and
+dropped, and no request cycle or task is made (the cheapest refusal uvicorn allows; keep-alive as
+the client asked).
 
 :func:`install` makes it uvicorn's ``auto`` protocol. BentoML builds the uvicorn ``Config`` itself
 and offers no way to choose the protocol class, so ``install`` replaces the entry of uvicorn's
