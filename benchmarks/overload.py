@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.settings import ServiceSettings
+from services.settings import ServerSettings
 
 from .compare import WRK_SCRIPT, Rung, drive
 from .processes import Server, cpu_and_rss, start_nginx
@@ -318,7 +318,7 @@ def main() -> None:
         served_cpu_s = best.cpu_s_per_s / best.rps  # the server's CPU per answer at capacity
         if args.proxy == "nginx":
             settings = dict(kv.split("=", 1) for kv in args.ballast_env)
-            max_body = int(settings.get("BALLAST_MAX_BODY_BYTES", ServiceSettings().max_body_bytes))
+            max_body = int(settings.get("BALLAST_MAX_BODY_BYTES", ServerSettings().max_body_bytes))
             if shutil.which("nginx") is None:
                 sys.exit("nginx is needed for --proxy nginx (make overload-edge installs it)")
             front = start_nginx(server, work / "nginx", args.max_inflight, args.proxy_cpu, max_body, log=True)

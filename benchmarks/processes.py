@@ -7,20 +7,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import string
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+from services.http.nginx import render
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-NGINX_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf.template"
 
 
 def start_nginx(upstream: Server, prefix: Path, max_inflight: int, cpu: int, max_body: int, log: bool) -> Server:
@@ -32,13 +30,15 @@ def start_nginx(upstream: Server, prefix: Path, max_inflight: int, cpu: int, max
     port = free_port()
     conf = prefix / "nginx.conf"
     conf.write_text(
-        string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
-            LISTEN=f"127.0.0.1:{port}",
-            UPSTREAM=f"127.0.0.1:{upstream.port}",
-            MAX_INFLIGHT=str(max_inflight),
-            PREFIX=str(prefix),
-            MAX_BODY=str(max_body),
-            ACCESS_LOG=f"{prefix / 'access.log'} ballast buffer=256k flush=1s" if log else "off",
+        render(
+            {
+                "LISTEN": f"127.0.0.1:{port}",
+                "UPSTREAM": f"127.0.0.1:{upstream.port}",
+                "MAX_INFLIGHT": str(max_inflight),
+                "PREFIX": str(prefix),
+                "MAX_BODY": str(max_body),
+                "ACCESS_LOG": f"{prefix / 'access.log'} ballast buffer=256k flush=1s" if log else "off",
+            }
         )
     )
     command = ["taskset", "-c", str(cpu), "nginx", "-c", str(conf), "-p", str(prefix)]

@@ -8,7 +8,7 @@ the fraud chain's ~400 us, 27 us against the heavy MLP's ~800 us; ``make overloa
 
 Variants, the server (and nginx) pinned to CPU 0 and wrk to CPU 1, in interleaved rounds:
 
-* ``door-refusal``   uvicorn with Ballast's protocol (services/protocol.py), the worker full
+* ``door-refusal``   uvicorn with Ballast's protocol (services/http/protocol.py), the worker full
   (``BALLAST_MAX_INFLIGHT``-style cap of 1, one request held in the app): every POST /score is
   refused at the door (``server_full``), a prepared 503 and no request cycle;
 * ``uvicorn-200``    the same server answering an unguarded path from a minimal ASGI app;
@@ -39,24 +39,27 @@ from .processes import Server, start_nginx
 UPSTREAM = """
 import asyncio, sys
 import uvicorn
-from services import admission, protocol
-from services.admission import Admission
+from services.http import protocol
+from services.http.admission import Admission
 
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    while (await receive()).get("more_body"):
-        pass
-    if scope["path"] == "/hold":  # in flight until its client leaves
-        await asyncio.Event().wait()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b"{}"})
+class App:  # where the protocol finds its admission and read timeout, as on a front door
+    admission = Admission(0.0, max_inflight=1)
+    read_timeout_s = 3600.0
 
-door = Admission(0.0, max_inflight=1)
-door.guard(["/score"])
-admission.install(door)
-protocol.install(3600.0)
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="auto", log_level="warning", access_log=False)
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        if scope["path"] == "/hold":  # in flight until its client leaves
+            await asyncio.Event().wait()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+App.admission.guard(["/score"])
+protocol.install()
+uvicorn.run(App(), host="127.0.0.1", port=int(sys.argv[1]), http="auto", log_level="warning", access_log=False)
 """
 
 

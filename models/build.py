@@ -34,7 +34,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from runtime import RecordSchema, Validator
+from runtime import RecordSchema, Validator, columns_of
+from runtime.engine.validation import record_values
 
 from . import fraud
 from .store import store_onnx
@@ -149,7 +150,7 @@ def train(
 
 def fraud_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     records, labels = fraud.generate(FRAUD_ROWS)
-    schema = RecordSchema(fraud.FIELDS, input_name="input", max_rows=FRAUD_ROWS)
+    schema = RecordSchema(fraud.Transaction, input_name="input", max_rows=FRAUD_ROWS)
     x = Validator(schema, fraud.RULES).validate(records).inputs["input"]
     return tuple(train_test_split(x, labels, test_size=0.2, random_state=0, stratify=labels))
 
@@ -165,7 +166,8 @@ def fraud_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 
 def build_fraud() -> list[Built]:
     x_train, x_test, y_train, y_test = fraud_data()
-    names = [f.name for f in fraud.FIELDS]
+    columns = columns_of(fraud.Transaction)
+    names = list(fraud.FEATURES)
     # HistGradientBoosting would train faster, but skl2onnx 1.20 cannot convert it under scikit-learn 1.9.
     gbt = GradientBoostingClassifier(n_estimators=150, learning_rate=0.1, max_depth=3, subsample=0.8, random_state=0)
     encoder = ColumnTransformer(
@@ -173,9 +175,7 @@ def build_fraud() -> list[Built]:
             (
                 "categories",
                 OneHotEncoder(
-                    categories=[
-                        np.arange(len(fraud.FIELDS[i].categories), dtype=np.float32) for i in fraud.CATEGORICAL
-                    ],
+                    categories=[np.arange(len(columns[i].categories), dtype=np.float32) for i in fraud.CATEGORICAL],
                     handle_unknown="ignore",
                 ),
                 list(fraud.CATEGORICAL),
@@ -199,28 +199,10 @@ def build_fraud() -> list[Built]:
         for name, model, role in (("fraud-gbt", gbt, "primary"), ("fraud-logreg", logreg, "fallback"))
     ]
     if built[0].unchanged is None:
-        rule_scores = np.array([fraud.rule_score(dict(zip(names, row, strict=True))) for row in _decode(x_test)])
+        records = [fraud.Transaction(**record_values(columns, row)) for row in x_test]
+        rule_scores = np.array([fraud.rule_score(t) for t in records])
         built[0].metadata["rules_stage_metrics"] = fraud_metrics(y_test, rule_scores)
     return built
-
-
-def _decode(x: np.ndarray) -> list[list[Any]]:
-    """Encoded rows back to record values (categories as strings, booleans as bools)."""
-    rows = []
-    for row in x:
-        values: list[Any] = []
-        for f, v in zip(fraud.FIELDS, row, strict=True):
-            values.append(
-                f.categories[int(v)]
-                if f.kind == "category"
-                else bool(v)
-                if f.kind == "boolean"
-                else int(v)
-                if f.kind == "integer"
-                else float(v)
-            )
-        rows.append(values)
-    return rows
 
 
 # --- digits --------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Card-transaction fraud: the request schema, a seeded generator of realistic transactions, and
-the business rules that answer when no model can.
+"""Card-transaction fraud: the transaction type (the request of the fraud service and the columns of
+its models), a seeded generator of realistic transactions, and the rules that answer when no model can.
 
 The generator draws each transaction's context (merchant category, currency, hour, card age, recent
 activity, travel) from plausible distributions, then decides fraud through a hidden, noisy logistic
@@ -11,14 +11,17 @@ hidden process, only its labels.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from runtime import BusinessRule, Field
+from runtime import BusinessRule
 
-CURRENCIES = ("EUR", "USD", "GBP", "CHF", "JPY")
-MERCHANTS = ("grocery", "fuel", "restaurant", "pharmacy", "travel", "electronics", "jewelry", "gaming")
+Currency = Literal["EUR", "USD", "GBP", "CHF", "JPY"]
+Merchant = Literal["grocery", "fuel", "restaurant", "pharmacy", "travel", "electronics", "jewelry", "gaming"]
+CURRENCIES: tuple[str, ...] = get_args(Currency)
+MERCHANTS: tuple[str, ...] = get_args(Merchant)
 # Typical ticket (median amount, EUR) and a base log-odds of fraud per merchant category.
 _TICKET = {
     "grocery": 35,
@@ -41,25 +44,49 @@ _MERCHANT_RISK = {
     "gaming": 0.8,
 }
 
-FIELDS = (
-    Field("amount", "number", minimum=0.01, maximum=50_000, description="transaction amount"),
-    Field("currency", "category", categories=CURRENCIES, description="ISO 4217 currency"),
-    Field("merchant_category", "category", categories=MERCHANTS, description="merchant category"),
-    Field("hour", "integer", minimum=0, maximum=23, description="local hour of the transaction"),
-    Field("country_mismatch", "boolean", description="card country differs from merchant country"),
-    Field("card_age_days", "integer", minimum=0, maximum=20_000, description="days since card issue"),
-    Field("device_change", "boolean", description="first use of this device for the card"),
-    Field("txn_count_1h", "integer", minimum=0, maximum=1_000, description="card's transactions, last hour"),
-    Field("txn_count_24h", "integer", minimum=0, maximum=10_000, description="card's transactions, last day"),
-    Field("distance_km", "number", minimum=0, maximum=20_100, description="distance from the home address"),
-)
-CATEGORICAL = tuple(i for i, f in enumerate(FIELDS) if f.kind == "category")
-NUMERIC = tuple(i for i, f in enumerate(FIELDS) if f.kind != "category")
+
+class Transaction(BaseModel):
+    """One card transaction. The fields, in this order, are the columns of the fraud models' input."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "amount": 249.9,
+                    "currency": "EUR",
+                    "merchant_category": "electronics",
+                    "hour": 14,
+                    "country_mismatch": False,
+                    "card_age_days": 540,
+                    "device_change": False,
+                    "txn_count_1h": 1,
+                    "txn_count_24h": 4,
+                    "distance_km": 12.5,
+                }
+            ]
+        }
+    )
+
+    amount: float = Field(ge=0.01, le=50_000, description="transaction amount")
+    currency: Currency = Field(description="ISO 4217 currency")
+    merchant_category: Merchant = Field(description="merchant category")
+    hour: int = Field(ge=0, le=23, description="local hour of the transaction")
+    country_mismatch: bool = Field(description="card country differs from merchant country")
+    card_age_days: int = Field(ge=0, le=20_000, description="days since card issue")
+    device_change: bool = Field(description="first use of this device for the card")
+    txn_count_1h: int = Field(ge=0, le=1_000, description="card's transactions, last hour")
+    txn_count_24h: int = Field(ge=0, le=10_000, description="card's transactions, last day")
+    distance_km: float = Field(ge=0, le=20_100, description="distance from the home address")
+
+
+FEATURES = tuple(Transaction.model_fields)
+CATEGORICAL = tuple(i for i, name in enumerate(FEATURES) if name in ("currency", "merchant_category"))
+NUMERIC = tuple(i for i in range(len(FEATURES)) if i not in CATEGORICAL)
 
 RULES = (
     BusinessRule(
         "burst_exceeds_day",
-        lambda r: r["txn_count_1h"] <= r["txn_count_24h"],
+        lambda t: t.txn_count_1h <= t.txn_count_24h,
         "transactions in the last hour cannot exceed those in the last day",
         field="txn_count_1h",
     ),
@@ -115,17 +142,17 @@ def generate(n: int, seed: int = 7) -> tuple[list[dict[str, Any]], np.ndarray]:
     return records, label
 
 
-def rule_score(record: dict[str, Any]) -> float:
+def rule_score(t: Transaction) -> float:
     """The last stage of the chain: a fraud score from domain sense, not fitted to the labels.
 
     Starts low and adds risk for the signals a fraud analyst checks first; capped at 0.95."""
     score = 0.02
-    if record["device_change"] and record["country_mismatch"]:
+    if t.device_change and t.country_mismatch:
         score += 0.35
-    if record["amount"] >= 1_000 and (record["device_change"] or record["card_age_days"] < 30):
+    if t.amount >= 1_000 and (t.device_change or t.card_age_days < 30):
         score += 0.3
-    if record["txn_count_1h"] >= 5:
+    if t.txn_count_1h >= 5:
         score += 0.2
-    if record["hour"] <= 4 and record["merchant_category"] in ("jewelry", "electronics", "gaming"):
+    if t.hour <= 4 and t.merchant_category in ("jewelry", "electronics", "gaming"):
         score += 0.15
     return min(score, 0.95)

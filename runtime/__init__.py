@@ -1,9 +1,26 @@
-"""Ballast's inference runtime: validation, adaptive batching, fallback chains and metrics around
-onnxruntime, with no HTTP inside. ``runtime.pipeline`` shows the request path."""
+"""Ballast's inference runtime: validation, adaptive batching, fallback chains, metrics and model
+versions around onnxruntime, with no HTTP inside.
 
-from .batching import AdaptiveBatcher, BatchResult, LatencyModel
-from .chain import ChainResult, InferenceChain, ModelStage, RuleStage
-from .errors import (
+Layers, each importing only those below it (checked by ``make lint``)::
+
+    registry   name -> versions -> deployments; which deployment answers
+    pipeline   one deployment's request path: validate -> chain -> hooks (runtime/pipeline.py)
+    engine     validation/, batching/, session.py, resilience/, chain.py, faults.py
+    observe    hooks and metrics, fed by the pipeline (imports only core)
+    core       codes, errors, settings, signatures, the request record
+"""
+
+from .core.codes import (
+    BreakerState,
+    ErrorType,
+    FallbackReason,
+    Layer,
+    Outcome,
+    RefusalReason,
+    Rule,
+    ShedReason,
+)
+from .core.errors import (
     BadRequest,
     BallastError,
     ChainExhausted,
@@ -18,40 +35,54 @@ from .errors import (
     StageTimeout,
     ValidationFailed,
 )
-from .faults import FaultInjector, InjectedFault
-from .hooks import CompositeHook, Hook, Outcome, RequestRecord, current_request
-from .metrics import PrometheusHook, RuntimeMetrics, default_metrics
-from .pipeline import Pipeline, Prediction
-from .resilience import BreakerState, CircuitBreaker
-from .session import OnnxModel, SessionConfig
-from .settings import Settings
-from .signature import ModelSignature, TensorSpec
-from .validation import (
+from .core.record import Hook, RequestRecord, current_request
+from .core.settings import DrillSettings, Settings, StageSettings
+from .core.signature import ModelSignature, TensorSpec
+from .engine.batching import AdaptiveBatcher, BatchResult, LatencyModel
+from .engine.chain import ChainResult, InferenceChain, ModelStage, RuleStage
+from .engine.faults import FaultInjector, InjectedFault
+from .engine.resilience import CircuitBreaker
+from .engine.session import OnnxModel, SessionConfig
+from .engine.validation import (
+    Bounds,
     BusinessRule,
-    Field,
+    Column,
     RecordSchema,
     TensorRange,
     TensorSchema,
     ValidatedRequest,
     Validator,
+    columns_of,
     learn_range,
+    learned_bounds,
+    rejections,
 )
+from .observe.hooks import CompositeHook
+from .observe.metrics import PrometheusHook, RuntimeMetrics, default_metrics
+from .pipeline import Pipeline, Prediction
+from .registry import PRODUCTION, Deployment, Registry
 
 __all__ = [
+    "PRODUCTION",
     "AdaptiveBatcher",
     "BadRequest",
     "BallastError",
     "BatchResult",
+    "Bounds",
     "BreakerState",
     "BusinessRule",
     "ChainExhausted",
     "ChainResult",
     "CircuitBreaker",
     "CircuitOpen",
+    "Column",
     "CompositeHook",
     "DeadlineExceeded",
+    "Deployment",
+    "DrillSettings",
+    "ErrorType",
+    "FallbackReason",
     "FaultInjector",
-    "Field",
     "FieldError",
     "Hook",
     "InferenceChain",
@@ -59,6 +90,7 @@ __all__ = [
     "InternalError",
     "InvalidOutput",
     "LatencyModel",
+    "Layer",
     "ModelFailed",
     "ModelSignature",
     "ModelStage",
@@ -69,12 +101,17 @@ __all__ = [
     "Prediction",
     "PrometheusHook",
     "RecordSchema",
+    "RefusalReason",
+    "Registry",
     "RequestRecord",
+    "Rule",
     "RuleStage",
     "RuntimeMetrics",
     "SessionConfig",
     "Settings",
+    "ShedReason",
     "StageFailure",
+    "StageSettings",
     "StageTimeout",
     "TensorRange",
     "TensorSchema",
@@ -82,7 +119,10 @@ __all__ = [
     "ValidatedRequest",
     "ValidationFailed",
     "Validator",
+    "columns_of",
     "current_request",
     "default_metrics",
     "learn_range",
+    "learned_bounds",
+    "rejections",
 ]

@@ -7,8 +7,8 @@
                       -> output check; then the business-rule stage
       4. hooks        exactly once, with the outcome and the request's record
 
-:meth:`Pipeline.build` composes the parts from :class:`~runtime.settings.Settings`; nothing else
-in the runtime knows the order of the steps.
+:meth:`Pipeline.build` composes the parts from the settings; nothing else in the runtime knows the
+order of the steps. A pipeline is one deployment of a model version (see :mod:`runtime.registry`).
 """
 
 from __future__ import annotations
@@ -17,22 +17,24 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .batching.queue import AdaptiveBatcher
-from .chain import ChainResult, InferenceChain, ModelStage, RuleStage
-from .errors import BallastError, InternalError, Overloaded, ValidationFailed
-from .faults import FaultInjector
-from .hooks import CompositeHook, Hook, Outcome, RequestRecord, current_request
-from .metrics import PrometheusHook, RuntimeMetrics, default_metrics
-from .resilience.breaker import CircuitBreaker
-from .session import OnnxModel
-from .settings import Settings
-from .validation import BusinessRule, Schema, Validator
+from .core.codes import ErrorType, Outcome
+from .core.errors import BallastError, InternalError, Overloaded, ValidationFailed
+from .core.record import Hook, RequestRecord, current_request
+from .core.settings import DrillSettings, Settings, StageSettings
+from .engine.batching.queue import AdaptiveBatcher
+from .engine.chain import ChainResult, InferenceChain, ModelStage, RuleStage
+from .engine.faults import FaultInjector
+from .engine.resilience.breaker import CircuitBreaker
+from .engine.session import OnnxModel
+from .engine.validation import BusinessRule, Schema, Validator
+from .observe.hooks import CompositeHook
+from .observe.metrics import PrometheusHook, RuntimeMetrics, default_metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,9 @@ class Pipeline:
         hooks: CompositeHook,
         timeout_s: float,
         warmup_runs: int = 3,
+        examples: Sequence[Any] = (),
         metrics: RuntimeMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.validator = validator
@@ -65,8 +69,13 @@ class Pipeline:
         self.hooks = hooks
         self.timeout_s = timeout_s
         self.warmup_runs = warmup_runs
+        self.examples = tuple(examples)
+        """Payloads that must be valid, and that every stage (the rule stage too) answers at start-up."""
+        self.example_outputs: list[dict[str, np.ndarray]] = []
+        """The primary's answer to each example (for the services' documents)."""
         self.metrics = metrics
-        """Flushed when the pipeline closes (see runtime/metrics.py, MetricBuffer)."""
+        """Flushed when the pipeline closes (see runtime/observe/metrics.py, MetricBuffer)."""
+        self._clock = clock
         self.ready = False
 
     @classmethod
@@ -76,29 +85,40 @@ class Pipeline:
         *,
         models: Sequence[OnnxModel],
         schema: Schema,
+        settings: Settings,
+        stages: Sequence[StageSettings] | None = None,
         rules: Sequence[BusinessRule] = (),
         fallback_rules: RuleStage | None = None,
-        settings: Settings | None = None,
+        examples: Sequence[Any] = (),
+        drills: DrillSettings | None = None,
         hooks: Sequence[Hook] = (),
         metrics: RuntimeMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Pipeline:
-        """Compose a pipeline: ``models[0]`` is the primary, the rest fallbacks in order."""
-        settings = settings or Settings()
-        metrics = metrics or default_metrics() if settings.metrics_enabled else None
-        stages = []
-        for index, model in enumerate(models):
+        """Compose a pipeline: ``models[0]`` is the primary, the rest fallbacks in order, each run as
+        its ``stages`` entry says (by default ``settings.stage(model.name)``). A model whose batch
+        dimension is fixed gets batches of one row."""
+        drills = drills or DrillSettings()
+        if stages is None:
+            stages = [settings.stage(model.name) for model in models]
+        if len(stages) != len(models):
+            raise ValueError(f"one stage setting per model, got {len(stages)} for {len(models)} models")
+        metrics = (metrics or default_metrics()) if drills.metrics_enabled else None
+        chain_stages = []
+        for index, (model, stage) in enumerate(zip(models, stages, strict=True)):
             last_model = index == len(models) - 1
-            stages.append(
+            chain_stages.append(
                 ModelStage(
                     model=model,
                     batcher=AdaptiveBatcher(
                         model.run_async,
-                        max_batch_size=settings.max_batch_size if model.batchable else 1,
-                        max_wait_s=settings.max_batch_wait_ms / 1000,
-                        max_in_flight=settings.max_batches_in_flight,
-                        max_queue_rows=settings.max_queue_rows,
+                        max_batch_size=stage.max_batch_size if model.batchable else 1,
+                        max_wait_s=stage.max_batch_wait_ms / 1000,
+                        max_in_flight=stage.max_batches_in_flight,
+                        max_queue_rows=stage.max_queue_rows,
                         retry_after_s=settings.retry_after_s,
                         observer=metrics.batch_observer(model.name, model.version) if metrics else None,
+                        clock=clock,
                     ),
                     breaker=CircuitBreaker(
                         model.name,
@@ -106,38 +126,66 @@ class Pipeline:
                         window=settings.breaker_window,
                         min_calls=settings.breaker_min_calls,
                         recovery_s=settings.breaker_recovery_s,
+                        clock=clock,
                         on_change=metrics.on_breaker_change if metrics else None,
                     ),
                     reserve_s=0.0 if last_model else settings.fallback_reserve_ms / 1000,
                 )
             )
-        chain = InferenceChain(stages, fallback_rules, shed_policy=settings.shed_policy)
+        chain = InferenceChain(chain_stages, fallback_rules, shed_policy=settings.shed_policy, clock=clock)
         all_hooks = CompositeHook(
             [PrometheusHook(metrics), *hooks] if metrics else hooks,
             on_hook_error=metrics.on_hook_error if metrics else None,
         )
         return cls(
             name,
-            Validator(schema, rules, content_checks=settings.content_checks),
+            Validator(schema, rules, content_checks=drills.content_checks),
             chain,
             hooks=all_hooks,
             timeout_s=settings.request_timeout_ms / 1000,
             warmup_runs=settings.warmup_runs,
+            examples=examples,
             metrics=metrics,
+            clock=clock,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Warm every model at batch sizes 1 and max, seed the batchers' latency models, and
-        report ready."""
+        """Warm every model at batch sizes 1 and max, seed the batchers' latency models, check the
+        examples against every stage, and report ready."""
         for stage in self.chain.stages:
             sizes = sorted({1, stage.batcher.max_batch_size})
             timings = await asyncio.to_thread(stage.model.warmup, sizes, self.warmup_runs)
             for rows, seconds in timings:
                 stage.batcher.latency.observe(rows, seconds)
             stage.batcher.start()
+        self.example_outputs = [await asyncio.to_thread(self._check_example, e) for e in self.examples]
         self.ready = True
+
+    def _check_example(self, payload: Any) -> dict[str, np.ndarray]:
+        """Fail start-up unless ``payload`` is valid and every stage answers it alike: the same
+        output names, dtypes and shapes as the primary's answer."""
+        try:
+            request = self.validator.validate(payload)
+        except ValidationFailed as exc:
+            raise ValueError(f"{self.name}: a declared example is not valid: {exc}") from None
+        answers = {stage.name: stage.run_now(request.inputs, request.rows) for stage in self.chain.stages}
+        rules = self.chain.rules
+        if rules is not None:
+            answers[rules.name] = dict(rules.answer(request))
+        primary = self.chain.primary.name
+        want = {name: (answers[primary][name].dtype, answers[primary][name].shape) for name in self.chain.output_names}
+        for stage, outputs in answers.items():
+            got = {
+                name: (outputs[name].dtype, outputs[name].shape) for name in self.chain.output_names if name in outputs
+            }
+            if got != want:
+                raise TypeError(
+                    f"{self.name}: stage {stage!r} answers {_describe(got)} where {primary!r} answers "
+                    f"{_describe(want)}; every stage must give the same outputs (names, dtypes, shapes)"
+                )
+        return {name: answers[primary][name] for name in self.chain.output_names}
 
     async def close(self) -> None:
         """Stop admitting, finish admitted requests, release the models' threads."""
@@ -185,7 +233,7 @@ class Pipeline:
     async def predict(
         self, payload: Any, *, request_id: str | None = None, timeout_s: float | None = None
     ) -> Prediction:
-        started = time.monotonic()
+        started = self._clock()
         record = RequestRecord(request_id or os.urandom(8).hex(), self.name)
         token = current_request.set(record)
         outcome = Outcome.ERROR
@@ -214,11 +262,11 @@ class Pipeline:
             outcome = Outcome.CANCELLED
             raise
         except Exception as exc:
-            record.error_type = InternalError.type
+            record.error_type = ErrorType.INTERNAL_ERROR
             log.exception("request %s failed", record.request_id)
             raise InternalError(f"request {record.request_id} failed") from exc
         finally:
-            record.total_s = time.monotonic() - started
+            record.total_s = self._clock() - started
             current_request.reset(token)
             self.hooks.on_request(outcome, record)
 
@@ -230,3 +278,7 @@ class Pipeline:
             record.validation_s = time.perf_counter() - started
         record.rows, record.inputs = request.rows, request.inputs
         return await self.chain.run(request, deadline, record)
+
+
+def _describe(outputs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> str:
+    return ", ".join(f"{name}: {dtype}{list(shape)}" for name, (dtype, shape) in sorted(outputs.items()))

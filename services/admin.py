@@ -1,71 +1,45 @@
-"""The admin endpoints: their declaration (:func:`admin_route`), their strict pydantic request
-bodies (every violation reported as a 422 like any other validation error) and their answer."""
+"""The admin routes (behind the admin token): load a model version and make it production, close the
+breakers, inject faults for drills. Bodies are strict pydantic models (every violation a 422 like any
+other validation error); each answers the production deployment's state."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runtime import FaultInjector, FieldError, ValidationFailed
+from runtime import FaultInjector, FieldError, Layer, Registry, Rule, ValidationFailed
 
-from .http import route
+from .http.openapi import RouteDoc, inline
+from .http.routes import RequestInfo, Route
 
 M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
-
-STAGE = {
-    "type": "object",
-    "required": ["name", "version", "breaker", "faults"],
-    "properties": {
-        "name": {"type": "string"},
-        "version": {"type": "string"},
-        "breaker": {"type": "string", "enum": ["closed", "half_open", "open"]},
-        "faults": {"type": ["object", "null"], "description": "fault injection in force, if any"},
-    },
-}
-ADMIN_STATE: dict[str, Any] = {
-    "type": "object",
-    "required": ["stages"],
-    "properties": {"stages": {"type": "array", "items": STAGE}},
-}
 
 
-EMPTY: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
-STATE_EXAMPLE = {"stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}]}
+class ReloadRequest(BaseModel):
+    """Which version of the primary model to load; the service's declared tag when omitted (for
+    ``name:latest``, the newest in the store). Models come only from the model store: no paths, no URLs."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-def admin_route(
-    path: str, summary: str, *, request_schema: dict[str, Any] = EMPTY, request_example: Any = None
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """``@route`` for an admin endpoint: POST, the admin token, the server's state as the answer."""
-    return route(
-        "POST",
-        path,
-        summary=summary,
-        admin=True,
-        errors=(400, 413, 415, 422),
-        request_schema=request_schema,
-        request_example={} if request_example is None else request_example,
-        response_schema=ADMIN_STATE,
-        response_example=STATE_EXAMPLE,
-    )
+    version: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version in the store")
 
 
 class ResetRequest(BaseModel):
-    """An empty object: these endpoints take no parameters (no paths, no URLs)."""
+    """An empty object: this endpoint takes no parameters."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FaultsRequest(BaseModel):
-    """Fault injection for the primary model; all zeros (the default) heals it."""
+    """Fault injection for a model stage (the primary by default); all zeros (the default) heals it."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    error_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of rows on which the primary raises")
-    slow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of primary calls slowed by slow_ms")
+    error_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of rows on which the model raises")
+    slow_rate: float = Field(0.0, ge=0.0, le=1.0, description="share of calls slowed by slow_ms")
     slow_ms: float = Field(0.0, ge=0.0, le=600_000, description="delay added to a slowed call")
     seed: int | None = Field(None, description="seed of the injector's choices")
     model: str | None = Field(None, description="the model stage to affect, by model name; default the primary")
@@ -74,11 +48,95 @@ class FaultsRequest(BaseModel):
         return FaultInjector.unless_off(self.error_rate, self.slow_rate, self.slow_ms / 1000, self.seed)
 
 
+class StageState(BaseModel):
+    name: str
+    version: str
+    breaker: Literal["closed", "half_open", "open"]
+    faults: dict[str, float | int | None] | None = Field(description="fault injection in force, if any")
+
+
+class AdminState(BaseModel):
+    """The production deployment after the change."""
+
+    version: str = Field(description="the primary model's version in production")
+    stages: list[StageState]
+
+
+class Admin:
+    """The admin routes of a service whose deployments ``registry()`` holds."""
+
+    def __init__(self, registry: Callable[[], Registry]) -> None:
+        self.registry = registry
+        self._reloading = asyncio.Lock()
+        self.routes = [
+            Route("POST", "/admin/reload", self.reload, admin=True),
+            Route("POST", "/admin/breakers/reset", self.reset_breakers, admin=True),
+            Route("POST", "/admin/faults", self.faults, admin=True),
+        ]
+
+    def state(self) -> dict[str, Any]:
+        production = self.registry().production
+        return {"version": production.version, **production.pipeline.state()}
+
+    async def reload(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        """Load a version from the store, warm it, make it production; requests in flight finish on
+        the deployment it replaces. Breakers start closed; fault injection returns to the settings."""
+        body = parse_body(ReloadRequest, payload)
+        registry = self.registry()
+        async with self._reloading:
+            try:
+                await registry.promote(body.version)
+            except LookupError as exc:
+                message = f"no such version of {registry.name} in the model store"
+                raise ValidationFailed(
+                    [FieldError("version", "unknown_version", message, body.version)], Layer.SCHEMA
+                ) from exc
+        return self.state()
+
+    async def reset_breakers(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        parse_body(ResetRequest, payload)
+        self.registry().production.pipeline.reset_breakers()
+        return self.state()
+
+    async def faults(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(FaultsRequest, payload)
+        pipeline = self.registry().production.pipeline
+        try:
+            pipeline.inject_faults(body.injector(), body.model)
+        except KeyError:
+            message = f"the chain's models are {pipeline.model_names}"
+            raise ValidationFailed([FieldError("model", "unknown_model", message, body.model)], Layer.SCHEMA) from None
+        return self.state()
+
+    def docs(self) -> list[RouteDoc]:
+        state = inline(AdminState.model_json_schema())
+        example = {
+            "version": "vsftv2hjscxr2ax4",
+            "stages": [{"name": "fraud-gbt", "version": "vsftv2hjscxr2ax4", "breaker": "closed", "faults": None}],
+        }
+        described: list[tuple[str, str, type[BaseModel], dict[str, Any]]] = [
+            ("admin_reload", "Load a model version from the store, warm it, make it production", ReloadRequest, {}),
+            ("admin_reset_breakers", "Close the circuit breakers of every model stage", ResetRequest, {}),
+            (
+                "admin_faults",
+                "Inject faults into a model stage (drills): error and slow-call rates; zeros heal it",
+                FaultsRequest,
+                {"error_rate": 0.3, "slow_rate": 0.0, "slow_ms": 0, "seed": 7},
+            ),
+        ]
+        return [
+            RouteDoc(
+                route, name, summary, inline(body.model_json_schema()), state, request, example, (400, 413, 415, 422)
+            )
+            for route, (name, summary, body, request) in zip(self.routes, described, strict=True)
+        ]
+
+
 def parse_body(model: type[M], payload: Any) -> M:
     """``payload`` as ``model``, or :class:`ValidationFailed` listing every violation."""
     if not isinstance(payload, dict):
         kind = f"<{type(payload).__name__}>"
-        raise ValidationFailed([FieldError("", "type", "expected a JSON object", kind)], "schema")
+        raise ValidationFailed([FieldError("", Rule.TYPE, "expected a JSON object", kind)], Layer.SCHEMA)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -86,7 +144,7 @@ def parse_body(model: type[M], payload: Any) -> M:
             FieldError(".".join(str(p) for p in e["loc"]), e["type"], e["msg"], _short(e.get("input")))
             for e in exc.errors()
         ]
-        raise ValidationFailed(errors, "schema") from None
+        raise ValidationFailed(errors, Layer.SCHEMA) from None
 
 
 def _short(value: Any) -> Any:

@@ -1,22 +1,21 @@
-"""The services' settings: the runtime's, plus what only the HTTP layer and the business need.
-Still one object, one ``BALLAST_`` prefix."""
+"""The HTTP server's settings (``BALLAST_*``): workers, limits, draining, door control, credentials.
+The runtime's settings are :class:`runtime.Settings` and :class:`runtime.DrillSettings`; a service's
+own settings carry their own prefix (``BALLAST_FRAUD_*``). The BentoML integration reads all of them
+once per process (services/bento.py) and passes them in."""
 
 from __future__ import annotations
 
-from typing import Self
-
-from pydantic import Field, SecretStr, model_validator
-
-from runtime import Settings
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ServiceSettings(Settings):
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BALLAST_", extra="ignore", validate_default=True, frozen=True)
+
     workers: int = Field(1, ge=1, le=64)
     """BentoML worker processes; each loads its own copy of the models."""
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
     """Largest request body accepted; larger ones get 413."""
-    tensor_model: str = "tensor-model:latest"
-    """Model-store tag served by the generic tensor service (services/tensor.py)."""
     read_timeout_s: float = Field(10.0, gt=0, le=3600)
     """A request's headers and body must arrive within this many seconds of its first byte (or of
     the connection opening); a slower client gets 408 and is disconnected."""
@@ -39,16 +38,3 @@ class ServiceSettings(Settings):
     least 16 characters. Unset: those endpoints answer 403."""
     api_key: SecretStr | None = None
     """When set, prediction endpoints require it in ``X-API-Key`` (401 without, 403 wrong)."""
-    fraud_review_threshold: float = Field(0.2, ge=0.0, le=1.0)
-    """Fraud probability from which a transaction is sent to review."""
-    fraud_decline_threshold: float = Field(0.6, ge=0.0, le=1.0)
-    """Fraud probability from which a transaction is declined."""
-
-    @model_validator(mode="after")
-    def _thresholds_ordered(self) -> Self:
-        if self.fraud_review_threshold > self.fraud_decline_threshold:
-            raise ValueError(
-                "fraud_review_threshold must not exceed fraud_decline_threshold, got "
-                f"{self.fraud_review_threshold} > {self.fraud_decline_threshold}"
-            )
-        return self

@@ -2,13 +2,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.settings import ServiceSettings
+from pydantic_settings import BaseSettings
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+from runtime import DrillSettings, Settings
+from services.fraud import FraudSettings
+from services.settings import ServerSettings
+from services.tensor import TensorSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+SETTINGS: list[type[BaseSettings]] = [Settings, DrillSettings, ServerSettings, FraudSettings, TensorSettings]
 
 
 def test_the_readme_lists_every_setting() -> None:
-    missing = [name for name in ServiceSettings.model_fields if f"`BALLAST_{name.upper()}`" not in README]
+    names = [
+        f"{cls.model_config.get('env_prefix', '')}{name}".upper() for cls in SETTINGS for name in cls.model_fields
+    ]
+    missing = [name for name in names if f"`{name}`" not in README]
     assert missing == []
 
 
@@ -25,10 +35,8 @@ def test_the_readme_lists_every_metric() -> None:
 
 
 def test_the_bento_requirements_pin_what_the_constraints_pin() -> None:
-    root = Path(__file__).resolve().parents[1]
-
     def pins(name: str) -> dict[str, str]:
-        lines = (root / name).read_text().splitlines()
+        lines = (ROOT / name).read_text().splitlines()
         pairs = (line.split("==") for line in lines if "==" in line and not line.startswith("#"))
         return {k.strip().lower().replace("_", "-"): v.strip() for k, v in pairs}
 

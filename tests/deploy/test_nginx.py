@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import shutil
 import socket
-import string
 import subprocess
 import threading
 import time
@@ -25,7 +24,8 @@ import orjson
 import pytest
 import uvicorn
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf.template"
+from services.http.nginx import render
+
 LIMIT = 2
 
 
@@ -88,13 +88,15 @@ def running_nginx(upstream_port: int, tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     conf = tmp_path / "nginx.conf"
     conf.write_text(
-        string.Template(TEMPLATE.read_text()).safe_substitute(
-            LISTEN=f"127.0.0.1:{port}",
-            UPSTREAM=f"127.0.0.1:{upstream_port}",
-            MAX_INFLIGHT=str(LIMIT),
-            PREFIX=str(tmp_path),
-            MAX_BODY="1024",
-            ACCESS_LOG=f"{tmp_path}/access.log ballast",
+        render(
+            {
+                "LISTEN": f"127.0.0.1:{port}",
+                "UPSTREAM": f"127.0.0.1:{upstream_port}",
+                "MAX_INFLIGHT": str(LIMIT),
+                "PREFIX": str(tmp_path),
+                "MAX_BODY": "1024",
+                "ACCESS_LOG": f"{tmp_path}/access.log ballast",
+            }
         )
     )
     process = subprocess.Popen([binary, "-c", str(conf), "-p", str(tmp_path)])

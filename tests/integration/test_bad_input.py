@@ -22,14 +22,15 @@ import httpx
 import orjson
 import pytest
 
-from services.fraud import EXAMPLE
-from services.settings import ServiceSettings
+from runtime import Settings
+from services.fraud import Fraud
+from services.settings import ServerSettings
 
-SETTINGS = ServiceSettings()  # what the servers under test read from the same environment
-LIMIT = SETTINGS.max_body_bytes
-MAX_ROWS = SETTINGS.max_batch_size
+SERVER, RUNTIME = ServerSettings(), Settings()  # what the servers under test read from the same environment
+LIMIT = SERVER.max_body_bytes
+MAX_ROWS = RUNTIME.max_request_rows
 
-TXN: dict[str, Any] = dict(EXAMPLE)  # the fraud OpenAPI example: a valid transaction
+TXN: dict[str, Any] = Fraud.inner.declaration.request_example()  # the fraud OpenAPI example: a valid transaction
 IMAGE = [[float((3 * row + col) % 17) for col in range(8)] for row in range(8)]
 SERVICE = {"/score": "fraud", "/score_batch": "fraud", "/classify": "digits"}
 VALID = {"/score": TXN, "/score_batch": {"transactions": [TXN, TXN]}, "/classify": {"images": [IMAGE]}}

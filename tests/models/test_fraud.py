@@ -19,7 +19,8 @@ def test_the_generator_is_seeded_and_realistic() -> None:
 
 def test_generated_records_pass_the_request_validation() -> None:
     records, _ = fraud.generate(500, seed=4)
-    request = Validator(RecordSchema(fraud.FIELDS, input_name="input", max_rows=500), fraud.RULES).validate(records)
+    schema = RecordSchema(fraud.Transaction, input_name="input", max_rows=500)
+    request = Validator(schema, fraud.RULES).validate(records)
     assert request.rows == 500
 
 
@@ -39,4 +40,5 @@ def test_rule_scores_rise_with_risk_and_stay_probabilities() -> None:
         "card_age_days": 500,
     }
     risky = base | {"device_change": True, "country_mismatch": True, "amount": 2000.0, "txn_count_1h": 6}
-    assert 0 <= fraud.rule_score(base) < fraud.rule_score(risky) <= 0.95
+    scores = [fraud.rule_score(fraud.Transaction(**r)) for r in (base, risky)]
+    assert 0 <= scores[0] < scores[1] <= 0.95

@@ -1,0 +1,62 @@
+"""What is known about one request when it ends, and the hook that is told about it.
+
+Each request ends in exactly one call ``hook.on_request(outcome, record)``. The record of the request
+being served is also in the context variable :data:`current_request` (log fields read it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from .codes import FallbackReason, Outcome
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Everything known about one request when it ends."""
+
+    request_id: str
+    pipeline: str
+    rows: int = 0
+    served_by: str | None = None
+    """The stage that answered: a model name or the rule stage's name."""
+    model_version: str | None = None
+    validation_s: float = 0.0
+    queue_wait_s: float = 0.0
+    inference_s: float = 0.0
+    total_s: float = 0.0
+    batch_rows: int = 0
+    """Rows in the batch that computed this request's answer."""
+    fallbacks: list[tuple[str, str, FallbackReason]] = field(default_factory=list)
+    """``(from_stage, to_stage, reason)`` for each move down the chain."""
+    error_type: str | None = None
+    failed_rules: tuple[str, ...] = ()
+    """Names of the validation rules the request broke."""
+    inputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _input_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def input_hash(self) -> str | None:
+        """BLAKE2b-64 of the validated input tensors (names, dtypes, shapes, bytes); computed on
+        first use, so hooks that do not read it cost nothing."""
+        if self._input_hash is None and self.inputs is not None:
+            digest = hashlib.blake2b(digest_size=8)
+            for name in sorted(self.inputs):
+                array = np.ascontiguousarray(self.inputs[name])
+                digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+                digest.update(array.data)
+            self._input_hash = digest.hexdigest()
+        return self._input_hash
+
+
+current_request: ContextVar[RequestRecord | None] = ContextVar("ballast_request", default=None)
+"""The record of the request being served in this task (log fields read it)."""
+
+
+class Hook(Protocol):
+    def on_request(self, outcome: Outcome, record: RequestRecord) -> None: ...

@@ -1,0 +1,177 @@
+"""The runtime's settings, read from ``BALLAST_*`` environment variables once per process and passed
+in (the services read them at start-up; nothing here reads the environment at import).
+
+* :class:`Settings` -- how requests are served: deadlines, the chain, breakers, onnxruntime, and the
+  defaults of every model stage.
+* :class:`StageSettings` -- how one model stage runs (threads, batching, queue). A stage takes the
+  defaults of :class:`Settings`, then what the service declares for it, then what
+  ``BALLAST_STAGES`` says for it (an operator's word is last).
+* :class:`DrillSettings` -- fault injection and the switches that exist only to measure costs; kept
+  apart so that nobody mistakes them for production knobs.
+
+Values are checked when the object is built; a bad value fails at start-up with the value in the
+message (``BALLAST_MAX_BATCH_SIZE=0`` -> "Input should be greater than or equal to 1 ... input_value=0").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StageSettings(BaseModel):
+    """How one model stage runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intra_op_threads: int = Field(1, ge=0, le=256)
+    """Threads onnxruntime uses inside one operator (0 = onnxruntime's default, one per core).
+    One thread per session is the measured best on a 2-core machine: the default spins."""
+    inter_op_threads: int = Field(1, ge=0, le=256)
+    """Threads onnxruntime uses to run independent operators in parallel (0 = default)."""
+    intra_op_spinning: bool = False
+    """Let idle intra-op threads spin-wait for the next operator (onnxruntime's default is on). Off
+    leaves the cores to the event loop and the network between operators (docs/benchmarks.md).
+    Matters only with ``intra_op_threads`` above 1."""
+    max_batch_size: int = Field(64, ge=1, le=65536)
+    """Most rows merged into one onnxruntime call. A request with more rows is computed in several
+    batches. 1 turns batching off for the stage."""
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=10_000)
+    """Longest a formed batch waits for more rows while another batch is computing."""
+    max_batches_in_flight: int = Field(1, ge=1, le=64)
+    """Batches computed at the same time (each in its own worker thread)."""
+    max_queue_rows: int = Field(2048, ge=1)
+    """Rows allowed to wait; beyond it requests are shed (503, or the next stage)."""
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> Self:
+        if self.max_queue_rows < self.max_batch_size:
+            raise ValueError(
+                f"max_queue_rows must be at least max_batch_size, got {self.max_queue_rows} < {self.max_batch_size}"
+            )
+        return self
+
+
+STAGE_FIELDS = frozenset(StageSettings.model_fields)
+
+
+class Settings(BaseSettings):
+    """Ballast runtime settings. Environment variables use the prefix ``BALLAST_``."""
+
+    model_config = SettingsConfigDict(env_prefix="BALLAST_", extra="forbid", validate_default=True, frozen=True)
+
+    # --- every model stage, unless the service or BALLAST_STAGES says otherwise ------------------
+    intra_op_threads: int = Field(1, ge=0, le=256)
+    """Default of :attr:`StageSettings.intra_op_threads`."""
+    inter_op_threads: int = Field(1, ge=0, le=256)
+    """Default of :attr:`StageSettings.inter_op_threads`."""
+    intra_op_spinning: bool = False
+    """Default of :attr:`StageSettings.intra_op_spinning`."""
+    max_batch_size: int = Field(64, ge=1, le=65536)
+    """Default of :attr:`StageSettings.max_batch_size`."""
+    max_batch_wait_ms: float = Field(2.0, ge=0, le=10_000)
+    """Default of :attr:`StageSettings.max_batch_wait_ms`."""
+    max_batches_in_flight: int = Field(1, ge=1, le=64)
+    """Default of :attr:`StageSettings.max_batches_in_flight`."""
+    max_queue_rows: int = Field(2048, ge=1)
+    """Default of :attr:`StageSettings.max_queue_rows`."""
+    stages: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per-stage settings by model name, as JSON: ``{"fraud-logreg": {"max_batch_size": 1}}``.
+    They win over the service's declaration and over the defaults above."""
+
+    # --- onnxruntime, the same for every stage ----------------------------------------------
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    """onnxruntime graph optimization level."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """Execution device. ``cuda`` uses the CUDA execution provider when onnxruntime offers it
+    and falls back to the CPU, with a warning, when it does not."""
+    inline_max_us: float = Field(100.0, ge=0, le=1_000_000)
+    """Batches predicted to compute faster than this run on the event loop's thread instead of
+    a worker thread (a thread hop costs ~150 us on a small VM). 0 = always use a worker thread."""
+    warmup_runs: int = Field(3, ge=0, le=1000)
+    """Inference runs per warm-up batch size before a model is reported ready."""
+
+    # --- requests, deadlines and the chain --------------------------------------------------
+    max_request_rows: int = Field(64, ge=1, le=65536)
+    """Most rows (records, or tensor rows) one request may carry."""
+    request_timeout_ms: float = Field(1000.0, gt=0, le=600_000)
+    """Default deadline of a request, from its arrival, when the caller gives none."""
+    fallback_reserve_ms: float = Field(50.0, ge=0, le=600_000)
+    """Part of the deadline the primary model leaves for the fallback stages."""
+    shed_policy: Literal["reject", "degrade"] = "reject"
+    """When a model stage sheds a request because its queue is full or it is shutting down: ``reject``
+    answers 503, ``degrade`` hands the request to the next (cheaper) stage of the chain. A request a
+    stage cannot finish by its deadline always goes to the next stage, as a timeout does."""
+    retry_after_s: float = Field(1.0, ge=0, le=3600)
+    """Retry-After advertised with 503 answers."""
+
+    # --- circuit breaker -------------------------------------------------------------------
+    breaker_failure_rate: float = Field(0.6, gt=0.0, le=1.0)
+    """Share of failed calls, over the breaker's window, that opens a model stage's breaker. Well
+    above the failure rate of a healthy model with a few bad inputs: with 30 % of requests failing,
+    a 100-call window reaches 60 % with a probability of about 1e-9."""
+    breaker_window: int = Field(100, ge=1, le=100_000)
+    """Calls the breaker remembers."""
+    breaker_min_calls: int = Field(20, ge=1, le=100_000)
+    """Calls the window must hold before the breaker may open (at most breaker_window)."""
+    breaker_recovery_s: float = Field(5.0, gt=0, le=86_400)
+    """Seconds an open breaker waits before it lets one half-open probe through."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.fallback_reserve_ms >= self.request_timeout_ms:
+            raise ValueError(
+                "fallback_reserve_ms must be below request_timeout_ms, got "
+                f"{self.fallback_reserve_ms} >= {self.request_timeout_ms}"
+            )
+        if self.breaker_min_calls > self.breaker_window:
+            raise ValueError(
+                "breaker_min_calls must not exceed breaker_window, got "
+                f"{self.breaker_min_calls} > {self.breaker_window}"
+            )
+        self.stage("")  # the defaults make a valid stage
+        for name in self.stages:
+            self.stage(name)
+        return self
+
+    def stage(self, model: str, declared: Mapping[str, Any] | None = None) -> StageSettings:
+        """The settings of the stage that runs ``model``: these defaults, then ``declared`` (the
+        service's), then ``BALLAST_STAGES[model]``."""
+        values = {name: getattr(self, name) for name in STAGE_FIELDS}
+        values.update(declared or {})
+        values.update(self.stages.get(model, {}))
+        try:
+            return StageSettings(**values)
+        except ValidationError as exc:
+            where = f"stage {model!r}" if model else "the stage defaults"
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']} (got {e['input']!r})"
+                if e["loc"]
+                else e["msg"]
+                for e in exc.errors()
+            )
+            raise ValueError(f"{where}: {problems}") from None
+
+
+class DrillSettings(BaseSettings):
+    """Fault injection and measurement switches, for drills and benchmarks only. Environment
+    variables use the prefix ``BALLAST_``."""
+
+    model_config = SettingsConfigDict(env_prefix="BALLAST_", extra="ignore", validate_default=True, frozen=True)
+
+    fault_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of rows on which the primary model raises. 0 (off) by default."""
+    fault_slow_rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of primary-model calls made slow by ``fault_slow_ms``. 0 (off) by default."""
+    fault_slow_ms: float = Field(0.0, ge=0.0, le=600_000)
+    """Delay added to a slowed primary call."""
+    fault_seed: int | None = None
+    """Seed of the fault injector's random choices, for repeatable drills."""
+    content_checks: bool = True
+    """Validation layers 2 and 3 (finite values, ranges, business rules). Turn off only to measure
+    their cost: the schema layer (types, shapes, categories) always runs."""
+    metrics_enabled: bool = True
+    """Prometheus metrics and the per-request Prometheus hook. Turn off only to measure their cost."""

@@ -1,0 +1,5 @@
+"""Resilience parts: circuit breakers."""
+
+from .breaker import CircuitBreaker
+
+__all__ = ["CircuitBreaker"]

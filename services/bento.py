@@ -1,0 +1,371 @@
+"""The one place that knows BentoML: a declared service becomes a real BentoML service
+(``@bentoml.service``; ``bentoml serve``, ``bentoml build``, workers, the model store, ``/livez``,
+``/readyz``, ``/metrics``, start-up and shutdown hooks), whose worker serves Ballast's routes through
+the front door (services/http/frontdoor.py) before BentoML's middleware.
+
+What happens where:
+
+* **import** (every process): :func:`ballast_service` checks the declaration and makes the BentoML
+  service: a class with one ``BentoModel`` attribute per declared tag (so ``bentoml build`` packs the
+  models) and the worker count, which BentoML needs before it starts workers. These are the only
+  settings read at import; :func:`process_settings` reads every ``BALLAST_*`` setting once per process.
+* **worker start** (``to_asgi``): the front door is assembled -- routes, admin routes, credentials,
+  admission, drain, documents -- and uvicorn's protocol table is pointed at Ballast's HTTP protocol
+  (services/http/protocol.py), which BentoML offers no option for.
+* **lifespan start** (``on_startup``): the registry loads the declared version from the store, warms
+  it, checks the declared example against every stage, and ``/readyz`` turns 200.
+* **shutdown**: admitted requests finish, then the models are released.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import bentoml
+import numpy as np
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings
+
+from runtime import (
+    Bounds,
+    BusinessRule,
+    DrillSettings,
+    FaultInjector,
+    OnnxModel,
+    Pipeline,
+    Registry,
+    SessionConfig,
+    Settings,
+    default_metrics,
+    learned_bounds,
+    rejections,
+)
+from runtime.engine.validation import DEFAULT_MARGIN
+
+from .admin import Admin
+from .declaration import Declaration, Outputs, Stage, tensor_fields
+from .endpoints import Endpoints
+from .http import openapi, protocol
+from .http.admission import Admission
+from .http.auth import Credentials
+from .http.drain import Drain
+from .http.envelope import HTTPError, HttpErrorType
+from .http.frontdoor import FrontDoor
+from .settings import ServerSettings
+
+log = logging.getLogger("ballast.service")
+T = TypeVar("T")
+
+REFERENCE = "reference.json"
+"""Per-feature statistics of the training data, stored beside ``model.onnx`` (models/store.py)."""
+REFERENCE_SAMPLE = "reference_sample.npy"
+"""Up to a few thousand training rows, columns in the reference's feature order."""
+
+
+@dataclass(frozen=True)
+class ProcessSettings:
+    runtime: Settings
+    drills: DrillSettings
+    server: ServerSettings
+
+
+@functools.cache
+def process_settings() -> ProcessSettings:
+    """Every ``BALLAST_*`` setting, read once per process."""
+    return ProcessSettings(Settings(), DrillSettings(), ServerSettings())
+
+
+# --- the model store ----------------------------------------------------------------------------
+
+
+def stored(tag: str) -> Any:
+    """A model of BentoML's store (or of the bento being served); :class:`LookupError` if absent."""
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise LookupError(f"no model {tag!r} in the model store") from exc
+
+
+def versions(name: str) -> list[str]:
+    """The store's versions of model ``name``, newest first."""
+    try:
+        found = bentoml.models.list(name)
+    except bentoml.exceptions.NotFound:
+        return []
+    return [str(m.tag.version) for m in sorted(found, key=lambda m: m.info.creation_time, reverse=True)]
+
+
+def reference_bounds(model: Any, features: Sequence[str], margin: float = DEFAULT_MARGIN) -> dict[str, Bounds]:
+    """Bounds per feature learned from the training statistics stored with ``model``; warns when
+    they would refuse stored training rows."""
+    path = Path(model.path_of(REFERENCE))
+    if not path.is_file():
+        raise LookupError(
+            f"{model.tag} has no {REFERENCE}; store it with training data to learn ranges "
+            "(python -m models.store NAME FILE.onnx --reference DATA.csv)"
+        )
+    stats = json.loads(path.read_text())
+    missing = [f for f in features if f not in stats]
+    if missing:
+        raise LookupError(f"{model.tag}'s {REFERENCE} has no statistics for {missing}")
+    bounds = learned_bounds({f: stats[f]["min"] for f in features}, {f: stats[f]["max"] for f in features}, margin)
+    log.info("%s: learned ranges %s", model.tag, ", ".join(f"{f} {b}" for f, b in bounds.items()))
+    sample = Path(model.path_of(REFERENCE_SAMPLE))
+    if sample.is_file():
+        rows = np.load(sample, allow_pickle=False)
+        refused = rejections(bounds, list(stats), rows)
+        if refused:
+            log.warning(
+                "%s: the learned ranges would refuse stored training rows: %s (of %d rows)",
+                model.tag,
+                ", ".join(f"{f} {n}" for f, n in refused.items()),
+                len(rows),
+            )
+    return bounds
+
+
+# --- the service instance (one per worker) ----------------------------------------------------------
+
+
+class ServedService:
+    """Base of every declared service's class: its registry of deployments and its lifecycle."""
+
+    declaration: ClassVar[Declaration]
+
+    def __init__(self) -> None:
+        self.settings = process_settings()
+        primary = self.declaration.primary
+        default = primary.tag.split(":", 1)[1] if ":" in primary.tag else "latest"
+        self.registry = Registry(primary.model, self.load, lambda: versions(primary.model), default=default)
+
+    def load(self, version: str) -> Pipeline:
+        """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
+        d, settings = self.declaration, self.settings
+        tags = [f"{d.primary.model}:{version}", *(stage.tag for stage in d.models[1:])]
+        models, stages = [], []
+        for index, (stage, tag) in enumerate(zip(d.models, tags, strict=True)):
+            found = stored(tag)
+            stage_settings = settings.runtime.stage(found.tag.name, stage.overrides())
+            models.append(
+                OnnxModel.from_path(
+                    found.path_of("model.onnx"),
+                    name=found.tag.name,
+                    version=str(found.tag.version),
+                    config=SessionConfig.from_settings(settings.runtime, stage_settings),
+                    faults=FaultInjector.from_settings(settings.drills) if index == 0 else None,
+                )
+            )
+            stages.append(stage_settings)
+        try:
+            learned = None
+            if d.learn_ranges:
+                assert d.request is not None
+                learned = reference_bounds(stored(tags[0]), list(d.request.model_fields))
+            schema = d.schema(models[0].signature, settings.runtime.max_request_rows, learned)
+            return Pipeline.build(
+                d.name,
+                models=models,
+                stages=stages,
+                schema=schema,
+                settings=settings.runtime,
+                drills=settings.drills,
+                rules=d.checks,
+                fallback_rules=d.rule_stage(),
+                examples=[d.request_example(models[0].signature, learned)],
+            )
+        except BaseException:
+            for model in models:
+                model.close()
+            raise
+
+    @bentoml.on_startup
+    async def start(self) -> None:
+        """Deploy the declared version; /readyz turns 200 after this."""
+        await self.registry.promote()
+
+    @bentoml.on_shutdown
+    async def stop(self) -> None:
+        """Finish admitted requests, then release the models."""
+        await self.registry.close()
+
+    def __is_ready__(self) -> bool:
+        return self.registry.ready
+
+
+class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships no type stubs
+    """A BentoML service whose worker app is Ballast's front door (see the module docstring)."""
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        settings = process_settings()
+        declaration: Declaration = self.inner.declaration
+        instance: Callable[[], ServedService] = bentoml.get_current_service
+        service_settings = declaration.settings() if declaration.settings is not None else None
+        endpoints = Endpoints(declaration, lambda: instance().registry.pick(), service_settings)
+        admin = Admin(lambda: instance().registry)
+        credentials = Credentials.from_secrets(settings.server.admin_token, settings.server.api_key)
+        documents = Documents(self, declaration, endpoints, admin, instance, api_key=credentials.api_key is not None)
+        metrics = default_metrics if settings.drills.metrics_enabled else None
+        protocol.install()
+        return FrontDoor(
+            [*endpoints.routes, *admin.routes],
+            super().to_asgi(is_main),
+            max_body_bytes=settings.server.max_body_bytes,
+            read_timeout_s=settings.server.read_timeout_s,
+            credentials=credentials,
+            drain=Drain(settings.server.drain_s),
+            admission=Admission(
+                settings.server.shed_wait_ms / 1000,
+                settings.runtime.retry_after_s,
+                settings.server.max_inflight,
+                on_refused=lambda path, reason: _count_refusal(metrics, path, reason),
+            ),
+            documents={
+                "/openapi.json": documents.openapi,
+                "/docs.json": documents.bentoml_openapi,
+                "/schema.json": documents.bentoml_schema,
+            },
+            count_refusal=lambda path, reason: _count_refusal(metrics, path, reason),
+            before_metrics=(lambda: default_metrics().buffer.flush()) if metrics else None,
+        )
+
+
+def _count_refusal(metrics: Callable[[], Any] | None, route: str, reason: str) -> None:
+    if metrics is not None:
+        m = metrics()
+        m.series(m.refused, route, reason).inc()
+
+
+class Documents:
+    """The service's documents, built from the production deployment when first asked for (and again
+    after a new version is promoted)."""
+
+    def __init__(
+        self,
+        service: BallastService[Any],
+        declaration: Declaration,
+        endpoints: Endpoints,
+        admin: Admin,
+        instance: Callable[[], ServedService],
+        *,
+        api_key: bool,
+    ) -> None:
+        self._service = service
+        self._declaration = declaration
+        self._endpoints = endpoints
+        self._admin = admin
+        self._instance = instance
+        self._api_key = api_key
+        self._built: tuple[int, dict[str, Any], list[openapi.RouteDoc]] | None = None
+
+    def _docs(self) -> tuple[dict[str, Any], list[openapi.RouteDoc]]:
+        registry = self._instance().registry
+        if not registry.ready:
+            raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
+        pipeline = registry.pick()
+        if self._built is None or self._built[0] != id(pipeline):
+            docs = [*self._endpoints.docs(pipeline), *self._admin.docs()]
+            d = self._declaration
+            spec = openapi.document(f"Ballast {d.name}", d.description, docs, api_key=self._api_key)
+            self._built = (id(pipeline), spec, docs)
+        return self._built[1], self._built[2]
+
+    def openapi(self) -> dict[str, Any]:
+        return self._docs()[0]
+
+    def bentoml_openapi(self) -> dict[str, Any]:
+        return openapi.merged(self._service.openapi_spec.asdict(), self._docs()[0])
+
+    def bentoml_schema(self) -> dict[str, Any]:
+        return openapi.bentoml_schema(self._declaration.name, self._declaration.description, self._docs()[1])
+
+
+# --- declaring a service ------------------------------------------------------------------------------
+
+
+def ballast_service(
+    name: str,
+    *,
+    models: Sequence[str | Stage],
+    request: type[BaseModel] | None = None,
+    rules: Callable[[list[Any]], Outputs] | None = None,
+    checks: Sequence[BusinessRule | Callable[[Any], bool]] = (),
+    answer: Callable[..., Sequence[BaseModel]] | None = None,
+    settings: type[BaseSettings] | None = None,
+    learn_ranges: bool = False,
+    route: str = "/predict",
+    batch_route: str | bool = True,
+    batch_field: str = "records",
+    examples: Sequence[Any] = (),
+    description: str | None = None,
+) -> Any:
+    """Declare a Ballast service; returns the BentoML service (``bentoml serve module:Name``).
+
+    ``models``
+        model-store tags, the primary first, then fallbacks in order; a :class:`Stage` for a stage
+        with its own settings (``Stage("m:latest", max_batch_size=1)``).
+    ``request``
+        the request type: a pydantic model of ``float``/``int``/``bool``/``Literal`` fields (one
+        record per row; field constraints are the content rules), or of :class:`Tensor` fields.
+        ``None``: the primary's ONNX inputs, as named tensors.
+    ``rules``
+        the rule stage, when no model can answer: ``f(records) -> {output name: array}``, giving the
+        models' outputs (checked at start-up on the declared example).
+    ``checks``
+        business rules every row must pass: functions ``row -> bool`` (name = rule, docstring = message)
+        or :class:`runtime.BusinessRule`.
+    ``answer``
+        how a row's answer reads: ``f(outputs) -> list[YourModel]``, or ``f(outputs, settings)`` when
+        ``settings`` is declared; default: every output by name.
+    ``settings``
+        the service's own settings (a pydantic-settings class with its own env prefix).
+    ``learn_ranges``
+        bound numeric fields that declare none by the training data's range (stored with the primary),
+        widened by a quarter of the spread and rounded outward.
+    ``route``, ``batch_route``, ``batch_field``
+        the paths; records services also get ``{route}_batch`` taking ``{batch_field: [records]}``
+        unless ``batch_route`` is ``False``.
+    """
+    records = request is not None and not tensor_fields(request)
+    derived = (f"{route}_batch" if batch_route and records else None) if isinstance(batch_route, bool) else batch_route
+    caller = inspect.currentframe()
+    module = caller.f_back.f_globals.get("__name__", __name__) if caller and caller.f_back else __name__
+    if description is None:
+        description = (getattr(sys.modules.get(module), "__doc__", None) or "").strip()
+    declaration = Declaration(
+        name=name,
+        models=tuple(m if isinstance(m, Stage) else Stage(m) for m in models),
+        request=request,
+        answer=answer,
+        checks=tuple(BusinessRule.of(c) for c in checks),
+        rules=rules,
+        route=route,
+        batch_route=derived,
+        batch_field=batch_field,
+        settings=settings,
+        learn_ranges=learn_ranges,
+        description=description,
+        examples=tuple(examples),
+    )
+    declaration.check_answer()
+    attributes: dict[str, Any] = {
+        "__module__": module,
+        "__doc__": declaration.description,
+        "declaration": declaration,
+        **{f"model_{i}": bentoml.models.BentoModel(stage.tag) for i, stage in enumerate(declaration.models)},
+    }
+    cls = type("".join(part.title() for part in name.replace("-", "_").split("_")), (ServedService,), attributes)
+    return bentoml.service(
+        service_class=BallastService,
+        name=name,
+        workers=process_settings().server.workers,
+        traffic={"timeout": 30},  # requests that reach BentoML's app (its timeout middleware)
+        logging={"access": {"enabled": False}},  # Ballast's routes never reach BentoML's access log
+    )(cls)

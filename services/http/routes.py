@@ -1,0 +1,44 @@
+"""What the front door serves: routes (a method, a path, a handler) and what a handler is told."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    request_id: str
+    """The caller's ``X-Request-ID`` when well formed, else a new random one."""
+    timeout_s: float | None
+    """The caller's ``X-Request-Timeout-Ms``, as seconds, when given."""
+    wants_npy: bool = False
+    """The caller accepts ``application/x-npy`` (on routes that offer binary tensors)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NpyResponse:
+    """A handler's answer as one binary tensor (NumPy's .npy format), provenance in headers."""
+
+    array: np.ndarray
+    headers: dict[str, str]
+
+
+Handler = Callable[[Any, RequestInfo], Awaitable["dict[str, Any] | NpyResponse"]]
+"""``handler(payload, info)``: the parsed body (JSON, or an ndarray for ``.npy``) -> the answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    npy: bool = False
+    """Also takes ``application/x-npy`` bodies (the handler then gets an ndarray) and may answer
+    with :class:`NpyResponse` when the caller accepts it."""
+    admin: bool = False
+    """Changes the server's state: needs the admin bearer token instead of the API key, and is never
+    refused at the door."""

@@ -1,0 +1,84 @@
+"""Credentials: the API key and the admin token, checked before anything else."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from pydantic import SecretStr
+
+from services.http.auth import Credentials, Forbidden, Unauthorized
+from services.http.routes import RequestInfo, Route
+
+TOKEN = "admin-token-0123456789"
+KEY = "api-key-abcdefghijkl"
+
+
+async def _handler(payload: object, info: RequestInfo) -> dict[str, object]:
+    return {}
+
+
+def _route(admin: bool) -> Route:
+    return Route("POST", "/x", _handler, admin=admin)
+
+
+ADMIN, PREDICT = _route(True), _route(False)
+
+
+@pytest.fixture
+def credentials() -> Credentials:
+    return Credentials.from_secrets(SecretStr(TOKEN), SecretStr(KEY))
+
+
+def test_secrets_are_kept_only_as_digests(credentials: Credentials) -> None:
+    assert credentials.admin_token == hashlib.sha256(TOKEN.encode()).digest()
+    assert TOKEN not in repr(credentials)
+    assert KEY not in repr(credentials)
+
+
+def test_the_right_token_and_key_pass(credentials: Credentials) -> None:
+    credentials.check(ADMIN, [(b"authorization", f"Bearer {TOKEN}".encode())])
+    credentials.check(ADMIN, [(b"authorization", f"bearer  {TOKEN}".encode())])
+    credentials.check(PREDICT, [(b"x-api-key", KEY.encode())])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[], [(b"authorization", b"Basic abc")], [(b"authorization", b"Bearer ")], [(b"x-api-key", KEY.encode())]],
+    ids=["none", "basic", "empty", "api-key-instead"],
+)
+def test_a_missing_admin_token_is_401_with_the_scheme(
+    credentials: Credentials, headers: list[tuple[bytes, bytes]]
+) -> None:
+    with pytest.raises(Unauthorized) as raised:
+        credentials.check(ADMIN, headers)
+    assert raised.value.status == 401
+    assert raised.value.headers == ((b"www-authenticate", b"Bearer"),)
+
+
+@pytest.mark.parametrize("token", [TOKEN[:-1], TOKEN + "x", TOKEN.upper(), KEY])
+def test_a_wrong_admin_token_is_403(credentials: Credentials, token: str) -> None:
+    with pytest.raises(Forbidden) as raised:
+        credentials.check(ADMIN, [(b"authorization", f"Bearer {token}".encode())])
+    assert raised.value.status == 403
+    assert token not in str(raised.value)
+
+
+def test_the_api_key_is_required_when_set(credentials: Credentials) -> None:
+    with pytest.raises(Unauthorized):
+        credentials.check(PREDICT, [])
+    with pytest.raises(Forbidden):
+        credentials.check(PREDICT, [(b"x-api-key", b"nope")])
+
+
+def test_without_settings_predictions_are_open_and_admin_is_off() -> None:
+    credentials = Credentials.from_secrets(None, None)
+    credentials.check(PREDICT, [])
+    with pytest.raises(Forbidden, match="disabled"):
+        credentials.check(ADMIN, [(b"authorization", f"Bearer {TOKEN}".encode())])
+
+
+def test_a_short_secret_fails_at_start_without_showing_it() -> None:
+    with pytest.raises(ValueError, match="at least 16") as raised:
+        Credentials.from_secrets(SecretStr("short-secret"), None)
+    assert "short-secret" not in str(raised.value)
