@@ -15,9 +15,7 @@ SETTINGS: list[type[BaseSettings]] = [Settings, DrillSettings, ServerSettings, F
 
 
 def test_the_readme_lists_every_setting() -> None:
-    names = [
-        f"{cls.model_config.get('env_prefix', '')}{name}".upper() for cls in SETTINGS for name in cls.model_fields
-    ]
+    names = [f"{cls.model_config.get('env_prefix', '')}{name}".upper() for cls in SETTINGS for name in cls.model_fields]
     missing = [name for name in names if f"`{name}`" not in README]
     assert missing == []
 
