@@ -5,16 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export BENTOML_DO_NOT_TRACK := true
 
-# make serve [SERVICE=fraud|digits] [PORT=3000]
+# SERVICE: a built-in service (fraud, digits, tensor), or your own as a module, a .py file or
+# module:Service (python -m services.find explains; an unknown name is an error).
+# make serve [SERVICE=fraud] [PORT=3000]
 SERVICE ?= fraud
 PORT ?= 3000
-SERVICE_fraud := services.fraud:Fraud
-SERVICE_digits := services.digits:Digits
-BENTOFILE_fraud := bentofile.yaml
-BENTOFILE_digits := bentofile-digits.yaml
+# make bento [SERVICE=...]: that service's bento; without SERVICE, fraud's and digits'.
+BENTOS ?= $(if $(filter command line environment,$(origin SERVICE)),$(SERVICE),fraud digits)
 
-# make loadtest [SERVICE=fraud|digits] [URL=...] [USERS=16] [DURATION=30s] [SCENARIO=normal|faults]
-#               [EXPECT_FALLBACK=0.3]
+# make loadtest [SERVICE=...] [URL=...] [USERS=16] [DURATION=30s] [SCENARIO=normal|faults]
+#               [EXPECT_FALLBACK=0.3] [SLO=loadtests/slo.toml] [LOCUSTFILE=...]
 URL ?= http://127.0.0.1:$(PORT)
 USERS ?= 16
 DURATION ?= 30s
@@ -34,20 +34,18 @@ models: install
 	$(BIN)/python -m models.build
 
 serve: models
-	$(BIN)/bentoml serve $(SERVICE_$(SERVICE)) --port $(PORT)
+	target=$$($(BIN)/python -m services.find $(SERVICE)) && $(BIN)/bentoml serve $$target --port $(PORT)
 
-# Build both bentos and lint their generated Dockerfiles (no Docker engine here: containerize is
-# documented, not run).
+# Each service's bento, with only the code it imports and the models it declares; BentoML's generated
+# Dockerfile is linted with hadolint (services/package.py).
 bento: models
-	for f in $(BENTOFILE_fraud) $(BENTOFILE_digits); do $(BIN)/bentoml build -f $$f || exit 1; done
-	for b in ballast-fraud ballast-digits; do \
-	  $(BIN)/hadolint --failure-threshold error "$$($(BIN)/bentoml get $$b:latest -o path)/env/docker/Dockerfile" || exit 1; \
-	done
+	$(BIN)/python -m services.package $(BENTOS)
 
 # The SLO load test against a running service (start it with `make serve`).
 loadtest: install
 	$(BIN)/python -m loadtests.gate --service $(SERVICE) --url $(URL) --users $(USERS) \
-	  --duration $(DURATION) --scenario $(SCENARIO) $(if $(EXPECT_FALLBACK),--expect-fallback $(EXPECT_FALLBACK))
+	  --duration $(DURATION) --scenario $(SCENARIO) $(if $(EXPECT_FALLBACK),--expect-fallback $(EXPECT_FALLBACK)) \
+	  $(if $(SLO),--slo-file $(SLO)) $(if $(LOCUSTFILE),--locustfile $(LOCUSTFILE))
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,8 +1,15 @@
 """The SLO gate: run locust headless against a service for a bounded time, compare the result with
-the service's SLOs (loadtests/slo.toml), print target against measured, exit 1 if any is missed.
+the service's SLOs, print target against measured, exit 1 if any is missed.
 
-    python -m loadtests.gate --service fraud --url http://127.0.0.1:3000 --users 16 --duration 30s
+    python -m loadtests.gate --url http://127.0.0.1:3000 --users 16 --duration 30s
+    python -m loadtests.gate --service examples/wine/service.py --slo-file examples/wine/slo.toml ...
     python -m loadtests.gate ... --scenario faults --expect-fallback 0.3
+
+The service is the one serving at ``--url`` (its ``/schema.json`` names it); ``--service`` (a name
+``services.find`` knows) makes sure it is the one you meant. Its SLOs are the section of its name in
+``--slo-file`` (loadtests/slo.toml by default). The load is ``--locustfile`` when given, else the
+service's own ``loadtests/NAME_locust.py`` when there is one, else every prediction route's OpenAPI
+example (loadtests/openapi_locust.py).
 
 Reports (locust's CSV and HTML) go to loadtests/reports/<service>-<scenario>-*. The share of answers
 that came from a fallback stage is read from the service's /metrics before and after the run
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import subprocess
 import sys
@@ -23,13 +31,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 HERE = Path(__file__).resolve().parent
-LOCUSTFILES = {"fraud": HERE / "fraud_locust.py", "digits": HERE / "digits_locust.py"}
-USER_CLASSES = {  # (service, scenario) -> locust user class
+USER_CLASSES = {  # (service, scenario) -> the user class of loadtests/SERVICE_locust.py
     ("fraud", "normal"): "FraudClient",
     ("fraud", "faults"): "FraudFaultClient",
     ("digits", "normal"): "DigitsClient",
     ("digits", "faults"): "DigitsFaultClient",
 }
+GENERIC = (HERE / "openapi_locust.py", "OpenAPIClient")
 _OUTCOME = re.compile(r'^ballast_requests_total\{[^}]*outcome="(\w+)"[^}]*\}\s+([0-9.e+]+)$', re.M)
 
 
@@ -54,15 +62,32 @@ def parse_outcomes(text: str) -> dict[str, float]:
     return totals
 
 
-def run_locust(service: str, scenario: str, url: str, users: int, duration: str, prefix: Path) -> dict[str, str]:
+def served_name(url: str) -> str:
+    """The name of the service serving at ``url``."""
+    with urllib.request.urlopen(f"{url}/schema.json", timeout=10) as response:
+        return str(json.load(response)["name"])
+
+
+def locustfile(service: str, scenario: str, given: Path | None, user_class: str | None) -> tuple[Path, str | None]:
+    """The locustfile and user class that load ``service``."""
+    if given is not None:
+        return given, user_class
+    own = HERE / f"{service}_locust.py"
+    if own.is_file() and (service, scenario) in USER_CLASSES:
+        return own, USER_CLASSES[service, scenario]
+    return GENERIC
+
+
+def run_locust(load: tuple[Path, str | None], url: str, users: int, duration: str, prefix: Path) -> dict[str, str]:
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    path, user_class = load
     command = [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        str(LOCUSTFILES[service]),
-        USER_CLASSES[service, scenario],
+        str(path),
+        *([user_class] if user_class else []),
         "--headless",
         "--host",
         url,
@@ -117,7 +142,7 @@ def evaluate(slo: dict[str, float], stats: dict[str, str], seconds: float) -> li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--service", choices=sorted(LOCUSTFILES), default="fraud")
+    parser.add_argument("--service", help="the service you mean to test (a name services.find knows)")
     parser.add_argument("--url", default="http://127.0.0.1:3000")
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--duration", default="30s", help="locust run time: 20s, 5m ...")
@@ -133,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="also check that this share (within 0.05) of answers came from a fallback",
     )
-    parser.add_argument("--slo-file", type=Path, default=HERE / "slo.toml")
+    parser.add_argument("--slo-file", type=Path, default=HERE / "slo.toml", help="a [SERVICE] section of SLOs")
+    parser.add_argument("--locustfile", type=Path, help="your own load (default: the service's, or its examples)")
+    parser.add_argument("--user-class", help="the locustfile's user class (default: all of them)")
     parser.add_argument("--reports", type=Path, default=HERE / "reports")
     args = parser.parse_args(argv)
 
@@ -141,17 +168,27 @@ def main(argv: list[str] | None = None) -> int:
     if not (host == "localhost" or host.startswith("127.") or host == "::1"):
         parser.error(f"load tests only target this machine (127.0.0.0/8, localhost), got {host!r}")
     seconds = _seconds(args.duration)
-    slo = tomllib.loads(args.slo_file.read_text())[args.service]
+    name = served_name(args.url)
+    if args.service is not None:
+        from services.find import find
+
+        try:
+            meant = find(args.service).name
+        except LookupError as exc:
+            parser.error(str(exc.args[0]))
+        if meant != name:
+            parser.error(f"{args.url} serves {name!r}, not {meant!r}")
+    slos = tomllib.loads(args.slo_file.read_text())
+    if name not in slos:
+        parser.error(
+            f"no SLOs for {name!r} in {args.slo_file}: add a [{name}] section with p95_ms, min_rps and "
+            "max_error_rate, or name another file with --slo-file"
+        )
+    slo = slos[name]
+    load = locustfile(name, args.scenario, args.locustfile, args.user_class)
 
     before = outcomes(args.url)
-    stats = run_locust(
-        args.service,
-        args.scenario,
-        args.url,
-        args.users,
-        args.duration,
-        args.reports / f"{args.service}-{args.scenario}",
-    )
+    stats = run_locust(load, args.url, args.users, args.duration, args.reports / f"{name}-{args.scenario}")
     after = outcomes(args.url)
     checks = evaluate(slo, stats, seconds)
     served = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("success", "fallback")}
@@ -167,14 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-    print(
-        f"\nSLO gate: {args.service}, scenario {args.scenario}, {args.users} users, {args.duration} against {args.url}"
-    )
+    print(f"\nSLO gate: {name}, scenario {args.scenario}, {args.users} users, {args.duration} against {args.url}")
+    print(f"load: {load[0].relative_to(HERE.parent) if load[0].is_relative_to(HERE.parent) else load[0]}")
     print(f"{'SLO':<16}{'target':<22}{'measured':<28}result")
     for c in checks:
         print(f"{c.name:<16}{c.target:<22}{c.measured:<28}{'pass' if c.ok else 'FAIL'}")
     print(f"fallback share: {share:.3f} ({served['fallback']:.0f} of {answered:.0f} answers)")
-    print(f"reports: {args.reports}/{args.service}-{args.scenario}_*.csv and .html")
+    print(f"reports: {args.reports}/{name}-{args.scenario}_*.csv and .html")
     return 0 if all(c.ok for c in checks) else 1
 
 

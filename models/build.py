@@ -38,7 +38,7 @@ from runtime import RecordSchema, Validator, columns_of
 from runtime.engine.validation import record_values
 
 from . import fraud
-from .store import store_onnx
+from .store import reference_files, store_onnx
 
 OPSET = 17
 FRAUD_ROWS = 60_000
@@ -49,7 +49,8 @@ class Built:
     name: str
     onnx: bytes
     metadata: dict[str, Any]
-    reference: dict[str, Any]
+    reference: dict[str, str | bytes]
+    """``reference.json`` and ``reference_sample.npy`` of the training data (models/store.py)."""
     unchanged: str | None = None
     """The tag of an identical build already in the store (then nothing was trained)."""
 
@@ -81,21 +82,6 @@ def digest(*arrays: np.ndarray) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.data)
     return h.hexdigest()
-
-
-def reference_stats(x: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """Per-feature statistics of the training data: validation ranges now, drift detection later."""
-    quantiles = np.quantile(x, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99], axis=0)
-    return {
-        name: {
-            "mean": float(x[:, i].mean()),
-            "std": float(x[:, i].std()),
-            "min": float(x[:, i].min()),
-            "max": float(x[:, i].max()),
-            "quantiles": {str(q): float(v) for q, v in zip((1, 5, 25, 50, 75, 95, 99), quantiles[:, i], strict=True)},
-        }
-        for i, name in enumerate(names)
-    }
 
 
 def export(model: Any, features: int) -> bytes:
@@ -142,7 +128,7 @@ def train(
         "metrics": metrics(model),
         "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, data.x_test),
     }
-    return Built(name, onnx_bytes, metadata, reference_stats(data.x_train, data.features))
+    return Built(name, onnx_bytes, metadata, reference_files(data.x_train, data.features))
 
 
 # --- fraud ---------------------------------------------------------------------------------------
@@ -259,7 +245,7 @@ def save(built: Built) -> str:
         built.onnx,
         labels={"task": built.metadata["task"], "role": built.metadata["role"]},
         metadata=metadata,
-        files={"reference.json": json.dumps(built.reference, indent=1)},
+        files=built.reference,
     )
 
 
