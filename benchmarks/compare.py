@@ -15,6 +15,10 @@ server's CPU time and RSS are recorded per rung. Results: ``benchmarks/results/c
 
     python -m benchmarks.compare                 # full run (make bench)
     python -m benchmarks.compare --smoke         # seconds: checks the harness works (CI)
+    python -m benchmarks.compare --variants ballast --baseline DIR   # Ballast against another checkout
+
+``--baseline DIR`` adds, beside each Ballast server, the same service served from the checkout ``DIR``
+(``git worktree add DIR COMMIT``): a change measured against the code before it, in one interleaved run.
 """
 
 from __future__ import annotations
@@ -231,6 +235,10 @@ def main() -> None:
         "--repeats", type=int, default=1, help="runs of each server at each rung, interleaved; the median counts"
     )
     parser.add_argument("--variants", default="starlette,bentoml,ballast")
+    parser.add_argument(
+        "--baseline", type=Path, help="also serve Ballast from this checkout (the code before a change)"
+    )
+    parser.add_argument("--no-bare", action="store_true", help="fraud: leave out the chain with checks and metrics off")
     parser.add_argument("--rows", default="1,64", help="request sizes to run: 1 and/or 64")
     parser.add_argument(
         "--threads",
@@ -261,12 +269,15 @@ def main() -> None:
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
     setup = SETUPS[args.model](args, work)
+    if args.baseline is not None:
+        setup = with_baseline(setup, args.baseline.resolve())
     ballast_env = {"BALLAST_INTRA_OP_THREADS": str(args.threads), **dict(kv.split("=", 1) for kv in args.ballast_env)}
     setup.env["BENCH_THREADS"] = str(args.threads)
     ladder = [4, 16] if args.smoke else [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
     seconds = args.seconds = 2 if args.smoke else args.seconds
     sizes = {int(r) for r in args.rows.split(",")}
-    plan = [p for p in setup.plan if p.variant in [*args.variants.split(","), "ballast-bare"] and p.rows in sizes]
+    wanted = [*args.variants.split(","), *([] if args.no_bare else ["ballast-bare"]), "ballast-before"]
+    plan = [p for p in setup.plan if p.variant in wanted and p.rows in sizes]
     servers: dict[str, Server] = {}
     try:
         for point in plan:  # every server is up before any is measured: see interleave()
@@ -371,9 +382,11 @@ class Setup:
     plan: list[Point]
 
 
-def _commands(ballast_target: str) -> dict[str, list[str]]:
+def _commands(ballast_target: str, baseline: Path | None = None) -> dict[str, list[str]]:
     ballast = [str(BIN / "bentoml"), "serve", ballast_target, "--port", "{port}", "--working-dir", str(ROOT)]
+    before = [*ballast[:-1], str(baseline)] if baseline is not None else []
     return {
+        "ballast-before": before,
         "starlette": [
             str(BIN / "uvicorn"),
             "starlette_app:app",
@@ -421,6 +434,31 @@ def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[s
         "PYTHONPATH": str(ROOT),
     }
     return Setup(title, "/predict", onnx, env, _commands("services.tensor:Tensor"), plan)
+
+
+BEFORE = "before: "
+
+
+def with_baseline(setup: Setup, baseline: Path) -> Setup:
+    """``setup`` with each Ballast point twinned by the same service from the checkout ``baseline``."""
+    setup.commands = _commands(setup.commands["ballast"][2], baseline)
+    twins = [
+        Point(
+            "ballast-before",
+            p.rows,
+            p.body,
+            p.content_type,
+            p.warm_body,
+            BEFORE + p.name,
+            {"PYTHONPATH": str(baseline)},
+        )
+        for p in setup.plan
+        if p.variant == "ballast"
+    ]
+    setup.plan = [
+        q for p in setup.plan for q in ([p, *[t for t in twins if t.name == BEFORE + p.name and t.rows == p.rows]])
+    ]
+    return setup
 
 
 def _input_width(onnx: Path) -> int:

@@ -255,7 +255,9 @@ class Declaration:
         """The row type the ``answer`` function returns, from its annotation (for the schema)."""
         if self.answer is None:
             return None
-        returned = typing.get_type_hints(self.answer).get("return")
+        returned = inspect.get_annotations(self.answer).get("return")
+        if isinstance(returned, str):  # postponed annotations: evaluate the return type alone
+            returned = eval(returned, getattr(self.answer, "__globals__", {}))
         args = typing.get_args(returned)
         found = args[0] if args else returned
         if not (inspect.isclass(found) and issubclass(found, BaseModel)):

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"services.package: {exc.args[0]}", file=sys.stderr)
             return 2
         except subprocess.CalledProcessError as exc:
-            print(f"services.package: {' '.join(exc.cmd)} failed:\n{exc.stdout or ''}{exc.stderr or ''}", file=sys.stderr)
+            output = f"{exc.stdout or ''}{exc.stderr or ''}"
+            print(f"services.package: {' '.join(exc.cmd)} failed:\n{output}", file=sys.stderr)
             return 1
     return 0
 

@@ -169,3 +169,87 @@ async def test_exactly_one_hook_call_per_request_under_load_and_cancellation(
     outcomes = {record.request_id: outcome for outcome, record in calls.seen}
     assert [outcomes[str(i)] for i in range(0, 200, 7)] == [Outcome.CANCELLED] * 29
     assert all(outcomes[f"bad{i}"] is Outcome.REJECTED for i in range(20))
+
+
+# --- start-up checks -----------------------------------------------------------------------------
+
+
+def rules_answering(dtype: str, width: int = 4) -> RuleStage:
+    return RuleStage("rules", "1", lambda r: {"y": np.zeros((r.rows, width), dtype)})
+
+
+@pytest.mark.parametrize(
+    ("rules", "problem"),
+    [
+        (rules_answering("float64"), r"stage 'rules' answers y: float64\[1, 4\] where 'primary' answers y: float32"),
+        (rules_answering("float32", width=3), r"stage 'rules' answers y: float32\[1, 3\]"),
+    ],
+)
+async def test_a_rule_stage_that_does_not_answer_like_the_models_stops_start_up(
+    load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics, rules: RuleStage, problem: str
+) -> None:
+    primary = load_model("affine", name="primary")
+    pipeline = Pipeline.build(
+        "checked",
+        models=[primary],
+        schema=TensorSchema(primary.signature, max_rows=4),
+        fallback_rules=rules,
+        examples=[{"x": [[1, 2, 3, 4]]}],
+        settings=Settings(warmup_runs=1),
+        metrics=metrics,
+    )
+    with pytest.raises(TypeError, match=problem):
+        await pipeline.start()
+    assert not pipeline.ready
+    await pipeline.close()
+
+
+async def test_a_declared_example_that_is_not_valid_stops_start_up(
+    load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics
+) -> None:
+    primary = load_model("affine", name="primary")
+    pipeline = Pipeline.build(
+        "checked",
+        models=[primary],
+        schema=TensorSchema(primary.signature, max_rows=4),
+        examples=[{"x": [[1, 2, 3]]}],
+        settings=Settings(warmup_runs=1),
+        metrics=metrics,
+    )
+    with pytest.raises(ValueError, match=r"a declared example is not valid: .*x: expected float32\[N, 4\]"):
+        await pipeline.start()
+    await pipeline.close()
+
+
+async def test_the_examples_answers_are_kept_for_the_documents(built: tuple[Pipeline, Calls, OnnxModel]) -> None:
+    pipeline, calls, _ = built
+    assert pipeline.example_outputs == []  # none declared
+    pipeline.examples = ({"x": [[1, 1, 1, 1]]},)
+    await pipeline.start()
+    np.testing.assert_array_equal(pipeline.example_outputs[0]["y"], [[3, 3, 3, 3]])
+    assert calls.seen == []  # checking examples is not serving requests: no hook, no metric
+
+
+async def test_a_stage_with_small_batches_computes_a_larger_request_in_parts(
+    load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics
+) -> None:
+    primary = load_model("affine", name="primary")
+    settings = Settings(warmup_runs=1, max_request_rows=10)
+    pipeline = Pipeline.build(
+        "parts",
+        models=[primary],
+        stages=[settings.stage("primary", {"max_batch_size": 3})],
+        schema=TensorSchema(primary.signature, max_rows=10),
+        settings=settings,
+        metrics=metrics,
+    )
+    await pipeline.start()
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    prediction = await pipeline.predict({"x": x})
+    np.testing.assert_array_equal(prediction.outputs["y"], x * 2 + 1)
+    await pipeline.close()
+    sizes = {
+        s.labels["le"]: s.value for s in next(iter(metrics.batch_size.collect())).samples if s.name.endswith("_bucket")
+    }
+    assert sizes["4.0"] - sizes["2.0"] == 3  # batches of 3, 3, 3 (and the warm-up's) ...
+    assert sizes["1.0"] >= 1  # ... and 1

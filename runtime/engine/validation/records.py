@@ -175,7 +175,11 @@ class RecordSchema:
             raise ValueError(f"learned bounds for fields {model.__name__} does not have: {sorted(unknown)}")
         self.columns = tuple(_with_learned(c, learned.get(c.name)) for c in declared)
         self._by_name = {c.name: c for c in self.columns}
-        self._codes = [{c: float(i) for i, c in enumerate(col.categories)} or None for col in self.columns]
+        self._categories = [
+            (index, {c: float(i) for i, c in enumerate(column.categories)})
+            for index, column in enumerate(self.columns)
+            if column.kind == "category"
+        ]
         names = [c.name for c in self.columns]
         get = operator.attrgetter(*names)
         self._values: Callable[[Any], tuple[Any, ...]] = get if len(names) > 1 else (lambda r: (get(r),))
@@ -201,8 +205,9 @@ class RecordSchema:
 
     def parse(self, payload: Any, errors: list[FieldError], content: bool = True) -> ValidatedRequest | None:
         strict, many = self._adapters[content]
+        single = type(payload) is dict or isinstance(payload, Mapping)
         try:
-            if isinstance(payload, Mapping):
+            if single:
                 records = [strict.model_validate(payload)]
             elif isinstance(payload, list):
                 if not 1 <= len(payload) <= self.max_rows:
@@ -222,16 +227,19 @@ class RecordSchema:
             inputs={self.input_name: self.encode(records)},
             rows=len(records),
             records=records,
-            listed=not isinstance(payload, Mapping),
+            listed=not single,
         )
 
     def encode(self, records: Sequence[Any]) -> np.ndarray:
-        """The records as the model's input, one row each."""
-        values = self._values
-        codes = self._codes
-        return np.array(
-            [[c[v] if c else v for c, v in zip(codes, values(r), strict=True)] for r in records], dtype=np.float32
-        )
+        """The records as the model's input, one row each (categories as their position)."""
+        values, categories = self._values, self._categories
+        rows = []
+        for record in records:
+            row = list(values(record))
+            for column, codes in categories:
+                row[column] = codes[row[column]]
+            rows.append(row)
+        return np.array(rows, dtype=np.float32)
 
     def _field_error(self, error: Any) -> FieldError:
         loc = error["loc"]
