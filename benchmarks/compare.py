@@ -593,6 +593,13 @@ def report(results: list[Result], raw: dict[int, float], args: argparse.Namespac
             f"({a.rps:,.0f} against {b.rps:,.0f} req/s); at equal connections the full chain made "
             f"{float(np.median(same)):.2f}x the req/s of the bare one (median over {len(same)} rungs)."
         )
+    for before in [r for r in results if r.variant.startswith(BEFORE)]:
+        after = next(r for r in results if r.variant == before.variant.removeprefix(BEFORE) and r.rows == before.rows)
+        ratios = [a.items_per_s / b.items_per_s for a, b in zip(after.rungs, before.rungs, strict=False)]
+        lines.append(
+            f"\n{after.variant}, {after.rows} row(s): at equal connections, {float(np.median(ratios)):.2f}x the "
+            f"throughput of the baseline (median over {len(ratios)} rungs; range {min(ratios):.2f}-{max(ratios):.2f})."
+        )
     for r in results:
         if r.soak:
             lines.append(

@@ -1,5 +1,7 @@
 """What validating a request costs in process: the fraud service's records (one, and a batch of 64)
-and the digits service's images, through the service's own validator, in interleaved rounds.
+and the digits service's images, through the service's own validator, in interleaved rounds; and,
+where the checkout declares services, what turning the fraud model's outputs into the service's answer
+costs (its ``answer`` function: a pydantic row per transaction).
 
     python -m benchmarks.validation_cost [--rounds 5] [--per-round 5000]
 
@@ -47,6 +49,19 @@ def digits_validator() -> Callable[[Any], object]:
         return Validator(ImageSchema("input", max_rows=64)).validate
 
 
+def fraud_answer() -> Callable[[], object] | None:
+    """The fraud service's answer to one row of outputs, if this checkout declares services."""
+    try:
+        from services.fraud import Fraud, FraudSettings
+    except ImportError:
+        return None
+    import numpy as np
+
+    declaration, settings = Fraud.inner.declaration, FraudSettings()
+    outputs = {"label": np.array([0]), "probabilities": np.array([[0.97, 0.03]], np.float32)}
+    return lambda: declaration.answer_rows(outputs, settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -62,6 +77,9 @@ def main() -> None:
         "fraud, 64 records": lambda i: record_check(records[(i % 30) * 64 : (i % 30) * 64 + 64]),
         "digits, 1 image": lambda i: image_check({"images": [images[i % 64]]}),
     }
+    answer = fraud_answer()
+    if answer is not None:
+        cases["fraud answer, 1 row"] = lambda i: answer()
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):
         for name, case in cases.items():

@@ -31,9 +31,8 @@ class MetricBuffer:
     ``flush_s`` later, in one write per series.
 
     Why: under BentoML, prometheus_client runs in multiprocess mode, where every ``inc`` takes a
-    lock, checks the pid and packs the value into a memory-mapped file: 2.5 us per counter and
-    5 us per histogram observation on this machine, 26 us per request for the hook and the batch
-    metrics, about 5 % of a fraud request's CPU (``python -m benchmarks.compare --model fraud``).
+    lock, checks the pid and packs the value into a memory-mapped file; per request, for the hook and
+    the batch metrics, that was a measurable share of a fraud request's CPU (docs/benchmarks.md).
     Buffered, a request costs a few dictionary and list updates.
 
     When: the first increment after a flush schedules the next flush ``flush_s`` later on the
@@ -44,7 +43,7 @@ class MetricBuffer:
 
     Histograms are flushed through prometheus_client's per-bucket values (``_buckets``, ``_sum``
     of a histogram child), which it has no public call for; ``constraints.txt`` pins the version
-    and tests/runtime/test_metrics.py checks the flushed series against direct observations.
+    and tests/runtime/observe/test_metrics.py checks the flushed series against direct observations.
     """
 
     def __init__(self, flush_s: float = 0.5) -> None:

@@ -87,6 +87,8 @@ def test_faults_break_the_primary_the_breaker_cuts_it_off_and_reset_and_reload_h
         ("faults", {"error_rate": 2}, "less_than_equal"),
         ("faults", {"error_rate": "1"}, "float_type"),
         ("faults", {"model": "../../etc/passwd"}, "unknown_model"),
+        ("reload", {"version": "../../etc/passwd"}, "string_pattern_mismatch"),
+        ("reload", {"version": "nosuchversion"}, "unknown_version"),
         ("breakers/reset", [], "type"),
     ],
 )
@@ -94,6 +96,20 @@ def test_admin_bodies_are_validated_and_name_no_files(secured: str, path: str, b
     response = admin(secured, path, body)
     assert response.status_code == 422
     assert rule in [f["rule"] for f in response.json()["error"]["fields"]]
+
+
+def test_reload_loads_a_named_version_and_makes_it_production(secured: str) -> None:
+    state = admin(secured, "reload", {}).json()
+    version = state["version"]
+    assert state["stages"][0] == {"name": "fraud-gbt", "version": version, "breaker": "closed", "faults": None}
+    again = admin(secured, "reload", {"version": version})
+    assert again.status_code == 200
+    assert again.json()["version"] == version
+    body = httpx.post(f"{secured}/score", json=TXN[0], headers={"X-API-Key": KEY}, timeout=10).json()
+    assert body["model"] == {"name": "fraud-gbt", "version": version}
+    refused = admin(secured, "reload", {"version": "nosuchversion"})
+    assert refused.status_code == 422
+    assert admin(secured, "breakers/reset", {}).json()["version"] == version  # production did not change
 
 
 def test_a_fallback_can_be_broken_too_then_the_rules_answer(secured: str) -> None:
