@@ -12,13 +12,43 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Bento:
+    """A bento built by `python -m services.package` (what `make bento` runs)."""
+
+    tag: str
+    path: Path
+    models: frozenset[str]
+    """The names of the models it packs."""
+    files: frozenset[str]
+    """The Python files of its source, relative to the project."""
+
+
+def build_bento(spec: str, home: Path) -> Bento:
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    built = subprocess.run(
+        [sys.executable, "-m", "services.package", spec], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert built.returncode == 0, built.stderr
+    tag = built.stdout.strip().splitlines()[-1]
+    where = subprocess.run(
+        [str(BIN / "bentoml"), "get", tag, "-o", "path"], env=env, check=True, capture_output=True, text=True
+    )
+    path = Path(where.stdout.strip().splitlines()[-1])
+    [service] = yaml.safe_load((path / "bento.yaml").read_text())["services"]
+    files = frozenset(p.relative_to(path / "src").as_posix() for p in (path / "src").rglob("*.py"))
+    return Bento(tag, path, frozenset(m["tag"].split(":")[0] for m in service["models"]), files)
 
 
 def free_port() -> int:

@@ -16,11 +16,11 @@ from typing import Any
 import bentoml
 import httpx
 import pytest
-import yaml
 from sklearn.datasets import load_wine
 
 from loadtests import gate
 from services.find import find
+from tests.integration.conftest import build_bento
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = ROOT / "examples" / "wine" / "service.py"
@@ -135,30 +135,9 @@ def test_the_slo_gate_drives_the_service_from_its_openapi_examples(
 
 
 def test_the_bento_holds_the_wine_service_alone(wine_home: Path) -> None:
-    env = {**os.environ, "BENTOML_HOME": str(wine_home), "BENTOML_DO_NOT_TRACK": "true"}
-    built = subprocess.run(
-        [sys.executable, "-m", "services.package", "examples/wine/service.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert built.returncode == 0, built.stderr
-    tag = built.stdout.strip().splitlines()[-1]
-    assert tag.startswith("ballast-wine:")
-    path = subprocess.run(
-        [str(Path(sys.executable).parent / "bentoml"), "get", tag, "-o", "path"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    bento = Path(path.splitlines()[-1])
-    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
-    [service] = manifest["services"]
-    assert {m["tag"].split(":")[0] for m in service["models"]} == {"wine-gbt", "wine-logreg"}
-    files = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*.py")}
-    assert "examples/wine/service.py" in files
-    assert not {"services/fraud.py", "services/digits.py", "services/tensor.py", "models/fraud.py"} & files
-    assert "examples/wine/train.py" not in files  # training is not serving
+    bento = build_bento("examples/wine/service.py", wine_home)
+    assert bento.tag.startswith("ballast-wine:")
+    assert bento.models == {"wine-gbt", "wine-logreg"}
+    assert "examples/wine/service.py" in bento.files
+    assert not {"services/fraud.py", "services/digits.py", "services/tensor.py", "models/fraud.py"} & bento.files
+    assert "examples/wine/train.py" not in bento.files  # training is not serving
