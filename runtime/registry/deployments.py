@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pipeline import Pipeline
+from ..pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
