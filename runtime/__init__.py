@@ -42,7 +42,7 @@ from .engine.batching import AdaptiveBatcher, BatchResult, LatencyModel
 from .engine.chain import ChainResult, InferenceChain, ModelStage, RuleStage
 from .engine.faults import FaultInjector, InjectedFault
 from .engine.resilience import CircuitBreaker
-from .engine.session import OnnxModel, SessionConfig
+from .engine.session import ArtifactChanged, OnnxModel, SessionConfig
 from .engine.validation import (
     Bounds,
     BusinessRule,
@@ -60,11 +60,12 @@ from .engine.validation import (
 from .observe.hooks import CompositeHook
 from .observe.metrics import PrometheusHook, RuntimeMetrics, default_metrics
 from .pipeline import Pipeline, Prediction
-from .registry import PRODUCTION, Deployment, Registry
+from .registry import PRODUCTION, Deployment, Registry, SignatureMismatch
 
 __all__ = [
     "PRODUCTION",
     "AdaptiveBatcher",
+    "ArtifactChanged",
     "BadRequest",
     "BallastError",
     "BatchResult",
@@ -110,6 +111,7 @@ __all__ = [
     "SessionConfig",
     "Settings",
     "ShedReason",
+    "SignatureMismatch",
     "StageFailure",
     "StageSettings",
     "StageTimeout",

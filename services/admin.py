@@ -10,7 +10,16 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runtime import FaultInjector, FieldError, Layer, Registry, Rule, ValidationFailed
+from runtime import (
+    ArtifactChanged,
+    FaultInjector,
+    FieldError,
+    Layer,
+    Registry,
+    Rule,
+    SignatureMismatch,
+    ValidationFailed,
+)
 
 from .http.openapi import RouteDoc, inline
 from .http.routes import RequestInfo, Route
@@ -83,14 +92,19 @@ class Admin:
         the deployment it replaces. Breakers start closed; fault injection returns to the settings."""
         body = parse_body(ReloadRequest, payload)
         registry = self.registry()
+        refusals: list[tuple[type[Exception], str, str]] = [
+            (LookupError, "unknown_version", f"no such version of {registry.name} in the model store"),
+            (ArtifactChanged, "artifact_changed", "the model file is not the one the store recorded; not loaded"),
+            (SignatureMismatch, "signature", "the version does not take or give what production does"),
+        ]
         async with self._reloading:
             try:
                 await registry.promote(body.version)
-            except LookupError as exc:
-                message = f"no such version of {registry.name} in the model store"
-                raise ValidationFailed(
-                    [FieldError("version", "unknown_version", message, body.version)], Layer.SCHEMA
-                ) from exc
+            except (LookupError, ArtifactChanged, SignatureMismatch) as exc:
+                rule, message = next((r, m) for kind, r, m in refusals if isinstance(exc, kind))
+                detail = f"{message}: {exc}" if isinstance(exc, SignatureMismatch) else message
+                error = FieldError("version", rule, detail, body.version)
+                raise ValidationFailed([error], Layer.SCHEMA) from exc
         return self.state()
 
     async def reset_breakers(self, payload: Any, info: RequestInfo) -> dict[str, Any]:

@@ -151,20 +151,24 @@ class ServedService:
         d, settings = self.declaration, self.settings
         tags = [f"{d.primary.model}:{version}", *(stage.tag for stage in d.models[1:])]
         models, stages = [], []
-        for index, (stage, tag) in enumerate(zip(d.models, tags, strict=True)):
-            found = stored(tag)
-            stage_settings = settings.runtime.stage(found.tag.name, stage.overrides())
-            models.append(
-                OnnxModel.from_path(
-                    found.path_of("model.onnx"),
-                    name=found.tag.name,
-                    version=str(found.tag.version),
-                    config=SessionConfig.from_settings(settings.runtime, stage_settings),
-                    faults=FaultInjector.from_settings(settings.drills) if index == 0 else None,
-                )
-            )
-            stages.append(stage_settings)
         try:
+            for index, (stage, tag) in enumerate(zip(d.models, tags, strict=True)):
+                found = stored(tag)
+                recorded = found.info.metadata.get("onnx_sha256")
+                if recorded is None:
+                    log.warning("%s has no recorded SHA-256 (stored before it was recorded): not verified", found.tag)
+                stage_settings = settings.runtime.stage(found.tag.name, stage.overrides())
+                models.append(
+                    OnnxModel.from_path(
+                        found.path_of("model.onnx"),
+                        name=found.tag.name,
+                        version=str(found.tag.version),
+                        config=SessionConfig.from_settings(settings.runtime, stage_settings),
+                        faults=FaultInjector.from_settings(settings.drills) if index == 0 else None,
+                        sha256=recorded,
+                    )
+                )
+                stages.append(stage_settings)
             learned = None
             if d.learn_ranges:
                 assert d.request is not None

@@ -5,6 +5,7 @@ worker threads under a capacity limit so that the event loop never blocks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -25,6 +26,11 @@ from .faults import FaultInjector
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
+
+
+class ArtifactChanged(ValueError):
+    """A model file's bytes are not those its store recorded: it is not loaded."""
+
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -106,6 +112,8 @@ class OnnxModel:
         self.config = config
         self.signature = ModelSignature.from_session(session)
         self.faults = faults
+        self.sha256: str | None = None
+        """The digest of the ONNX file the session was made from (when loaded from a file)."""
         self._output_names = [spec.name for spec in self.signature.outputs]
         self.compute = LatencyModel()
         """Seconds of pure compute per run by rows (no queueing, no thread hop)."""
@@ -123,11 +131,20 @@ class OnnxModel:
         version: str,
         config: SessionConfig | None = None,
         faults: FaultInjector | None = None,
+        sha256: str | None = None,
     ) -> OnnxModel:
-        """Load an ``.onnx`` file from local disk (the model store, never a request)."""
+        """Load an ``.onnx`` file from local disk (the model store, never a request). With ``sha256``,
+        the bytes read must have that digest (:class:`ArtifactChanged` otherwise); the session is made
+        from those same bytes, so what was checked is what runs."""
         config = config or SessionConfig()
-        session = ort.InferenceSession(str(path), sess_options=config.session_options(), providers=config.providers())
-        return cls(session, name=name, version=version, config=config, faults=faults)
+        data = Path(path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise ArtifactChanged(f"{name}:{version}: {path} has SHA-256 {digest}, the store recorded {sha256}")
+        session = ort.InferenceSession(data, sess_options=config.session_options(), providers=config.providers())
+        model = cls(session, name=name, version=version, config=config, faults=faults)
+        model.sha256 = digest
+        return model
 
     # --- properties ------------------------------------------------------------------------
 

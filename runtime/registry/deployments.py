@@ -5,7 +5,8 @@ A *deployment* is one :class:`~runtime.pipeline.Pipeline` built for one version 
 primary model (its fallbacks and rule stage as the service declares them). An *alias* names a
 deployment; ``production`` answers every request::
 
-    deploy(version)    load and start a deployment (in a worker thread; requests keep flowing)
+    deploy(version)    load and start a deployment (in a worker thread; requests keep flowing); a version
+                       that does not take and give what production does is refused before it starts
     promote(version)   deploy it if needed, move ``production`` to it, then retire every deployment
                        no alias names: it stops admitting, finishes what it admitted, closes
     pick()             the pipeline that answers the next request
@@ -34,6 +35,25 @@ PRODUCTION = "production"
 Loader = Callable[[str], Pipeline]
 """Builds (does not start) the pipeline of a version; runs in a worker thread. ``"latest"`` asks for
 the newest version."""
+
+
+class SignatureMismatch(TypeError):
+    """A version's model does not take or give what the version in production does."""
+
+
+def check_fits(candidate: Pipeline, production: Pipeline) -> None:
+    """:class:`SignatureMismatch` unless ``candidate``'s primary takes the same inputs and its chain
+    gives the same outputs (names, dtypes, row shapes) as ``production``'s."""
+    for side, theirs, ours in (
+        ("inputs", candidate.chain.primary.model.signature.inputs, production.chain.primary.model.signature.inputs),
+        ("outputs", candidate.chain.outputs, production.chain.outputs),
+    ):
+        got = {s.name: (s.dtype, s.row_shape) for s in theirs}
+        want = {s.name: (s.dtype, s.row_shape) for s in ours}
+        if got != want:
+            described = ", ".join(s.describe() + f" {s.name}" for s in theirs)
+            expected = ", ".join(s.describe() + f" {s.name}" for s in ours)
+            raise SignatureMismatch(f"its {side} are {described}; production's are {expected}")
 
 
 @dataclass(slots=True)
@@ -103,6 +123,9 @@ class Registry:
         gets fresh breakers and models read again from the store)."""
         pipeline = await asyncio.to_thread(self._loader, version or self.default)
         try:
+            current = self._aliases.get(PRODUCTION)
+            if current is not None:
+                check_fits(pipeline, self._deployments[current].pipeline)
             await pipeline.start()
         except BaseException:
             await pipeline.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -110,6 +111,22 @@ def test_reload_loads_a_named_version_and_makes_it_production(secured: str) -> N
     refused = admin(secured, "reload", {"version": "nosuchversion"})
     assert refused.status_code == 422
     assert admin(secured, "breakers/reset", {}).json()["version"] == version  # production did not change
+
+
+def test_a_model_file_changed_in_the_store_is_refused_and_production_stays(secured: str, bentoml_home: Path) -> None:
+    state = admin(secured, "reload", {}).json()
+    [model_dir] = (bentoml_home / "models" / "fraud-gbt").glob(state["version"])
+    onnx = model_dir / "model.onnx"
+    original = onnx.read_bytes()
+    try:
+        onnx.write_bytes(original + b"\0")  # one byte more: no longer what the store recorded
+        refused = admin(secured, "reload", {})
+        assert refused.status_code == 422
+        assert [f["rule"] for f in refused.json()["error"]["fields"]] == ["artifact_changed"]
+    finally:
+        onnx.write_bytes(original)
+    assert admin(secured, "breakers/reset", {}).json()["version"] == state["version"]
+    assert served_by(secured) == {"fraud-gbt"}
 
 
 def test_a_fallback_can_be_broken_too_then_the_rules_answer(secured: str) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,17 @@ def test_config_comes_from_settings_and_refuses_bad_values() -> None:
     assert config.inline_max_s == pytest.approx(50e-6)
     with pytest.raises(ValueError, match="capacity must be an integer >= 1, got 0"):
         SessionConfig(capacity=0)
+
+
+def test_a_file_whose_digest_is_not_the_recorded_one_is_not_loaded(model_files: dict[str, Path]) -> None:
+    import hashlib
+
+    from runtime import ArtifactChanged
+
+    path = model_files["affine"]
+    recorded = hashlib.sha256(path.read_bytes()).hexdigest()
+    model = OnnxModel.from_path(path, name="a", version="1", sha256=recorded)
+    assert model.sha256 == recorded
+    model.close()
+    with pytest.raises(ArtifactChanged, match="the store recorded 0000"):
+        OnnxModel.from_path(path, name="a", version="1", sha256="0000")

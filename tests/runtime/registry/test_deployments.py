@@ -13,8 +13,9 @@ from runtime import OnnxModel, Pipeline, Registry, RuntimeMetrics, Settings, Ten
 
 @pytest.fixture
 def registry(load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics) -> Registry:
-    """Versions "1" (y = 2x + 1) and "2" (y = 3x) of one model; anything else is unknown."""
-    files = {"1": "affine", "2": "affine_b"}
+    """Versions "1" (y = 2x + 1) and "2" (y = 3x) of one model, and "3", a model of other inputs and
+    outputs; anything else is unknown."""
+    files = {"1": "affine", "2": "affine_b", "3": "classifier"}
 
     def load(version: str) -> Pipeline:
         if version == "latest":
@@ -84,6 +85,19 @@ async def test_an_unknown_version_changes_nothing(registry: Registry) -> None:
     await registry.promote("1")
     with pytest.raises(LookupError, match="no version '7'"):
         await registry.promote("7")
+    assert registry.production.version == "1"
+    assert registry.ready
+    await registry.close()
+
+
+async def test_a_version_that_does_not_take_and_give_what_production_does_is_refused(registry: Registry) -> None:
+    from runtime import SignatureMismatch
+
+    await registry.promote("1")
+    with pytest.raises(
+        SignatureMismatch, match=r"its inputs are float32\[N, 3\] x; production's are float32\[N, 4\] x"
+    ):
+        await registry.promote("3")
     assert registry.production.version == "1"
     assert registry.ready
     await registry.close()
