@@ -1,0 +1,192 @@
+"""A rollout's policy and the decisions it takes from the evidence, stage by stage::
+
+    shadow      the candidate answers a copy of each request after production has answered; nobody
+                sees its answers. Gates: agreement with production (Wilson bound), failures no more
+                frequent than production's (SPRT). Pass -> canary stage 1; fail -> rolled back.
+    canary i    the candidate answers ``stages[i]`` of the traffic. Gates: failures (SPRT against
+                production's over the same stage), p95 latency ratio (bootstrap). Any gate failing rolls
+                back at once. A stage passes once it lasted ``stage_min_s``, the candidate answered
+                ``stage_min_requests`` and the latency gate passed, no gate having failed (failures
+                rarer than the SPRT can rule on are no evidence against a candidate). A stage that
+                reaches ``stage_max_s`` without passing holds and is marked inconclusive: never
+                promoted, an operator decides. At a share of 1.0 no production traffic runs beside
+                the candidate: its gates compare it with production as measured in the earlier stages
+                (the ``baseline``).
+    approval    after the last stage the rollout waits for an approval by another principal than the
+                one who started it; then production moves to the candidate (a rollback stays possible
+                while the previous version is kept warm).
+
+:func:`decide` is a pure function of the rollout's record, its stage's evidence and the time: every
+worker can ask it and they all answer alike; the one whose write lands first moves the rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Self
+
+import numpy as np
+
+from .gates import LATENCY_EDGES, AgreementGate, LatencyGate, RateGate, Verdict
+from .state import RolloutRecord
+
+
+class Phase(StrEnum):
+    SHADOW = "shadow"
+    CANARY = "canary"
+    AWAITING_APPROVAL = "awaiting_approval"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a candidate earns its traffic (kept with the rollout, so a restart decides alike)."""
+
+    stages: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)
+    """The candidate's share of the traffic at each canary stage."""
+    shadow_min_requests: int = 1000
+    agreement_floor: float = 0.95
+    """The share of requests on which the shadow must answer as production does."""
+    stage_min_s: float = 300.0
+    stage_min_requests: int = 200
+    """Requests the candidate must answer in a stage before it may pass."""
+    stage_max_s: float = 3600.0
+    """A stage without a verdict by then holds, inconclusive."""
+    failure_ratio: float = 2.0
+    """How many times production's failure rate stops the rollout (the SPRT's alternative)."""
+    alpha: float = 0.01
+    """Chance that one gate of one stage fails a candidate as good as production: with the shadow and
+    four stages, an equal candidate is rolled back in at most 5 % of rollouts."""
+    beta: float = 0.2
+    latency_max_ratio: float = 1.2
+    latency_min_samples: int = 200
+
+    def __post_init__(self) -> None:
+        shares = self.stages
+        if not shares or any(not 0 < s <= 1 for s in shares) or list(shares) != sorted(shares) or shares[-1] != 1.0:
+            raise ValueError(f"stages must rise within (0, 1] and end at 1.0, got {list(shares)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        found = asdict(self)
+        found["stages"] = list(self.stages)
+        return found
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Self:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if "stages" in known:
+            known["stages"] = tuple(known["stages"])
+        return cls(**known)
+
+    def share(self, phase: str, stage: int) -> float:
+        """The candidate's share of answered traffic in ``phase`` at ``stage`` (1-based canary stages)."""
+        if phase == Phase.CANARY:
+            return self.stages[stage - 1]
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    """``advance``, ``await_approval``, ``rollback`` or ``hold``."""
+    reason: str
+    phase: Phase | None = None
+    stage: int | None = None
+    evidence: dict[str, str] = field(default_factory=dict)
+    """Each gate's verdict, for the record."""
+
+
+def decide(
+    record: RolloutRecord,
+    evidence: Mapping[str, float],
+    now: float,
+    seed: int = 0,
+    baseline: Mapping[str, float] | None = None,
+) -> Decision | None:
+    """What the rollout should do now, or ``None`` (keep gathering). ``evidence`` is the current
+    stage's; ``baseline`` production's over the earlier canary stages (used where production has no
+    share). Paused or finished rollouts, and those waiting for an approval, decide nothing by
+    themselves."""
+    if record.paused or not record.active or record.state not in (Phase.SHADOW, Phase.CANARY):
+        return None
+    policy = Policy.from_dict(record.policy)
+    rate = RateGate(ratio=policy.failure_ratio, alpha=policy.alpha, beta=policy.beta, min_trials=1)
+    base = int(evidence.get("production_failures", 0)), int(evidence.get("production_trials", 0))
+    if record.state == Phase.SHADOW:
+        agreed, compared = int(evidence.get("shadow_agreed", 0)), int(evidence.get("shadow_compared", 0))
+        agreement = AgreementGate(floor=policy.agreement_floor, min_requests=policy.shadow_min_requests)
+        verdicts = {
+            "agreement": agreement.verdict(agreed, compared),
+            "failures": rate.verdict(int(evidence.get("shadow_failures", 0)), compared, *base),
+        }
+        said = {name: v.value for name, v in verdicts.items()}
+        if verdicts["agreement"] is Verdict.FAIL:
+            return Decision("rollback", f"the shadow agreed with production on {agreed} of {compared}", evidence=said)
+        if verdicts["failures"] is Verdict.FAIL:
+            return Decision("rollback", "the shadow failed more often than production", evidence=said)
+        if verdicts["agreement"] is Verdict.PASS:
+            return Decision("advance", f"shadow passed on {compared} requests", Phase.CANARY, 1, said)
+        return _held(record, policy, now, said)
+    if policy.share(record.state, record.stage) >= 1.0 and baseline is not None:
+        evidence = {**{k: v for k, v in baseline.items() if k.startswith("production_")}, **_candidate_side(evidence)}
+        base = int(evidence.get("production_failures", 0)), int(evidence.get("production_trials", 0))
+    trials, failures = int(evidence.get("candidate_trials", 0)), int(evidence.get("candidate_failures", 0))
+    latency = LatencyGate(max_ratio=policy.latency_max_ratio, min_samples=policy.latency_min_samples)
+    verdicts = {
+        "failures": rate.verdict(failures, trials, *base),
+        "latency": latency.verdict_histograms(
+            _buckets(evidence, "candidate_latency"),
+            _buckets(evidence, "production_latency"),
+            np.random.default_rng(seed),
+        ),
+    }
+    said = {name: v.value for name, v in verdicts.items()}
+    if verdicts["failures"] is Verdict.FAIL:
+        rate_c = failures / max(trials, 1)
+        rate_p = base[0] / max(base[1], 1)
+        return Decision(
+            "rollback", f"the candidate failed on {rate_c:.2%} of requests, production on {rate_p:.2%}", evidence=said
+        )
+    if verdicts["latency"] is Verdict.FAIL:
+        return Decision(
+            "rollback", f"the candidate's p95 latency is over {policy.latency_max_ratio}x production's", evidence=said
+        )
+    long_enough = now - record.stage_since >= policy.stage_min_s and trials >= policy.stage_min_requests
+    if long_enough and verdicts["latency"] is Verdict.PASS:
+        share = policy.stages[record.stage - 1]
+        if record.stage >= len(policy.stages):
+            return Decision(
+                "await_approval",
+                f"every stage passed ({share:.0%} on {trials} requests)",
+                Phase.AWAITING_APPROVAL,
+                record.stage,
+                said,
+            )
+        return Decision(
+            "advance",
+            f"stage {record.stage} ({share:.0%}) passed on {trials} requests",
+            Phase.CANARY,
+            record.stage + 1,
+            said,
+        )
+    return _held(record, policy, now, said)
+
+
+def _held(record: RolloutRecord, policy: Policy, now: float, said: dict[str, str]) -> Decision | None:
+    """A stage past its longest allowed time holds, inconclusive (once)."""
+    if now - record.stage_since >= policy.stage_max_s and not record.inconclusive:
+        minutes = policy.stage_max_s / 60
+        return Decision("hold", f"not enough evidence within {minutes:.0f} minutes: inconclusive", evidence=said)
+    return None
+
+
+def _candidate_side(evidence: Mapping[str, float]) -> dict[str, float]:
+    return {k: v for k, v in evidence.items() if k.startswith("candidate_")}
+
+
+def _buckets(evidence: Mapping[str, float], prefix: str) -> list[float]:
+    return [evidence.get(f"{prefix}_{i}", 0.0) for i in range(len(LATENCY_EDGES))]
