@@ -180,7 +180,7 @@ def latency_bucket(seconds: float) -> int:
     return min(int(np.searchsorted(LATENCY_EDGES, seconds)), len(LATENCY_EDGES) - 1)
 
 
-def latency_histogram(seconds: Sequence[float]) -> np.ndarray:
+def latency_histogram(seconds: Sequence[float] | np.ndarray) -> np.ndarray:
     """Counts per bucket of :data:`LATENCY_EDGES`."""
     indices = np.minimum(np.searchsorted(LATENCY_EDGES, np.asarray(seconds)), len(LATENCY_EDGES) - 1)
     return np.bincount(indices, minlength=len(LATENCY_EDGES))

@@ -68,7 +68,7 @@ def canary_evidence(
     trials: int, failures: int, base_trials: int, base_failures: int, slowdown: float
 ) -> dict[str, float]:
     rng = np.random.default_rng(0)
-    found = {
+    found: dict[str, float] = {
         "candidate_trials": trials,
         "candidate_failures": failures,
         "production_trials": base_trials,
