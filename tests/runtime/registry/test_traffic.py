@@ -1,0 +1,76 @@
+"""The rollout's side of the traffic: sticky routing, the shadow's bounded copies, the evidence."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from runtime.registry.gates import latency_bucket
+from runtime.registry.traffic import Evidence, ShadowMirror, agrees, place
+
+
+def test_a_routing_key_has_one_place_and_keys_spread_evenly() -> None:
+    assert place("caller-17") == place("caller-17")
+    points = np.array([place(f"request-{i}") for i in range(20_000)])
+    assert points.min() >= 0
+    assert points.max() < 1
+    for share in (0.01, 0.05, 0.2):
+        assert abs((points < share).mean() - share) < 0.005  # the share the stage asks for
+    assert ((points < 0.01) <= (points < 0.05)).all()  # a growing stage keeps its callers
+
+
+def test_answers_agree_on_the_same_class_and_close_probabilities() -> None:
+    ours = {"label": np.array([1, 0]), "probabilities": np.array([[0.2, 0.8], [0.9, 0.1]], np.float32)}
+    close = {"label": np.array([1, 0]), "probabilities": np.array([[0.25, 0.75], [0.88, 0.12]], np.float32)}
+    assert agrees(ours, close, tolerance=0.1)
+    assert not agrees(ours, close, tolerance=0.01)
+    other_class = {**close, "label": np.array([0, 0])}
+    assert not agrees(ours, other_class, tolerance=0.1)
+    flipped = {**close, "probabilities": np.array([[0.55, 0.45], [0.9, 0.1]], np.float32)}
+    assert not agrees({"probabilities": ours["probabilities"]}, {"probabilities": flipped["probabilities"]}, 0.5)
+    assert not agrees(ours, {"label": ours["label"]}, tolerance=1.0)  # an output missing
+
+
+def test_evidence_counts_each_side_and_starts_again_once_taken() -> None:
+    evidence = Evidence()
+    evidence.answered("production", failed=False, seconds=0.01)
+    evidence.answered("production", failed=True, seconds=0.01)
+    evidence.answered("candidate", failed=False, seconds=0.02)
+    evidence.shadowed(agreed=True, failed=False)
+    taken = evidence.take()
+    assert taken["production_trials"] == 2
+    assert taken["production_failures"] == 1
+    assert taken["candidate_trials"] == 1
+    assert taken[f"production_latency_{latency_bucket(0.01)}"] == 2
+    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (1, 1, 0)
+    assert evidence.take() == {}
+
+
+async def test_the_shadow_runs_at_most_its_limit_and_counts_what_it_drops() -> None:
+    evidence = Evidence()
+    mirror = ShadowMirror(max_in_flight=2, evidence=evidence)
+    gate = asyncio.Event()
+
+    async def slow() -> tuple[bool, bool]:
+        await gate.wait()
+        return True, False
+
+    async def broken() -> tuple[bool, bool]:
+        raise RuntimeError("the candidate crashed")
+
+    assert mirror.mirror(slow)
+    assert mirror.mirror(slow)
+    assert not mirror.mirror(slow)  # full: dropped, counted
+    gate.set()
+    await mirror.wait()
+    assert mirror.mirror(broken)
+    await mirror.wait()
+    assert mirror.in_flight == 0
+    taken = evidence.take()
+    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (3, 2, 1)
+    assert taken["shadow_dropped"] == 1
+    with pytest.raises(ValueError, match="max_in_flight must be an integer >= 1, got 0"):
+        ShadowMirror(0, evidence)
+    await mirror.close()
