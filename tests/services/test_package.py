@@ -21,5 +21,8 @@ def test_a_service_includes_what_it_imports_and_not_the_other_services() -> None
 
 def test_the_top_level_bentofile_is_what_the_packager_writes_for_fraud() -> None:
     written = bentofile("services.fraud:Fraud", "fraud", included("services.fraud:Fraud"))
-    assert (ROOT / "bentofile.yaml").read_text() == written
+    assert (ROOT / "bentofile.yaml").read_text() == written, (
+        'bentofile.yaml is stale: write it with python -c "from services.package import bentofile, included; '
+        "print(bentofile('services.fraud:Fraud', 'fraud', included('services.fraud:Fraud')), end='')\" > bentofile.yaml"
+    )
     assert json.loads(written.split("\n", 2)[2])["name"] == "ballast-fraud"
