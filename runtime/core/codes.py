@@ -103,6 +103,13 @@ class Outcome(StrEnum):
     """The caller went away before an answer."""
 
 
+class Arm(StrEnum):
+    """Which deployment answered a request during a rollout."""
+
+    PRODUCTION = "production"
+    CANARY = "canary"
+
+
 class BreakerState(Enum):
     """A circuit breaker's state; the value is what the ``ballast_breaker_state`` gauge shows."""
 

@@ -1,20 +1,20 @@
-"""Versions of a served model and their deployments: name -> versions -> loaded deployments, and the
-aliases that say which deployment answers.
+"""Versions of a served model and their deployments: which version answers, and the one kept warm
+to return to.
 
 A *deployment* is one :class:`~runtime.pipeline.Pipeline` built for one version of the service's
-primary model (its fallbacks and rule stage as the service declares them). An *alias* names a
-deployment; ``production`` answers every request::
+primary model (its fallbacks and rule stage as the service declares them)::
 
     deploy(version)    load and start a deployment (in a worker thread; requests keep flowing); a version
                        that does not take and give what production does is refused before it starts
-    promote(version)   deploy it if needed, move ``production`` to it, then retire every deployment
-                       no alias names: it stops admitting, finishes what it admitted, closes
+    install(d)         make a started deployment production at once; the one it replaces finishes what it
+                       admitted, then closes, unless kept warm as ``previous`` (a rollback's target)
+    promote(version)   deploy, then install
+    restore()          make ``previous`` production again (a rollback)
     pick()             the pipeline that answers the next request
 
-``pick`` is the seam where traffic rules go (a canary's share, a shadow's mirror); today it always
-answers ``production``. Nothing here knows where versions come from: the service hands in a
-``loader`` (version -> pipeline) and a ``versions`` listing (BentoML's model store, for Ballast's
-services).
+A rollout (runtime/registry/lifecycle.py) adds a candidate beside production. Nothing here knows
+where versions come from: the service hands in a ``loader`` (version -> pipeline) and a ``versions``
+listing (BentoML's model store, for Ballast's services).
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class Registry:
         """The version :meth:`deploy` and :meth:`promote` load when given none (the service's own)."""
         self._loader = loader
         self._versions = versions or (lambda: [])
-        self._deployments: dict[str, Deployment] = {}
-        self._aliases: dict[str, str] = {}
+        self._production: Deployment | None = None
+        self._previous: Deployment | None = None
         self._changing = asyncio.Lock()
 
     # --- reading -------------------------------------------------------------------------------
@@ -92,27 +92,34 @@ class Registry:
 
     @property
     def production(self) -> Deployment:
-        version = self._aliases.get(PRODUCTION)
-        if version is None:
+        if self._production is None:
             raise LookupError(f"{self.name}: nothing is deployed to {PRODUCTION!r} yet")
-        return self._deployments[version]
+        return self._production
+
+    @property
+    def previous(self) -> Deployment | None:
+        """The version production replaced, kept warm for a rollback (when it was asked to be)."""
+        return self._previous
 
     @property
     def ready(self) -> bool:
-        version = self._aliases.get(PRODUCTION)
-        return version is not None and self._deployments[version].pipeline.ready
+        return self._production is not None and self._production.pipeline.ready
 
     def pick(self) -> Pipeline:
         """The pipeline that answers the next request."""
-        return self._deployments[self._aliases[PRODUCTION]].pipeline
+        assert self._production is not None, "pick() before anything was deployed"
+        return self._production.pipeline
 
     def state(self) -> dict[str, Any]:
+        aliases = {PRODUCTION: self._production.version} if self._production else {}
+        if self._previous is not None:
+            aliases["previous"] = self._previous.version
+        deployments = [d for d in (self._production, self._previous) if d is not None]
         return {
             "model": self.name,
-            "aliases": dict(self._aliases),
+            "aliases": aliases,
             "deployments": [
-                {"version": d.version, "loaded_at": d.loaded_at, **d.pipeline.state()}
-                for d in self._deployments.values()
+                {"version": d.version, "loaded_at": d.loaded_at, **d.pipeline.state()} for d in deployments
             ],
         }
 
@@ -123,9 +130,8 @@ class Registry:
         gets fresh breakers and models read again from the store)."""
         pipeline = await asyncio.to_thread(self._loader, version or self.default)
         try:
-            current = self._aliases.get(PRODUCTION)
-            if current is not None:
-                check_fits(pipeline, self._deployments[current].pipeline)
+            if self._production is not None:
+                check_fits(pipeline, self._production.pipeline)
             await pipeline.start()
         except BaseException:
             await pipeline.close()
@@ -134,26 +140,46 @@ class Registry:
         log.info("%s: deployed version %s", self.name, deployment.version)
         return deployment
 
-    async def promote(self, version: str | None = None, alias: str = PRODUCTION) -> Deployment:
-        """Deploy ``version`` and point ``alias`` at it; requests already admitted by the deployment
-        it replaces finish there, then that deployment is closed."""
+    async def install(self, deployment: Deployment, keep_previous: bool = False) -> None:
+        """Make ``deployment`` (started) production at once. The deployment it replaces is kept warm as
+        :attr:`previous` when ``keep_previous`` (closing the one kept before), else closed once its
+        admitted requests finish."""
+        gone: list[Deployment] = []
         async with self._changing:
-            deployment = await self.deploy(version)
-            retired = self._deployments.get(deployment.version)
-            self._deployments[deployment.version] = deployment
-            previous = self._aliases.get(alias)
-            self._aliases[alias] = deployment.version
-            log.info("%s: %s -> %s (was %s)", self.name, alias, deployment.version, previous)
-            if retired is not None:
-                await retired.pipeline.close()
-            for stale in [v for v in self._deployments if v not in self._aliases.values()]:
-                await self._deployments.pop(stale).pipeline.close()
-            return deployment
+            replaced, self._production = self._production, deployment
+            if keep_previous:
+                if self._previous is not None and self._previous is not deployment:
+                    gone.append(self._previous)
+                self._previous = replaced if replaced is not deployment else None
+            else:
+                if replaced is not None and replaced is not deployment:
+                    gone.append(replaced)
+                if self._previous is deployment:
+                    self._previous = None
+            old = replaced.version if replaced else None
+            log.info("%s: %s -> %s (was %s)", self.name, PRODUCTION, deployment.version, old)
+        for retired in gone:
+            await retired.pipeline.close()
+
+    async def promote(self, version: str | None = None, keep_previous: bool = False) -> Deployment:
+        """Deploy ``version`` and install it."""
+        deployment = await self.deploy(version)
+        await self.install(deployment, keep_previous=keep_previous)
+        return deployment
+
+    async def restore(self) -> Deployment:
+        """Make the warm :attr:`previous` production again; the deployment it replaces is closed."""
+        if self._previous is None:
+            raise LookupError(f"{self.name}: no previous version is kept to return to")
+        previous = self._previous
+        self._previous = None
+        await self.install(previous)
+        return previous
 
     async def close(self) -> None:
         """Close every deployment (each finishes what it admitted)."""
         async with self._changing:
-            self._aliases.clear()
-            while self._deployments:
-                _, deployment = self._deployments.popitem()
-                await deployment.pipeline.close()
+            gone = [d for d in (self._production, self._previous) if d is not None]
+            self._production = self._previous = None
+        for deployment in gone:
+            await deployment.pipeline.close()

@@ -70,6 +70,10 @@ class RolloutActive(Exception):
     """A model already has a rollout in progress."""
 
 
+class Conflict(LookupError):
+    """The rollout is not in the state the change expected (another worker or an operator moved it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RolloutRecord:
     id: int
@@ -229,13 +233,17 @@ class LifecycleStore:
         paused: bool | None = None,
         inconclusive: bool | None = None,
         end: bool = False,
+        expect: tuple[str, int] | None = None,
     ) -> RolloutRecord:
-        """Change a rollout that is in progress, in one transaction with its record."""
+        """Change a rollout that is in progress, in one transaction with its record; with ``expect``
+        (state, stage), only if it is still there (:class:`Conflict` otherwise)."""
         now = self._clock()
         with self._write() as db:
             row = db.execute("SELECT * FROM rollouts WHERE id = ? AND ended_at IS NULL", (rollout,)).fetchone()
             if row is None:
                 raise LookupError(f"no rollout {rollout} in progress")
+            if expect is not None and (row["state"], row["stage"]) != expect:
+                raise Conflict(f"rollout {rollout} is at {row['state']} {row['stage']}, not {expect[0]} {expect[1]}")
             fields: dict[str, Any] = {"reason": reason}
             if state is not None:
                 fields["state"] = state

@@ -101,3 +101,19 @@ async def test_a_version_that_does_not_take_and_give_what_production_does_is_ref
     assert registry.production.version == "1"
     assert registry.ready
     await registry.close()
+
+
+async def test_a_replaced_version_can_be_kept_warm_and_restored_at_once(registry: Registry) -> None:
+    first = await registry.promote("1")
+    second = await registry.promote("2", keep_previous=True)
+    assert registry.previous is first
+    assert first.pipeline.ready  # warm: a rollback needs no load
+    assert registry.state()["aliases"] == {"production": "2", "previous": "1"}
+    restored = await registry.restore()
+    assert restored is first
+    assert registry.production is first
+    assert registry.previous is None
+    assert not second.pipeline.ready  # the version rolled back from is closed
+    with pytest.raises(LookupError, match="no previous version"):
+        await registry.restore()
+    await registry.close()
