@@ -231,8 +231,9 @@ class Pipeline:
     # --- the request path ------------------------------------------------------------------
 
     async def predict(
-        self, payload: Any, *, request_id: str | None = None, timeout_s: float | None = None
+        self, payload: Any, *, request_id: str | None = None, timeout_s: float | None = None, observe: bool = True
     ) -> Prediction:
+        """Answer ``payload``. ``observe=False`` (a shadow's copy): no hook hears of it."""
         started = self._clock()
         record = RequestRecord(request_id or os.urandom(8).hex(), self.name)
         token = current_request.set(record)
@@ -268,7 +269,8 @@ class Pipeline:
         finally:
             record.total_s = self._clock() - started
             current_request.reset(token)
-            self.hooks.on_request(outcome, record)
+            if observe:
+                self.hooks.on_request(outcome, record)
 
     async def _serve(self, payload: Any, record: RequestRecord, deadline: float) -> ChainResult:
         started = time.perf_counter()

@@ -5,5 +5,21 @@ gates.py         the statistics that gate a rollout (Wilson bounds, Wald's SPRT,
 """
 
 from .deployments import PRODUCTION, Deployment, Loader, Registry, SignatureMismatch
+from .lifecycle import Lifecycle, NotAllowed
+from .rollout import Phase, Policy
+from .state import LifecycleStore, RolloutActive, RolloutRecord
 
-__all__ = ["PRODUCTION", "Deployment", "Loader", "Registry", "SignatureMismatch"]
+__all__ = [
+    "PRODUCTION",
+    "Deployment",
+    "Lifecycle",
+    "LifecycleStore",
+    "Loader",
+    "NotAllowed",
+    "Phase",
+    "Policy",
+    "Registry",
+    "RolloutActive",
+    "RolloutRecord",
+    "SignatureMismatch",
+]

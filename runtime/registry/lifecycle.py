@@ -1,0 +1,356 @@
+"""A model's lifecycle on one worker: the candidate beside production, the traffic it gets, the
+evidence this worker gathers, and the decisions every worker shares through the lifecycle store
+(runtime/registry/state.py).
+
+On the request path (cheap: with no rollout, one attribute read)::
+
+    pick(key)                    production, or the candidate for the stage's share of routing keys
+    answered(arm, failed, s)     counted for the gates while a rollout runs
+    shadow(payload, answer)      in the shadow phase, a copy for the candidate after production answered
+
+Every ``sync_s`` (and after each operator action) :meth:`Lifecycle.sync` writes this worker's evidence
+to the store, follows what the store says (the production alias, the rollout's phase and stage: another
+worker or an operator may have moved them), and asks :func:`~.rollout.decide` whether the rollout
+should move; a decision is written only if the rollout is still where it was decided on, so two
+workers deciding alike move it once. Operators start, approve, pause, resume, abort and roll back
+through the methods below; approval needs another principal than the one who started the rollout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.codes import Arm
+from ..pipeline import Pipeline, Prediction
+from .deployments import PRODUCTION, Deployment, Registry
+from .rollout import Phase, Policy, decide
+from .state import Conflict, LifecycleStore, RolloutRecord
+from .traffic import Evidence, ShadowMirror, agrees, place
+
+log = logging.getLogger(__name__)
+
+SYSTEM = "ballast"
+"""The principal of the changes the gates make."""
+SIDE = {Arm.PRODUCTION: "production", Arm.CANARY: "candidate"}
+
+
+class NotAllowed(Exception):
+    """An operator action the rollout's state or the principal does not allow."""
+
+
+@dataclass(slots=True)
+class Running:
+    """The rollout as this worker serves it."""
+
+    record: RolloutRecord
+    candidate: Deployment
+    share: float
+    shadow: bool
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        registry: Registry,
+        store: LifecycleStore,
+        worker: str,
+        *,
+        policy: Policy | None = None,
+        shadow_in_flight: int = 16,
+        tolerance: float = 0.05,
+        sync_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.worker = worker
+        self.policy = policy or Policy()
+        """The policy of rollouts started without one."""
+        self.tolerance = tolerance
+        """How far a shadow's probability may be from production's and still agree."""
+        self.sync_s = sync_s
+        self.evidence = Evidence()
+        self.mirror = ShadowMirror(shadow_in_flight, self.evidence)
+        self._clock = clock
+        self._running: Running | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def model(self) -> str:
+        return self.registry.name
+
+    # --- the request path ------------------------------------------------------------------------
+
+    def pick(self, key: str) -> tuple[Pipeline, Arm]:
+        """The pipeline that answers a request whose routing key is ``key``, and which arm it is."""
+        running = self._running
+        if running is None or running.share <= 0.0 or place(key) >= running.share:
+            return self.registry.pick(), Arm.PRODUCTION
+        return running.candidate.pipeline, Arm.CANARY
+
+    def answered(self, arm: Arm, failed: bool, seconds: float) -> None:
+        """Count an answer (or a failure to answer) for the running rollout's gates."""
+        if self._running is not None:
+            self.evidence.answered(SIDE[arm], failed, seconds)
+
+    def shadow(self, payload: Any, answer: Prediction) -> None:
+        """In the shadow phase, compare the candidate's answer to ``payload`` with production's."""
+        running = self._running
+        if running is None or not running.shadow:
+            return
+        candidate = running.candidate.pipeline
+        tolerance = self.tolerance
+
+        async def compare() -> tuple[bool, bool]:
+            theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False)
+            failed = theirs.degraded
+            agreed = not failed and not answer.degraded and agrees(answer.outputs, theirs.outputs, tolerance)
+            return agreed, failed
+
+        self.mirror.mirror(compare)
+
+    # --- life ------------------------------------------------------------------------------------
+
+    async def start(self, *, sync: bool = True) -> None:
+        """Deploy the production version the store names (the registry's default the first time, then
+        recorded), resume a rollout in progress, and, with ``sync``, follow the store every ``sync_s``."""
+        alias = self.store.aliases(self.model).get(PRODUCTION)
+        deployment = await self.registry.promote(alias)
+        if alias is None:
+            self.store.move_alias(self.model, PRODUCTION, deployment.version, SYSTEM, "first deployment")
+        await self.sync()
+        if sync:
+            self._task = asyncio.get_running_loop().create_task(self._follow_forever(), name="ballast-lifecycle")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.mirror.close()
+        async with self._lock:
+            running, self._running = self._running, None
+        if running is not None and running.candidate is not self.registry.production:
+            await running.candidate.pipeline.close()
+
+    async def _follow_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sync_s)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("%s: lifecycle sync failed; trying again in %.1f s", self.model, self.sync_s)
+
+    async def sync(self) -> None:
+        """Write this worker's evidence, follow the store, decide."""
+        async with self._lock:
+            running = self._running
+            if running is not None:
+                taken = self.evidence.take()
+                if taken:
+                    self.store.add_evidence(running.record.id, running.record.stage, self.worker, taken)
+            await self._follow_production()
+            record = self.store.active_rollout(self.model)
+            await self._follow_rollout(record)
+            if record is not None and record.state in (Phase.SHADOW, Phase.CANARY):
+                evidence = self.store.evidence(record.id, record.stage)
+                decision = decide(record, evidence, self._clock(), seed=record.id, baseline=self._baseline(record))
+                if decision is not None:
+                    await self._apply(record, decision.action, decision.reason, decision.phase, decision.stage)
+
+    def _baseline(self, record: RolloutRecord) -> dict[str, float]:
+        """Production's evidence over the canary stages before ``record``'s."""
+        total: dict[str, float] = {}
+        for stage in range(1, record.stage):
+            for name, value in self.store.evidence(record.id, stage).items():
+                if name.startswith("production_"):
+                    total[name] = total.get(name, 0.0) + value
+        return total
+
+    async def _apply(
+        self, record: RolloutRecord, action: str, reason: str, phase: Phase | None, stage: int | None
+    ) -> None:
+        expect = (record.state, record.stage)
+        try:
+            if action == "advance":
+                self.store.change(record.id, SYSTEM, action, reason, state=phase, stage=stage, expect=expect)
+            elif action == "await_approval":
+                self.store.change(record.id, SYSTEM, action, reason, state=Phase.AWAITING_APPROVAL, expect=expect)
+            elif action == "rollback":
+                self.store.change(record.id, SYSTEM, action, reason, state=Phase.ROLLED_BACK, end=True, expect=expect)
+            elif action == "hold":
+                self.store.change(record.id, SYSTEM, action, reason, inconclusive=True, expect=expect)
+        except Conflict:
+            return  # another worker moved it first
+        log.info("%s: rollout %d of %s: %s (%s)", self.model, record.id, record.version, action, reason)
+        await self._follow_rollout(self.store.active_rollout(self.model))
+
+    async def _follow_production(self) -> None:
+        alias = self.store.aliases(self.model).get(PRODUCTION)
+        if alias is None or alias == self.registry.production.version:
+            return
+        running, previous = self._running, self.registry.previous
+        if running is not None and running.candidate.version == alias:
+            self._running = None
+            await self.registry.install(running.candidate, keep_previous=True)
+        elif previous is not None and previous.version == alias:
+            await self.registry.restore()
+        else:
+            await self.registry.promote(alias, keep_previous=True)
+
+    async def _follow_rollout(self, record: RolloutRecord | None) -> None:
+        running = self._running
+        if record is None:
+            if running is not None:
+                self._running = None
+                self.evidence.take()
+                if running.candidate is not self.registry.production:
+                    await running.candidate.pipeline.close()
+            return
+        policy = Policy.from_dict(record.policy)
+        share = (
+            policy.stages[-1] if record.state == Phase.AWAITING_APPROVAL else policy.share(record.state, record.stage)
+        )
+        if running is not None and running.record.id == record.id:
+            if (running.record.state, running.record.stage) != (record.state, record.stage):
+                self.evidence.take()  # counts of the stage that ended were written out already
+            running.record, running.share, running.shadow = record, share, record.state == Phase.SHADOW
+            return
+        if running is not None:
+            await running.candidate.pipeline.close()
+        try:
+            candidate = await self.registry.deploy(record.version)
+        except Exception as exc:
+            log.exception("%s: candidate %s cannot be loaded", self.model, record.version)
+            self.store.change(
+                record.id,
+                SYSTEM,
+                "rollback",
+                f"the candidate cannot be loaded: {exc}",
+                state=Phase.ROLLED_BACK,
+                end=True,
+            )
+            self._running = None
+            return
+        self.evidence.take()
+        self._running = Running(record, candidate, share, record.state == Phase.SHADOW)
+
+    # --- operators -------------------------------------------------------------------------------
+
+    async def begin(self, version: str, principal: str, policy: Mapping[str, Any] | None = None) -> RolloutRecord:
+        """Start a rollout of ``version``: it is loaded and checked first (a version that does not fit
+        the service, or whose file changed, is refused before it sees any traffic)."""
+        chosen = Policy.from_dict({**self.policy.as_dict(), **(policy or {})})
+        async with self._lock:
+            production = self.registry.production.version
+            if version == production:
+                raise NotAllowed(f"{version} is production already")
+            if self.store.active_rollout(self.model) is not None:
+                raise NotAllowed(f"{self.model} has a rollout in progress; abort it first")
+            candidate = await self.registry.deploy(version)
+            record = self.store.start_rollout(
+                self.model, candidate.version, production, principal, chosen.as_dict(), Phase.SHADOW
+            )
+            self.evidence.take()
+            self._running = Running(record, candidate, 0.0, True)
+        return record
+
+    async def approve(self, principal: str) -> RolloutRecord:
+        """Promote the candidate of a rollout that passed every stage: production moves to it, the
+        version it replaces stays warm for a rollback."""
+        async with self._lock:
+            record = self._active("approve")
+            if record.state != Phase.AWAITING_APPROVAL:
+                raise NotAllowed(f"the rollout is at {record.state}, not awaiting approval")
+            if principal == record.started_by:
+                raise NotAllowed(f"{principal} started this rollout; another principal must approve it")
+            self.store.move_alias(self.model, PRODUCTION, record.version, principal, f"rollout {record.id} approved")
+            ended = self.store.change(record.id, principal, "approve", "approved", state=Phase.PROMOTED, end=True)
+            await self._follow_production()
+            await self._follow_rollout(None)
+        return ended
+
+    async def pause(self, principal: str, reason: str) -> RolloutRecord:
+        return await self._flag(principal, "pause", reason, paused=True)
+
+    async def resume(self, principal: str, reason: str) -> RolloutRecord:
+        return await self._flag(principal, "resume", reason, paused=False)
+
+    async def _flag(self, principal: str, action: str, reason: str, paused: bool) -> RolloutRecord:
+        async with self._lock:
+            record = self._active(action)
+            changed = self.store.change(record.id, principal, action, reason, paused=paused)
+            await self._follow_rollout(changed)
+        return changed
+
+    async def abort(self, principal: str, reason: str) -> RolloutRecord:
+        """Stop the rollout: the candidate gets no more traffic; production never moved."""
+        async with self._lock:
+            record = self._active("abort")
+            ended = self.store.change(record.id, principal, "abort", reason, state=Phase.ABORTED, end=True)
+            await self._follow_rollout(None)
+        return ended
+
+    async def rollback(self, principal: str, reason: str) -> str:
+        """Return to the version before: during a rollout, stop it; after a promotion, move production
+        back to the version kept warm. The version now in production."""
+        async with self._lock:
+            record = self.store.active_rollout(self.model)
+            if record is not None:
+                self.store.change(record.id, principal, "rollback", reason, state=Phase.ROLLED_BACK, end=True)
+                await self._follow_rollout(None)
+                return self.registry.production.version
+            previous = self.registry.previous
+            if previous is None:
+                raise NotAllowed("no rollout in progress and no previous version kept warm to return to")
+            self.store.move_alias(self.model, PRODUCTION, previous.version, principal, f"rollback: {reason}")
+            await self._follow_production()
+            return self.registry.production.version
+
+    def _active(self, action: str) -> RolloutRecord:
+        record = self.store.active_rollout(self.model)
+        if record is None:
+            raise NotAllowed(f"no rollout in progress to {action}")
+        return record
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Production, the version kept warm, the rollout in progress with its traffic share and its
+        stage's evidence, and the latest transitions."""
+        record = self.store.active_rollout(self.model)
+        running = self._running
+        rollout = None
+        if record is not None:
+            rollout = {
+                "id": record.id,
+                "version": record.version,
+                "state": record.state,
+                "stage": record.stage,
+                "share": running.share if running is not None else 0.0,
+                "paused": record.paused,
+                "inconclusive": record.inconclusive,
+                "started_by": record.started_by,
+                "reason": record.reason,
+                "policy": record.policy,
+                "evidence": {
+                    k: v for k, v in self.store.evidence(record.id, record.stage).items() if "latency" not in k
+                },
+            }
+        previous = self.registry.previous
+        return {
+            "model": self.model,
+            "production": self.registry.production.version,
+            "previous": previous.version if previous is not None else None,
+            "versions": self.registry.versions(),
+            "rollout": rollout,
+            "history": [
+                {"at": t.at, "principal": t.principal, "action": t.action, "detail": t.detail}
+                for t in self.store.history(self.model, limit=20)
+            ],
+        }

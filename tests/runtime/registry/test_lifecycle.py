@@ -1,0 +1,185 @@
+"""A rollout on real pipelines and a real SQLite store, on a fake clock: shadow, canary stages,
+approval, rollback; two workers sharing the store; a restart in the middle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import OnnxModel, Pipeline, RuntimeMetrics, Settings, TensorSchema
+from runtime.core.codes import Arm
+from runtime.registry import Lifecycle, LifecycleStore, NotAllowed, Phase, Policy, Registry, SignatureMismatch
+
+# version -> model file: "2" answers as "1" does (y = 2x + 1), "3" is silently wrong (y = 3x), "4" takes
+# other inputs
+FILES = {"1": "affine", "2": "affine", "3": "affine_b", "4": "classifier"}
+POLICY = Policy(
+    stages=(0.5, 1.0), shadow_min_requests=60, stage_min_s=10, stage_min_requests=40, latency_min_samples=40
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def make(
+    load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics, tmp_path: Path
+) -> Callable[[str, Clock], Lifecycle]:
+    def loader(version: str) -> Pipeline:
+        model = load_model(FILES[version], name="m", version=version)
+        return Pipeline.build(
+            "m",
+            models=[model],
+            schema=TensorSchema(model.signature, max_rows=4),
+            settings=Settings(warmup_runs=1),
+            metrics=metrics,
+        )
+
+    def build(worker: str, clock: Clock) -> Lifecycle:
+        registry = Registry("m", loader, lambda: list(FILES), default="1")
+        store = LifecycleStore(tmp_path / "lifecycle.sqlite", clock)
+        return Lifecycle(registry, store, worker, policy=POLICY, clock=clock)
+
+    return build
+
+
+@pytest.fixture
+async def worker(make: Callable[[str, Clock], Lifecycle]) -> AsyncIterator[tuple[Lifecycle, Clock]]:
+    clock = Clock()
+    lifecycle = make("w1", clock)
+    await lifecycle.start(sync=False)
+    yield lifecycle, clock
+    await lifecycle.close()
+    await lifecycle.registry.close()
+
+
+async def serve(lifecycle: Lifecycle, requests: int, start: int = 0) -> dict[Arm, int]:
+    """Requests with distinct routing keys, answered as the service does: pick, predict, count, shadow."""
+    arms = {Arm.PRODUCTION: 0, Arm.CANARY: 0}
+    for i in range(start, start + requests):
+        pipeline, arm = lifecycle.pick(f"caller-{i}")
+        payload = {"x": [[i % 7, 1, 2, 3]]}
+        answer = await pipeline.predict(payload)
+        lifecycle.answered(arm, answer.degraded, 0.01)
+        lifecycle.shadow(payload, answer)
+        arms[arm] += 1
+    await lifecycle.mirror.wait()
+    return arms
+
+
+async def test_a_good_candidate_goes_from_shadow_to_production_with_an_approval(
+    worker: tuple[Lifecycle, Clock],
+) -> None:
+    lifecycle, clock = worker
+    assert lifecycle.describe()["production"] == "1"
+    record = await lifecycle.begin("2", "operator:ana")
+    assert (record.state, record.previous) == (Phase.SHADOW, "1")
+    assert (await serve(lifecycle, 80))[Arm.CANARY] == 0  # the shadow answers nobody
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["state"] == Phase.CANARY
+    arms = await serve(lifecycle, 200, start=1000)
+    assert 60 < arms[Arm.CANARY] < 140  # half the routing keys
+    clock.now += POLICY.stage_min_s
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["stage"] == 2
+    assert (await serve(lifecycle, 60, start=2000))[Arm.CANARY] == 60  # the last stage: every request
+    clock.now += POLICY.stage_min_s
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["state"] == Phase.AWAITING_APPROVAL
+    with pytest.raises(NotAllowed, match="another principal must approve it"):
+        await lifecycle.approve("operator:ana")
+    promoted = await lifecycle.approve("approver:bo")
+    assert promoted.state == Phase.PROMOTED
+    described = lifecycle.describe()
+    assert (described["production"], described["previous"], described["rollout"]) == ("2", "1", None)
+    prediction = await lifecycle.pick("anyone")[0].predict({"x": [[1, 1, 1, 1]]})
+    assert prediction.model_version == "2"
+    actions = [h["action"] for h in described["history"]]
+    assert actions[:4] == ["approve", "alias", "await_approval", "advance"]
+    assert await lifecycle.rollback("approver:bo", "the numbers look off") == "1"  # the warm previous, at once
+    assert lifecycle.describe()["production"] == "1"
+
+
+async def test_a_silently_wrong_candidate_is_rolled_back_in_the_shadow(worker: tuple[Lifecycle, Clock]) -> None:
+    lifecycle, _ = worker
+    await lifecycle.begin("3", "operator:ana")
+    await serve(lifecycle, 30)
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"] is None
+    [ended] = lifecycle.store.rollouts("m", limit=1)
+    assert ended.state == Phase.ROLLED_BACK
+    assert ended.reason is not None
+    assert ended.reason.startswith("the shadow agreed with production on 0 of")
+    assert lifecycle.pick("x")[1] is Arm.PRODUCTION
+
+
+async def test_a_candidate_that_does_not_fit_never_starts(worker: tuple[Lifecycle, Clock]) -> None:
+    lifecycle, _ = worker
+    with pytest.raises(SignatureMismatch):
+        await lifecycle.begin("4", "operator:ana")
+    assert lifecycle.store.active_rollout("m") is None
+    with pytest.raises(NotAllowed, match="is production already"):
+        await lifecycle.begin("1", "operator:ana")
+
+
+async def test_operators_pause_resume_and_abort(worker: tuple[Lifecycle, Clock]) -> None:
+    lifecycle, clock = worker
+    await lifecycle.begin("2", "operator:ana")
+    await lifecycle.pause("operator:ana", "looking at a dashboard")
+    await serve(lifecycle, 80)
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["state"] == Phase.SHADOW  # paused: the gates do not move it
+    await lifecycle.resume("operator:ana", "fine")
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["state"] == Phase.CANARY
+    ended = await lifecycle.abort("operator:ana", "not today")
+    assert ended.state == Phase.ABORTED
+    assert lifecycle.pick("caller-1")[1] is Arm.PRODUCTION
+    with pytest.raises(NotAllowed, match="no rollout in progress to approve"):
+        await lifecycle.approve("approver:bo")
+    clock.now += 1
+
+
+async def test_workers_share_the_rollout_and_a_restart_resumes_it(make: Callable[[str, Clock], Lifecycle]) -> None:
+    clock = Clock()
+    first, second = make("w1", clock), make("w2", clock)
+    await first.start(sync=False)
+    await second.start(sync=False)
+    await first.begin("2", "operator:ana")
+    await second.sync()  # the other worker loads the candidate and mirrors too
+    await serve(first, 40)
+    await serve(second, 40, start=500)
+    await first.sync()
+    await second.sync()  # 80 compared between them: enough; either worker may decide
+    await first.sync()
+    assert first.describe()["rollout"]["state"] == Phase.CANARY
+    assert second.describe()["rollout"]["state"] == Phase.CANARY
+    await second.close()
+    await second.registry.close()
+    restarted = make("w2", clock)  # a worker restarting in the middle of a rollout
+    await restarted.start(sync=False)
+    described = restarted.describe()["rollout"]
+    assert (described["state"], described["share"]) == (Phase.CANARY, 0.5)
+    arms = await serve(restarted, 100, start=3000)
+    assert arms[Arm.CANARY] > 0
+    for lifecycle in (first, restarted):
+        await lifecycle.close()
+        await lifecycle.registry.close()
+
+
+async def test_with_no_rollout_every_request_goes_to_production(worker: tuple[Lifecycle, Clock]) -> None:
+    lifecycle, _ = worker
+    pipeline, arm = lifecycle.pick("anyone")
+    assert (pipeline, arm) == (lifecycle.registry.pick(), Arm.PRODUCTION)
+    lifecycle.answered(arm, False, 0.01)
+    assert lifecycle.evidence.take() == {}  # nothing is counted when nothing is rolling out
+    prediction = await pipeline.predict({"x": [[1, 2, 3, 4]]})
+    np.testing.assert_array_equal(prediction.outputs["y"], [[3, 5, 7, 9]])
