@@ -1,30 +1,30 @@
-"""The admin routes (behind the admin token): load a model version and make it production, close the
-breakers, inject faults for drills. Bodies are strict pydantic models (every violation a 422 like any
-other validation error); each answers the production deployment's state."""
+"""The admin routes (behind a bearer token; services/http/auth.py says who may call which).
+
+Operators reload a version, close breakers, inject faults for drills, and start, pause, resume, abort
+and roll back rollouts; approvers approve a promotion (not their own rollout's) and roll back. Bodies
+are strict pydantic models (every violation a 422 like any other validation error). A version that is
+not in the store is a 404; an action the rollout's state does not allow is a 409.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runtime import (
-    ArtifactChanged,
-    FaultInjector,
-    FieldError,
-    Layer,
-    Registry,
-    Rule,
-    SignatureMismatch,
-    ValidationFailed,
-)
+from runtime import ArtifactChanged, FaultInjector, FieldError, Layer, Rule, SignatureMismatch, ValidationFailed
+from runtime.registry import Lifecycle, NotAllowed, Policy
 
+from .http.envelope import HTTPError, HttpErrorType
 from .http.openapi import RouteDoc, inline
 from .http.routes import RequestInfo, Route
 
 M = TypeVar("M", bound=BaseModel)
+
+
+VERSION = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version of the primary model in the store")
 
 
 class ReloadRequest(BaseModel):
@@ -34,6 +34,46 @@ class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     version: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version in the store")
+
+
+class PolicyRequest(BaseModel):
+    """What a rollout's stages require; the server's defaults for what is left out."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    stages: list[float] | None = Field(None, description="the candidate's share at each canary stage, ending at 1.0")
+    shadow_min_requests: int | None = Field(None, ge=1)
+    agreement_floor: float | None = Field(None, gt=0, le=1)
+    stage_min_s: float | None = Field(None, ge=0)
+    stage_min_requests: int | None = Field(None, ge=1)
+    stage_max_s: float | None = Field(None, gt=0)
+    failure_ratio: float | None = Field(None, gt=1)
+    latency_max_ratio: float | None = Field(None, gt=1)
+
+
+class RolloutRequest(BaseModel):
+    """Start a rollout of a version: it is loaded and checked before it sees any traffic."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version of the primary model in the store")
+    policy: PolicyRequest | None = None
+
+
+class ReasonRequest(BaseModel):
+    """Why: kept with the change."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ApproveRequest(BaseModel):
+    """An approval of the candidate's promotion; the reason is optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str = Field("approved", min_length=1, max_length=500)
 
 
 class ResetRequest(BaseModel):
@@ -71,56 +111,156 @@ class AdminState(BaseModel):
     stages: list[StageState]
 
 
-class Admin:
-    """The admin routes of a service whose deployments ``registry()`` holds."""
+ADMIN_ERRORS = (400, 404, 409, 413, 415, 422)
 
-    def __init__(self, registry: Callable[[], Registry]) -> None:
-        self.registry = registry
-        self._reloading = asyncio.Lock()
+
+class RolloutState(BaseModel):
+    id: int
+    version: str
+    state: Literal["shadow", "canary", "awaiting_approval"]
+    stage: int = Field(description="the canary stage (1-based; 0 in the shadow)")
+    share: float = Field(description="the candidate's share of the traffic now")
+    paused: bool
+    inconclusive: bool = Field(description="a stage ran out of time without a verdict; never promoted")
+    started_by: str
+    reason: str | None = Field(description="why the rollout last moved")
+    policy: dict[str, Any]
+    evidence: dict[str, float] = Field(description="the current stage's counts, every worker's summed")
+
+
+class Change(BaseModel):
+    at: float = Field(description="seconds since the epoch")
+    principal: str
+    action: str
+    detail: dict[str, Any]
+
+
+class ModelsState(BaseModel):
+    """The service's primary model: its versions, production, the rollout in progress, the record."""
+
+    model: str
+    production: str
+    previous: str | None = Field(description="the version production replaced, kept warm for a rollback")
+    versions: list[str] = Field(description="the versions in the model store, newest first")
+    rollout: RolloutState | None
+    history: list[Change] = Field(description="the latest changes, newest first")
+
+
+@asynccontextmanager
+async def refusing(version: str | None) -> AsyncIterator[None]:
+    """Turn what the lifecycle refuses into the admin API's answers: 404 for a version not in the store,
+    422 for one whose file changed or that does not fit, 409 for an action the state does not allow."""
+    try:
+        yield
+    except NotAllowed as exc:
+        raise HTTPError(409, HttpErrorType.CONFLICT, str(exc)) from None
+    except ArtifactChanged:
+        message = "the model file is not the one the store recorded; it was not loaded"
+        raise ValidationFailed([FieldError("version", "artifact_changed", message, version)], Layer.SCHEMA) from None
+    except SignatureMismatch as exc:
+        message = f"the version does not take or give what production does: {exc}"
+        raise ValidationFailed([FieldError("version", "signature", message, version)], Layer.SCHEMA) from None
+    except LookupError:
+        raise HTTPError(404, HttpErrorType.NOT_FOUND, f"no version {version!r} in the model store") from None
+
+
+OPERATOR = frozenset({"operator"})
+APPROVER = frozenset({"approver"})
+EITHER = OPERATOR | APPROVER
+
+
+class Admin:
+    """The admin routes of a service whose models ``lifecycle()`` manages."""
+
+    def __init__(self, lifecycle: Callable[[], Lifecycle]) -> None:
+        self.lifecycle = lifecycle
         self.routes = [
             Route("POST", "/admin/reload", self.reload, admin=True),
             Route("POST", "/admin/breakers/reset", self.reset_breakers, admin=True),
             Route("POST", "/admin/faults", self.faults, admin=True),
+            Route("GET", "/admin/models", self.models, admin=True, roles=EITHER),
+            Route("POST", "/admin/rollouts", self.start_rollout, admin=True),
+            Route("POST", "/admin/rollouts/approve", self.approve, admin=True, roles=APPROVER),
+            Route("POST", "/admin/rollouts/pause", self.pause, admin=True),
+            Route("POST", "/admin/rollouts/resume", self.resume, admin=True),
+            Route("POST", "/admin/rollouts/abort", self.abort, admin=True),
+            Route("POST", "/admin/rollback", self.rollback, admin=True, roles=EITHER),
         ]
 
     def state(self) -> dict[str, Any]:
-        production = self.registry().production
+        production = self.lifecycle().registry.production
         return {"version": production.version, **production.pipeline.state()}
 
     async def reload(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
-        """Load a version from the store, warm it, make it production; requests in flight finish on
-        the deployment it replaces. Breakers start closed; fault injection returns to the settings."""
+        """Load a version from the store, warm it, make it production at once (no rollout); requests in
+        flight finish on the deployment it replaces. Breakers start closed; fault injection returns to
+        the settings."""
         body = parse_body(ReloadRequest, payload)
-        registry = self.registry()
-        refusals: list[tuple[type[Exception], str, str]] = [
-            (LookupError, "unknown_version", f"no such version of {registry.name} in the model store"),
-            (ArtifactChanged, "artifact_changed", "the model file is not the one the store recorded; not loaded"),
-            (SignatureMismatch, "signature", "the version does not take or give what production does"),
-        ]
-        async with self._reloading:
-            try:
-                await registry.promote(body.version)
-            except (LookupError, ArtifactChanged, SignatureMismatch) as exc:
-                rule, message = next((r, m) for kind, r, m in refusals if isinstance(exc, kind))
-                detail = f"{message}: {exc}" if isinstance(exc, SignatureMismatch) else message
-                error = FieldError("version", rule, detail, body.version)
-                raise ValidationFailed([error], Layer.SCHEMA) from exc
+        async with refusing(body.version):
+            await self.lifecycle().reload(body.version, info.principal or "admin")
         return self.state()
 
     async def reset_breakers(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         parse_body(ResetRequest, payload)
-        self.registry().production.pipeline.reset_breakers()
+        self.lifecycle().registry.production.pipeline.reset_breakers()
         return self.state()
 
     async def faults(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         body = parse_body(FaultsRequest, payload)
-        pipeline = self.registry().production.pipeline
+        pipeline = self.lifecycle().registry.production.pipeline
         try:
             pipeline.inject_faults(body.injector(), body.model)
         except KeyError:
             message = f"the chain's models are {pipeline.model_names}"
             raise ValidationFailed([FieldError("model", "unknown_model", message, body.model)], Layer.SCHEMA) from None
         return self.state()
+
+    # --- rollouts --------------------------------------------------------------------------------
+
+    async def models(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        return self.lifecycle().describe()
+
+    async def start_rollout(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(RolloutRequest, payload)
+        lifecycle = self.lifecycle()
+        policy = body.policy.model_dump(exclude_none=True) if body.policy else {}
+        try:
+            Policy.from_dict({**lifecycle.policy.as_dict(), **policy})
+        except ValueError as exc:
+            raise ValidationFailed([FieldError("policy", Rule.VALUE, str(exc), None)], Layer.SCHEMA) from None
+        async with refusing(body.version):
+            await lifecycle.begin(body.version, info.principal or "admin", policy)
+        return lifecycle.describe()
+
+    async def approve(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        parse_body(ApproveRequest, payload)
+        async with refusing(None):
+            await self.lifecycle().approve(info.principal or "admin")
+        return self.lifecycle().describe()
+
+    async def pause(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(ReasonRequest, payload)
+        async with refusing(None):
+            await self.lifecycle().pause(info.principal or "admin", body.reason)
+        return self.lifecycle().describe()
+
+    async def resume(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(ReasonRequest, payload)
+        async with refusing(None):
+            await self.lifecycle().resume(info.principal or "admin", body.reason)
+        return self.lifecycle().describe()
+
+    async def abort(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(ReasonRequest, payload)
+        async with refusing(None):
+            await self.lifecycle().abort(info.principal or "admin", body.reason)
+        return self.lifecycle().describe()
+
+    async def rollback(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(ReasonRequest, payload)
+        async with refusing(None):
+            await self.lifecycle().rollback(info.principal or "admin", body.reason)
+        return self.lifecycle().describe()
 
     def docs(self) -> list[RouteDoc]:
         state = inline(AdminState.model_json_schema())
@@ -138,12 +278,47 @@ class Admin:
                 {"error_rate": 0.3, "slow_rate": 0.0, "slow_ms": 0, "seed": 7},
             ),
         ]
-        return [
-            RouteDoc(
-                route, name, summary, inline(body.model_json_schema()), state, request, example, (400, 413, 415, 422)
-            )
-            for route, (name, summary, body, request) in zip(self.routes, described, strict=True)
+        models = inline(ModelsState.model_json_schema())
+        models_example = {
+            "model": "fraud-gbt",
+            "production": "vsftv2hjscxr2ax4",
+            "previous": None,
+            "versions": ["vsftv2hjscxr2ax4"],
+            "rollout": None,
+            "history": [],
+        }
+        rollouts: list[tuple[str, str, type[BaseModel] | None, dict[str, Any] | None]] = [
+            ("admin_models", "The model's versions, production, the rollout in progress and its evidence", None, None),
+            (
+                "admin_start_rollout",
+                "Start a rollout of a version: shadow, then the canary stages, then an approval",
+                RolloutRequest,
+                {"version": "vsftv2hjscxr2ax4"},
+            ),
+            ("admin_approve", "Approve the promotion of a rollout awaiting it (approvers only)", ApproveRequest, {}),
+            ("admin_pause", "Pause a rollout: its gates stop moving it", ReasonRequest, {"reason": "a look at it"}),
+            ("admin_resume", "Resume a paused rollout", ReasonRequest, {"reason": "looked fine"}),
+            (
+                "admin_abort",
+                "Abort a rollout: the candidate gets no more traffic",
+                ReasonRequest,
+                {"reason": "not now"},
+            ),
+            (
+                "admin_rollback",
+                "Roll back: stop a rollout, or return production to the version kept warm",
+                ReasonRequest,
+                {"reason": "errors rose"},
+            ),
         ]
+        found = [
+            RouteDoc(route, name, summary, inline(body.model_json_schema()), state, request, example, ADMIN_ERRORS)
+            for route, (name, summary, body, request) in zip(self.routes, described, strict=False)
+        ]
+        for route, (name, summary, schema_of, request) in zip(self.routes[len(described) :], rollouts, strict=True):
+            schema = inline(schema_of.model_json_schema()) if schema_of is not None else {"type": "null"}
+            found.append(RouteDoc(route, name, summary, schema, models, request, models_example, ADMIN_ERRORS))
+        return found
 
 
 def parse_body(model: type[M], payload: Any) -> M:

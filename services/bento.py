@@ -23,6 +23,8 @@ import functools
 import inspect
 import json
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ from runtime import (
     rejections,
 )
 from runtime.engine.validation import DEFAULT_MARGIN
+from runtime.registry import Lifecycle, LifecycleStore
 
 from .admin import Admin
 from .declaration import Declaration, Outputs, Stage, tensor_fields
@@ -135,6 +138,13 @@ def reference_bounds(model: Any, features: Sequence[str], margin: float = DEFAUL
 # --- the service instance (one per worker) ----------------------------------------------------------
 
 
+def state_path(settings: Settings, service: str) -> Path:
+    """Where the service's lifecycle database lives (``BALLAST_STATE_PATH``, else under BentoML's home)."""
+    if settings.state_path:
+        return Path(settings.state_path)
+    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "ballast" / f"{service}.sqlite"
+
+
 class ServedService:
     """Base of every declared service's class: its registry of deployments and its lifecycle."""
 
@@ -145,6 +155,15 @@ class ServedService:
         primary = self.declaration.primary
         default = primary.tag.split(":", 1)[1] if ":" in primary.tag else "latest"
         self.registry = Registry(primary.model, self.load, lambda: versions(primary.model), default=default)
+        runtime = self.settings.runtime
+        self.lifecycle = Lifecycle(
+            self.registry,
+            LifecycleStore(state_path(runtime, self.declaration.name)),
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+            shadow_in_flight=runtime.shadow_max_in_flight,
+            tolerance=runtime.shadow_tolerance,
+            sync_s=runtime.lifecycle_sync_s,
+        )
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
@@ -192,12 +211,14 @@ class ServedService:
 
     @bentoml.on_startup
     async def start(self) -> None:
-        """Deploy the declared version; /readyz turns 200 after this."""
-        await self.registry.promote()
+        """Deploy the production version (the declared one the first time; then what the lifecycle
+        database says), resume a rollout in progress; /readyz turns 200 after this."""
+        await self.lifecycle.start()
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
         """Finish admitted requests, then release the models."""
+        await self.lifecycle.close()
         await self.registry.close()
 
     def __is_ready__(self) -> bool:
@@ -212,9 +233,10 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         declaration: Declaration = self.inner.declaration
         instance: Callable[[], ServedService] = bentoml.get_current_service
         service_settings = declaration.settings() if declaration.settings is not None else None
-        endpoints = Endpoints(declaration, lambda: instance().registry.pick(), service_settings)
-        admin = Admin(lambda: instance().registry)
-        credentials = Credentials.from_secrets(settings.server.admin_token, settings.server.api_key)
+        endpoints = Endpoints(declaration, lambda: instance().lifecycle, service_settings)
+        admin = Admin(lambda: instance().lifecycle)
+        tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
+        credentials = Credentials.from_secrets(settings.server.admin_token, settings.server.api_key, tokens)
         documents = Documents(self, declaration, endpoints, admin, instance, api_key=credentials.api_key is not None)
         metrics = default_metrics if settings.drills.metrics_enabled else None
         protocol.install()

@@ -1,9 +1,12 @@
 """A declared service's prediction routes: the handlers the front door calls, and what the documents
 say about them (schemas and examples derived from the declaration and the loaded models).
 
-Answers, by kind of request (see services/declaration.py)::
+Each request goes to the deployment the service's traffic picks for its routing key (production, or
+a rollout's candidate: runtime/registry/lifecycle.py); its outcome is counted for the rollout's gates,
+and while a candidate is in its shadow phase, it answers a copy after production did. Answers, by kind
+of request (see services/declaration.py)::
 
-    records, one     {...the row's answer, request_id, served_by, degraded, model}
+    records, one     {...the row's answer, request_id, served_by, degraded, model, route}
     records, batch   {"results": [...one per record], request_id, served_by, degraded, model}
     tensors          {"results": [...one per row], ...provenance}
     signature        {"outputs": {name: tensor}, ...provenance}, or the first output as .npy with
@@ -12,14 +15,27 @@ Answers, by kind of request (see services/declaration.py)::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_settings import BaseSettings
 
-from runtime import BadRequest, FieldError, Layer, Pipeline, Prediction, RecordSchema, Rule, ValidationFailed
+from runtime import (
+    BadRequest,
+    BallastError,
+    FieldError,
+    Layer,
+    Overloaded,
+    Pipeline,
+    Prediction,
+    RecordSchema,
+    Rule,
+    ValidationFailed,
+)
+from runtime.core.codes import Arm
 
 from .declaration import Declaration, signature_row_schema, tensor_fields
 from .http.openapi import RouteDoc, inline
@@ -38,29 +54,43 @@ class Provenance(BaseModel):
     served_by: str = Field(description="the chain stage that answered")
     degraded: bool = Field(description="true when the primary model did not answer")
     model: ModelVersion
+    route: Literal["production", "canary"] = Field(
+        description="production, or the candidate version of a rollout in progress"
+    )
 
 
 PROVENANCE_SCHEMA = inline(Provenance.model_json_schema())
 EXAMPLE_ID = "3f2a9c1b7d4e8a60"
 
 
-def provenance(prediction: Prediction) -> dict[str, Any]:
+def provenance(prediction: Prediction, arm: Arm) -> dict[str, Any]:
     return {
         "request_id": prediction.request_id,
         "served_by": prediction.served_by,
         "degraded": prediction.degraded,
         "model": {"name": prediction.model_name, "version": prediction.model_version},
+        "route": arm,
     }
 
 
+class Traffic(Protocol):
+    """Where requests go and what is told of them (``runtime.registry.Lifecycle``)."""
+
+    def pick(self, key: str) -> tuple[Pipeline, Arm]: ...
+
+    def answered(self, arm: Arm, failed: bool, seconds: float) -> None: ...
+
+    def shadow(self, payload: Any, answer: Prediction) -> None: ...
+
+
 class Endpoints:
-    """The routes of ``declaration``, each answering through the pipeline ``pick()`` returns."""
+    """The routes of ``declaration``, each answering through the deployment ``traffic()`` picks."""
 
     def __init__(
-        self, declaration: Declaration, pick: Callable[[], Pipeline], settings: BaseSettings | None = None
+        self, declaration: Declaration, traffic: Callable[[], Traffic], settings: BaseSettings | None = None
     ) -> None:
         self.declaration = declaration
-        self.pick = pick
+        self.traffic = traffic
         self.settings = settings
         d = declaration
         self.routes: list[Route] = []
@@ -75,13 +105,34 @@ class Endpoints:
 
     # --- handlers ------------------------------------------------------------------------------
 
+    async def answer(
+        self, payload: Any, info: RequestInfo, pipeline: Pipeline | None = None, arm: Arm = Arm.PRODUCTION
+    ) -> tuple[Prediction, Arm]:
+        """``payload`` answered by the deployment picked for the request (or ``pipeline``), its
+        outcome counted for a rollout's gates, and mirrored to a shadow."""
+        traffic = self.traffic()
+        if pipeline is None:
+            pipeline, arm = traffic.pick(info.routing_key or info.request_id)
+        started = time.monotonic()
+        try:
+            prediction = await pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
+        except (ValidationFailed, BadRequest, Overloaded):
+            raise  # the caller's request or the load, not the model
+        except BallastError:
+            traffic.answered(arm, True, time.monotonic() - started)
+            raise
+        traffic.answered(arm, prediction.degraded, time.monotonic() - started)
+        if arm is Arm.PRODUCTION:
+            traffic.shadow(payload, prediction)
+        return prediction, arm
+
     async def one(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         if not isinstance(payload, dict):
             hint = f"; use {self.declaration.batch_route} for several" if self.declaration.batch_route else ""
             raise BadRequest(f"expected one record object{hint}")
-        prediction = await self.pick().predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
+        prediction, arm = await self.answer(payload, info)
         [row] = self.declaration.answer_rows(prediction.outputs, self.settings)
-        return {**row, **provenance(prediction)}
+        return {**row, **provenance(prediction, arm)}
 
     async def batch(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         field = self.declaration.batch_field
@@ -96,25 +147,27 @@ class Endpoints:
         if errors:
             raise ValidationFailed(errors, Layer.SCHEMA)
         try:
-            prediction = await self.pick().predict(payload[field], request_id=info.request_id, timeout_s=info.timeout_s)
+            prediction, arm = await self.answer(payload[field], info)
         except ValidationFailed as exc:
             raise exc.under(field) from None
-        return {"results": self.declaration.answer_rows(prediction.outputs, self.settings), **provenance(prediction)}
+        rows = self.declaration.answer_rows(prediction.outputs, self.settings)
+        return {"results": rows, **provenance(prediction, arm)}
 
     async def tensors(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         if not isinstance(payload, dict):
             raise BadRequest(f"expected {{{', '.join(repr(n) for n in self._tensor_names())}: [ ... ]}}")
-        prediction = await self.pick().predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
-        return {"results": self.declaration.answer_rows(prediction.outputs, self.settings), **provenance(prediction)}
+        prediction, arm = await self.answer(payload, info)
+        rows = self.declaration.answer_rows(prediction.outputs, self.settings)
+        return {"results": rows, **provenance(prediction, arm)}
 
     async def signature(self, payload: Any, info: RequestInfo) -> dict[str, Any] | NpyResponse:
-        pipeline = self.pick()
+        pipeline, arm = self.traffic().pick(info.routing_key or info.request_id)
         inputs = pipeline.chain.primary.model.signature.inputs
         if isinstance(payload, np.ndarray):  # a binary body holds the model's only input
             if len(inputs) != 1:
                 raise BadRequest(f"the model takes {len(inputs)} inputs; send JSON {{name: array}}")
             payload = {inputs[0].name: payload}
-        prediction = await pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
+        prediction, arm = await self.answer(payload, info, pipeline, arm)
         if info.wants_npy:
             return NpyResponse(
                 prediction.outputs[pipeline.chain.output_names[0]],
@@ -123,9 +176,10 @@ class Endpoints:
                     "x-degraded": str(prediction.degraded).lower(),
                     "x-model-name": prediction.model_name,
                     "x-model-version": prediction.model_version,
+                    "x-route": arm.value,
                 },
             )
-        return {"outputs": prediction.outputs, **provenance(prediction)}
+        return {"outputs": prediction.outputs, **provenance(prediction, arm)}
 
     def _tensor_names(self) -> list[str]:
         assert self.declaration.request is not None
@@ -147,7 +201,7 @@ class Endpoints:
         example = d.request_example(primary.signature, learned)
         outputs = pipeline.example_outputs[0] if pipeline.example_outputs else None
         said = {"request_id": EXAMPLE_ID, "served_by": primary.name, "degraded": False}
-        said["model"] = {"name": primary.name, "version": primary.version}
+        said |= {"model": {"name": primary.name, "version": primary.version}, "route": Arm.PRODUCTION.value}
         rows = d.answer_rows(outputs, self.settings) if outputs is not None and d.kind != "signature" else []
         row_schema = self._row_schema(pipeline)
         max_rows = pipeline.validator.schema.max_rows  # type: ignore[attr-defined]

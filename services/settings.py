@@ -5,8 +5,19 @@ once per process (services/bento.py) and passes them in."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Token(BaseModel):
+    """A principal's bearer token for the admin routes, and its roles."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr
+    roles: list[Literal["operator", "approver"]] = Field(min_length=1)
 
 
 class ServerSettings(BaseSettings):
@@ -34,7 +45,12 @@ class ServerSettings(BaseSettings):
     the worker's throughput: set it to the concurrency at which the worker reaches its capacity
     within your latency objective (``make overload`` measures both). 0 = no cap."""
     admin_token: SecretStr | None = None
-    """Bearer token for the ``/admin/*`` endpoints (reload, breaker reset, fault injection), at
-    least 16 characters. Unset: those endpoints answer 403."""
+    """Bearer token of the principal ``admin``, who holds every role, for the ``/admin/*`` endpoints
+    (reload, breakers, faults, rollouts), at least 16 characters. With no token at all (this nor
+    ``BALLAST_TOKENS``) those endpoints answer 403."""
+    tokens: dict[str, Token] = Field(default_factory=dict)
+    """Other principals' tokens, as JSON by name: ``{"ana": {"token": "...", "roles": ["operator"]},
+    "bo": {"token": "...", "roles": ["approver"]}}``. Operators start and stop rollouts; an approver who
+    did not start a rollout approves its promotion."""
     api_key: SecretStr | None = None
     """When set, prediction endpoints require it in ``X-API-Key`` (401 without, 403 wrong)."""

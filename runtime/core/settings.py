@@ -120,6 +120,18 @@ class Settings(BaseSettings):
     breaker_recovery_s: float = Field(5.0, gt=0, le=86_400)
     """Seconds an open breaker waits before it lets one half-open probe through."""
 
+    # --- model lifecycle -------------------------------------------------------------------
+    state_path: str = ""
+    """The lifecycle database (SQLite) of the service's models: aliases, rollouts, their evidence and
+    every transition. Shared by the service's workers; keep it where it survives restarts. Empty:
+    ``ballast/SERVICE.sqlite`` under BentoML's home."""
+    lifecycle_sync_s: float = Field(1.0, gt=0, le=60)
+    """How often each worker writes its rollout evidence and follows the shared state."""
+    shadow_max_in_flight: int = Field(16, ge=1, le=10_000)
+    """Shadow copies a worker runs at once; beyond it a copy is dropped and counted."""
+    shadow_tolerance: float = Field(0.05, ge=0, le=1)
+    """How far a shadow's probabilities may be from production's and still agree (same class too)."""
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.fallback_reserve_ms >= self.request_timeout_ms:

@@ -260,6 +260,16 @@ class Lifecycle:
             self._running = Running(record, candidate, 0.0, True)
         return record
 
+    async def reload(self, version: str | None, principal: str) -> Deployment:
+        """Load ``version`` (the registry's default when ``None``) and make it production at once, with
+        no rollout (an operator's reload: fresh breakers, models read again); not during a rollout."""
+        async with self._lock:
+            if self.store.active_rollout(self.model) is not None:
+                raise NotAllowed(f"{self.model} has a rollout in progress; finish or abort it first")
+            deployment = await self.registry.promote(version)
+            self.store.move_alias(self.model, PRODUCTION, deployment.version, principal, "reloaded")
+        return deployment
+
     async def approve(self, principal: str) -> RolloutRecord:
         """Promote the candidate of a rollout that passed every stage: production moves to it, the
         version it replaces stays warm for a rollback."""

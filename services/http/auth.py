@@ -1,17 +1,23 @@
-"""Who may call what: an optional API key for prediction endpoints, a bearer token for the admin
-endpoints that change state.
+"""Who may call what: an optional API key for prediction endpoints; bearer tokens for the admin
+endpoints, each token naming a principal and the roles it holds.
+
+Roles: ``operator`` (reload, faults, breakers; start, pause, resume, abort and roll back rollouts) and
+``approver`` (approve a rollout's promotion; roll back). The admin token (``BALLAST_ADMIN_TOKEN``) is
+the principal ``admin`` with both roles; ``BALLAST_TOKENS`` names others. Who called is recorded with
+every change a call makes.
 
 Secrets are compared in constant time, as SHA-256 digests (so that neither the content nor the
-length of a wrong guess shows in the timing), and never logged or echoed. Missing credentials get
-401 with ``WWW-Authenticate``; wrong ones 403; admin endpoints of a server without an admin token
-403 whatever is sent.
+length of a wrong guess shows in the timing), every known token each time, and never logged or
+echoed. Missing credentials get 401 with ``WWW-Authenticate``; wrong ones 403, as does a principal
+without the route's role; admin endpoints of a server without any token 403 whatever is sent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
@@ -20,6 +26,8 @@ from .envelope import HTTPError, HttpErrorType
 from .routes import Route
 
 MIN_SECRET_CHARS = 16
+ROLES = frozenset({"operator", "approver"})
+ADMIN = "admin"
 
 
 class Unauthorized(HTTPError):
@@ -32,12 +40,18 @@ class Forbidden(HTTPError):
         super().__init__(403, HttpErrorType.FORBIDDEN, message)
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    roles: frozenset[str]
+
+
 def _digest(secret: SecretStr | None, name: str) -> bytes | None:
     if secret is None:
         return None
     value = secret.get_secret_value()
     if len(value) < MIN_SECRET_CHARS:  # the message must not carry the secret
-        raise ValueError(f"BALLAST_{name.upper()} must be at least {MIN_SECRET_CHARS} characters")
+        raise ValueError(f"{name} must be at least {MIN_SECRET_CHARS} characters")
     return hashlib.sha256(value.encode()).digest()
 
 
@@ -47,29 +61,61 @@ def _matches(given: bytes, expected: bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    admin_token: bytes | None = None
-    """SHA-256 of the admin token; ``None``: admin endpoints are off."""
+    tokens: tuple[tuple[bytes, Principal], ...] = field(default=())
+    """SHA-256 of each admin-route token, and whose it is; none: admin endpoints are off."""
     api_key: bytes | None = None
     """SHA-256 of the API key; ``None``: prediction endpoints are open."""
 
     @classmethod
-    def from_secrets(cls, admin_token: SecretStr | None, api_key: SecretStr | None) -> Credentials:
-        return cls(_digest(admin_token, "admin_token"), _digest(api_key, "api_key"))
+    def from_secrets(
+        cls,
+        admin_token: SecretStr | None,
+        api_key: SecretStr | None,
+        tokens: Mapping[str, tuple[SecretStr, Sequence[str]]] | None = None,
+    ) -> Credentials:
+        """``tokens``: principal name -> (token, roles)."""
+        found: list[tuple[bytes, Principal]] = []
+        admin = _digest(admin_token, "BALLAST_ADMIN_TOKEN")
+        if admin is not None:
+            found.append((admin, Principal(ADMIN, ROLES)))
+        for name, (secret, roles) in (tokens or {}).items():
+            unknown = set(roles) - ROLES
+            if unknown or not roles:
+                raise ValueError(f"BALLAST_TOKENS: {name}'s roles must be among {sorted(ROLES)}, got {list(roles)}")
+            if name == ADMIN:
+                raise ValueError(f"BALLAST_TOKENS: the name {ADMIN!r} is the admin token's")
+            digest = _digest(secret, f"BALLAST_TOKENS: {name}'s token")
+            assert digest is not None
+            found.append((digest, Principal(name, frozenset(roles))))
+        if len({d for d, _ in found}) != len(found):
+            raise ValueError("two principals share a token")
+        return cls(tuple(found), _digest(api_key, "BALLAST_API_KEY"))
 
-    def check(self, found: Route, headers: Headers) -> None:
-        """Raise :class:`Unauthorized` or :class:`Forbidden` unless the request may call ``found``."""
+    def check(self, found: Route, headers: Headers) -> Principal | None:
+        """Who calls ``found`` (for admin routes), or :class:`Unauthorized` / :class:`Forbidden`."""
         if found.admin:
-            if self.admin_token is None:
-                raise Forbidden("admin endpoints are disabled on this server (BALLAST_ADMIN_TOKEN is not set)")
+            if not self.tokens:
+                raise Forbidden("admin endpoints are disabled on this server (no admin token is set)")
             authorization = header(headers, b"authorization")
             scheme, _, token = (authorization or b"").partition(b" ")
             if authorization is None or scheme.lower() != b"bearer" or not token.strip():
-                raise Unauthorized("send Authorization: Bearer <admin token>", "Bearer")
-            if not _matches(token.strip(), self.admin_token):
-                raise Forbidden("the admin token is not valid")
-        elif self.api_key is not None:
+                raise Unauthorized("send Authorization: Bearer <token>", "Bearer")
+            given = token.strip()
+            principal = None
+            for digest, owner in self.tokens:  # every token, whatever matched: no timing of which
+                if _matches(given, digest):
+                    principal = owner
+            if principal is None:
+                raise Forbidden("the token is not valid")
+            if not found.roles & principal.roles:
+                raise Forbidden(
+                    f"{principal.name} may not call {found.path} (it needs {' or '.join(sorted(found.roles))})"
+                )
+            return principal
+        if self.api_key is not None:
             key = header(headers, b"x-api-key")
             if key is None:
                 raise Unauthorized("send the API key in X-API-Key", 'ApiKey header="X-API-Key"')
             if not _matches(key, self.api_key):
                 raise Forbidden("the API key is not valid")
+        return None

@@ -37,6 +37,12 @@ def request_id(headers: Headers) -> str | None:
     return value.decode() if value is not None and _REQUEST_ID.match(value) else None
 
 
+def routing_key(headers: Headers) -> str | None:
+    """The caller's ``X-Routing-Key`` when well formed (ignored otherwise: the request id decides)."""
+    value = header(headers, b"x-routing-key")
+    return value.decode() if value is not None and _REQUEST_ID.match(value) else None
+
+
 def timeout(headers: Headers) -> float | None:
     """The caller's ``X-Request-Timeout-Ms``, in seconds."""
     value = header(headers, b"x-request-timeout-ms")

@@ -33,6 +33,8 @@ class HttpErrorType(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     REQUEST_TIMEOUT = "request_timeout"
     SHUTTING_DOWN = "shutting_down"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
     NOT_READY = "not_ready"
     """A document that needs the models (OpenAPI of a service whose inputs come from its model)
     before they are loaded."""

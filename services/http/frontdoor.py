@@ -33,7 +33,19 @@ from runtime.core.errors import BallastError, Overloaded
 
 from .admission import Admission
 from .auth import Credentials
-from .codecs import BodyReader, Receive, Scope, Send, request_id, respond, respond_error, respond_ok, timeout, wants_npy
+from .codecs import (
+    BodyReader,
+    Receive,
+    Scope,
+    Send,
+    request_id,
+    respond,
+    respond_error,
+    respond_ok,
+    routing_key,
+    timeout,
+    wants_npy,
+)
 from .drain import Drain
 from .envelope import HTTPError, HttpErrorType, internal_error_json
 from .routes import RequestInfo, Route
@@ -125,9 +137,12 @@ class FrontDoor:
         try:
             if scope["method"] != route.method:
                 raise HTTPError(405, HttpErrorType.METHOD_NOT_ALLOWED, f"use {route.method} for {route.path}")
-            self.credentials.check(route, headers)  # before any other header or the body is read
-            info = RequestInfo(rid, timeout(headers), wants_npy(route, headers))
-            payload = await self.body.read(self.body.media_type(route, headers), receive)
+            principal = self.credentials.check(route, headers)  # before any other header or the body is read
+            who = principal.name if principal is not None else None
+            info = RequestInfo(rid, timeout(headers), wants_npy(route, headers), routing_key(headers), who)
+            payload = (
+                None if route.method == "GET" else await self.body.read(self.body.media_type(route, headers), receive)
+            )
             result = await route.handler(payload, info)
             await respond_ok(send, result, rid)
         except BallastError as exc:

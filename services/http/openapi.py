@@ -23,7 +23,9 @@ ERROR_TEXT = {
     400: "the body is not JSON, or not the expected shape",
     401: "credentials missing (WWW-Authenticate says which)",
     403: "credentials wrong, or admin endpoints disabled",
+    404: "no such version in the model store",
     405: "wrong HTTP method",
+    409: "the rollout's state does not allow it",
     413: "the body is too large",
     415: "the body is not application/json",
     422: "the request breaks validation rules; every violation is listed",
@@ -114,15 +116,18 @@ def document(title: str, description: str, routes: Sequence[RouteDoc], *, api_ke
                 "description": ERROR_TEXT[status],
                 "content": {"application/json": {"schema": ERROR_SCHEMA}},
             }
+        body = {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": doc.request_schema, "example": doc.request_example}},
+            }
+        }
         paths[r.path] = {
             r.method.lower(): {
                 "summary": doc.summary,
                 "operationId": doc.name,
                 "parameters": HEADERS,
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": doc.request_schema, "example": doc.request_example}},
-                },
+                **(body if r.method != "GET" else {}),
                 "responses": responses,
                 **({"security": security} if security else {}),
             }

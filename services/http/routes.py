@@ -17,6 +17,11 @@ class RequestInfo:
     """The caller's ``X-Request-Timeout-Ms``, as seconds, when given."""
     wants_npy: bool = False
     """The caller accepts ``application/x-npy`` (on routes that offer binary tensors)."""
+    routing_key: str | None = None
+    """The caller's ``X-Routing-Key`` when well formed: requests with one key go to one model version
+    during a rollout (else the request id decides)."""
+    principal: str | None = None
+    """Who called an admin route (the name its token was given)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,5 +45,7 @@ class Route:
     """Also takes ``application/x-npy`` bodies (the handler then gets an ndarray) and may answer
     with :class:`NpyResponse` when the caller accepts it."""
     admin: bool = False
-    """Changes the server's state: needs the admin bearer token instead of the API key, and is never
-    refused at the door."""
+    """An admin route: needs a bearer token of a principal with one of ``roles`` instead of the API
+    key, and is never refused at the door."""
+    roles: frozenset[str] = frozenset({"operator"})
+    """The roles that may call an admin route."""

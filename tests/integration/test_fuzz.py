@@ -23,7 +23,17 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, response_
 OPERATIONS = {"fraud": ["/score", "/score_batch"], "digits": ["/classify"]}
 """Prediction routes of each service."""
 ADMIN = ["/admin/breakers/reset", "/admin/faults", "/admin/reload"]
-"""Admin routes, on every service."""
+"""Admin routes that change the production deployment, on every service."""
+ROLLOUTS = {
+    "/admin/rollouts": {404, 409, 422},
+    "/admin/rollouts/approve": {409},
+    "/admin/rollouts/pause": {409},
+    "/admin/rollouts/resume": {409},
+    "/admin/rollouts/abort": {409},
+    "/admin/rollback": {409},
+}
+"""The rollout routes and what a well-formed request gets on a server with no rollout and random
+versions: refusals the documents list, never a 5xx."""
 EXAMPLES = 60
 """Per prediction route and mode."""
 ADMIN_EXAMPLES = 20
@@ -69,7 +79,8 @@ def service_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def test_every_documented_operation_is_fuzzed(service_url: Callable[[str], str], service: str) -> None:
     spec = httpx.get(f"{service_url(service)}/openapi.json", timeout=10).json()
     documented = sorted(f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item)
-    assert documented == sorted(f"POST {path}" for path in [*OPERATIONS[service], *ADMIN])
+    posted = [*OPERATIONS[service], *ADMIN, *ROLLOUTS]
+    assert documented == sorted([*(f"POST {path}" for path in posted), "GET /admin/models"])
 
 
 def fuzz(
@@ -123,7 +134,7 @@ def test_fuzzed_predictions_never_get_a_5xx_and_answers_match_the_schema(
 
 
 @MODES
-@pytest.mark.parametrize("path", ADMIN)
+@pytest.mark.parametrize("path", [*ADMIN, *ROLLOUTS])
 @pytest.mark.parametrize("service", list(OPERATIONS))
 def test_fuzzed_admin_requests_without_the_token_are_all_403(
     service_url: Callable[[str], str], service: str, path: str, mode: GenerationMode
@@ -150,3 +161,17 @@ def test_fuzzed_admin_requests_with_the_token_never_get_a_5xx(admin_url: str, pa
     examples = RELOAD_EXAMPLES if path == "/admin/reload" else ADMIN_EXAMPLES
     statuses = fuzz(admin_url, path, mode, examples, {"Authorization": f"Bearer {TOKEN}"})
     assert (count(statuses, 200) if mode is GenerationMode.POSITIVE else count(statuses, 400, 499)) > 0, statuses
+
+
+@MODES
+@pytest.mark.parametrize("path", list(ROLLOUTS))
+def test_fuzzed_rollout_requests_with_the_token_get_documented_refusals(
+    admin_url: str, path: str, mode: GenerationMode
+) -> None:
+    statuses = fuzz(admin_url, path, mode, ADMIN_EXAMPLES, {"Authorization": f"Bearer {TOKEN}"})
+    seen = {status for status, _ in statuses}
+    credentials = {401, 403}  # the generator also tries its own Authorization headers
+    if mode is GenerationMode.POSITIVE:
+        assert seen <= ROLLOUTS[path] | credentials | {400}, statuses
+    else:
+        assert seen <= {400, 404, 409, 413, 415, 422} | credentials, statuses

@@ -73,7 +73,8 @@ def test_every_real_wine_is_classified_by_the_primary(wine_url: str) -> None:
     accuracy = sum(int(a == b) for a, b in zip(labels, data.target[::3], strict=True)) / len(labels)
     assert accuracy > 0.9
     one = httpx.post(f"{wine_url}/predict", json=wine(0), timeout=10).json()
-    assert set(one) == {"label", "probabilities", "request_id", "served_by", "degraded", "model"}
+    assert set(one) == {"label", "probabilities", "request_id", "served_by", "degraded", "model", "route"}
+    assert one["route"] == "production"
     assert len(one["probabilities"]) == 3
 
 

@@ -31,15 +31,36 @@ def credentials() -> Credentials:
 
 
 def test_secrets_are_kept_only_as_digests(credentials: Credentials) -> None:
-    assert credentials.admin_token == hashlib.sha256(TOKEN.encode()).digest()
+    assert credentials.tokens[0][0] == hashlib.sha256(TOKEN.encode()).digest()
     assert TOKEN not in repr(credentials)
     assert KEY not in repr(credentials)
 
 
-def test_the_right_token_and_key_pass(credentials: Credentials) -> None:
-    credentials.check(ADMIN, [(b"authorization", f"Bearer {TOKEN}".encode())])
+def test_the_right_token_and_key_pass_and_say_who_called(credentials: Credentials) -> None:
+    admin = credentials.check(ADMIN, [(b"authorization", f"Bearer {TOKEN}".encode())])
+    assert admin is not None
+    assert (admin.name, admin.roles) == ("admin", frozenset({"operator", "approver"}))
     credentials.check(ADMIN, [(b"authorization", f"bearer  {TOKEN}".encode())])
-    credentials.check(PREDICT, [(b"x-api-key", KEY.encode())])
+    assert credentials.check(PREDICT, [(b"x-api-key", KEY.encode())]) is None
+
+
+def test_each_principal_may_call_only_what_its_roles_allow() -> None:
+    ana, bo = "ana-token-0123456789", "bo-token-0123456789x"
+    credentials = Credentials.from_secrets(
+        None, None, {"ana": (SecretStr(ana), ["operator"]), "bo": (SecretStr(bo), ["approver"])}
+    )
+    approve = Route("POST", "/admin/rollouts/approve", _handler, admin=True, roles=frozenset({"approver"}))
+    start = Route("POST", "/admin/rollouts", _handler, admin=True)
+    assert credentials.check(start, [(b"authorization", f"Bearer {ana}".encode())]) == credentials.tokens[0][1]
+    with pytest.raises(Forbidden, match=r"ana may not call /admin/rollouts/approve \(it needs approver\)"):
+        credentials.check(approve, [(b"authorization", f"Bearer {ana}".encode())])
+    found = credentials.check(approve, [(b"authorization", f"Bearer {bo}".encode())])
+    assert found is not None
+    assert found.name == "bo"
+    with pytest.raises(ValueError, match="roles must be among"):
+        Credentials.from_secrets(None, None, {"cy": (SecretStr("c" * 20), ["root"])})
+    with pytest.raises(ValueError, match="two principals share a token"):
+        Credentials.from_secrets(SecretStr(ana), None, {"ana2": (SecretStr(ana), ["operator"])})
 
 
 @pytest.mark.parametrize(
