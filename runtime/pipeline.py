@@ -225,6 +225,11 @@ class Pipeline:
         stages[0].model.faults = faults
 
     @property
+    def version(self) -> str:
+        """The deployment's version: its primary model's."""
+        return self.chain.primary.model.version
+
+    @property
     def model_names(self) -> list[str]:
         return [stage.model.name for stage in self.chain.stages]
 
@@ -235,7 +240,7 @@ class Pipeline:
     ) -> Prediction:
         """Answer ``payload``. ``observe=False`` (a shadow's copy): no hook hears of it."""
         started = self._clock()
-        record = RequestRecord(request_id or os.urandom(8).hex(), self.name)
+        record = RequestRecord(request_id or os.urandom(8).hex(), self.name, self.version)
         token = current_request.set(record)
         outcome = Outcome.ERROR
         try:

@@ -163,6 +163,7 @@ class ServedService:
             shadow_in_flight=runtime.shadow_max_in_flight,
             tolerance=runtime.shadow_tolerance,
             sync_s=runtime.lifecycle_sync_s,
+            metrics=default_metrics() if self.settings.drills.metrics_enabled else None,
         )
 
     def load(self, version: str) -> Pipeline:

@@ -22,6 +22,8 @@ class RequestRecord:
 
     request_id: str
     pipeline: str
+    version: str = ""
+    """The version of the deployment that served the request (its primary model's)."""
     rows: int = 0
     served_by: str | None = None
     """The stage that answered: a model name or the rule stage's name."""

@@ -140,15 +140,15 @@ class RuntimeMetrics:
         ns = "ballast"
         self.requests = Counter(
             "requests_total",
-            "Requests by pipeline and outcome.",
-            ["pipeline", "outcome"],
+            "Requests by pipeline, the version of the deployment that served them, and outcome.",
+            ["pipeline", "version", "outcome"],
             namespace=ns,
             registry=reg,
         )
         self.request_duration = Histogram(
             "request_duration_seconds",
-            "Time from arrival to answer, by the stage that answered.",
-            ["pipeline", "stage", "outcome"],
+            "Time from arrival to answer, by the deployment's version and the stage that answered.",
+            ["pipeline", "version", "stage", "outcome"],
             namespace=ns,
             registry=reg,
             buckets=LATENCY_BUCKETS,
@@ -215,6 +215,50 @@ class RuntimeMetrics:
         )
         self.hook_errors = Counter(
             "hook_errors_total", "Request hooks that raised.", ["hook"], namespace=ns, registry=reg
+        )
+        self.rollout_stage = Gauge(
+            "rollout_stage",
+            "The rollout in progress: -1 none, 0 shadow, then the canary stage (1-based).",
+            ["model"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.rollout_share = Gauge(
+            "rollout_share",
+            "The share of the traffic the rollout's candidate answers now (0 to 1).",
+            ["model"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.rollout_decisions = Counter(
+            "rollout_decisions_total",
+            "Changes of a rollout, by action (advance, await_approval, hold, rollback, approve, pause, resume, abort).",
+            ["model", "action"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.rollbacks = Counter(
+            "rollbacks_total",
+            "Rollbacks by reason (agreement, failures, latency, shadow_failures, load_failed, operator).",
+            ["model", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.shadow_comparisons = Counter(
+            "shadow_comparisons_total",
+            "Shadow answers compared with production's, by result (agreed, disagreed, failed).",
+            ["model", "result"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.shadow_dropped = Counter(
+            "shadow_dropped_total",
+            "Shadow copies not run because the shadow's limit of copies in flight was reached.",
+            ["model"],
+            namespace=ns,
+            registry=reg,
         )
         self.refused = Counter(
             "refused_total",
@@ -283,8 +327,8 @@ class PrometheusHook:
     def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
         m = self.metrics
         stage = record.served_by or "none"
-        m.series(m.requests, record.pipeline, outcome.value).inc()
-        m.series(m.request_duration, record.pipeline, stage, outcome.value).observe(record.total_s)
+        m.series(m.requests, record.pipeline, record.version, outcome.value).inc()
+        m.series(m.request_duration, record.pipeline, record.version, stage, outcome.value).observe(record.total_s)
         if record.batch_rows:
             m.series(m.queue_wait, record.pipeline, stage).observe(record.queue_wait_s)
         for from_stage, to_stage, reason in record.fallbacks:

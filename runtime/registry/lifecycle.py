@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.codes import Arm
+from ..observe.metrics import RuntimeMetrics
 from ..pipeline import Pipeline, Prediction
 from .deployments import PRODUCTION, Deployment, Registry
 from .rollout import Phase, Policy, decide
@@ -65,6 +66,7 @@ class Lifecycle:
         tolerance: float = 0.05,
         sync_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -77,6 +79,7 @@ class Lifecycle:
         self.evidence = Evidence()
         self.mirror = ShadowMirror(shadow_in_flight, self.evidence)
         self._clock = clock
+        self.metrics = metrics
         self._running: Running | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -105,15 +108,24 @@ class Lifecycle:
         if running is None or not running.shadow:
             return
         candidate = running.candidate.pipeline
-        tolerance = self.tolerance
+        tolerance, metrics, model = self.tolerance, self.metrics, self.model
 
         async def compare() -> tuple[bool, bool]:
-            theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False)
+            try:
+                theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False)
+            except Exception:
+                if metrics is not None:
+                    metrics.series(metrics.shadow_comparisons, model, "failed").inc()
+                raise
             failed = theirs.degraded
             agreed = not failed and not answer.degraded and agrees(answer.outputs, theirs.outputs, tolerance)
+            if metrics is not None:
+                result = "failed" if failed else "agreed" if agreed else "disagreed"
+                metrics.series(metrics.shadow_comparisons, model, result).inc()
             return agreed, failed
 
-        self.mirror.mirror(compare)
+        if not self.mirror.mirror(compare) and metrics is not None:
+            metrics.series(metrics.shadow_dropped, model).inc()
 
     # --- life ------------------------------------------------------------------------------------
 
@@ -157,11 +169,14 @@ class Lifecycle:
             await self._follow_production()
             record = self.store.active_rollout(self.model)
             await self._follow_rollout(record)
+            self._report(record)
             if record is not None and record.state in (Phase.SHADOW, Phase.CANARY):
                 evidence = self.store.evidence(record.id, record.stage)
                 decision = decide(record, evidence, self._clock(), seed=record.id, baseline=self._baseline(record))
                 if decision is not None:
-                    await self._apply(record, decision.action, decision.reason, decision.phase, decision.stage)
+                    await self._apply(
+                        record, decision.action, decision.reason, decision.phase, decision.stage, decision.gate
+                    )
 
     def _baseline(self, record: RolloutRecord) -> dict[str, float]:
         """Production's evidence over the canary stages before ``record``'s."""
@@ -173,7 +188,7 @@ class Lifecycle:
         return total
 
     async def _apply(
-        self, record: RolloutRecord, action: str, reason: str, phase: Phase | None, stage: int | None
+        self, record: RolloutRecord, action: str, reason: str, phase: Phase | None, stage: int | None, gate: str = ""
     ) -> None:
         expect = (record.state, record.stage)
         try:
@@ -188,7 +203,10 @@ class Lifecycle:
         except Conflict:
             return  # another worker moved it first
         log.info("%s: rollout %d of %s: %s (%s)", self.model, record.id, record.version, action, reason)
-        await self._follow_rollout(self.store.active_rollout(self.model))
+        self._count(action, gate)
+        current = self.store.active_rollout(self.model)
+        await self._follow_rollout(current)
+        self._report(current)
 
     async def _follow_production(self) -> None:
         alias = self.store.aliases(self.model).get(PRODUCTION)
@@ -240,6 +258,23 @@ class Lifecycle:
         self.evidence.take()
         self._running = Running(record, candidate, share, record.state == Phase.SHADOW)
 
+    def _count(self, action: str, reason: str = "") -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        metrics.rollout_decisions.labels(self.model, action).inc()
+        if action == "rollback":
+            metrics.rollbacks.labels(self.model, reason or "operator").inc()
+
+    def _report(self, record: RolloutRecord | None) -> None:
+        """The rollout's stage and share, as the gauges show them."""
+        if self.metrics is None:
+            return
+        running = self._running
+        stage = -1 if record is None else record.stage
+        self.metrics.rollout_stage.labels(self.model).set(stage)
+        self.metrics.rollout_share.labels(self.model).set(running.share if running is not None else 0.0)
+
     # --- operators -------------------------------------------------------------------------------
 
     async def begin(self, version: str, principal: str, policy: Mapping[str, Any] | None = None) -> RolloutRecord:
@@ -258,6 +293,8 @@ class Lifecycle:
             )
             self.evidence.take()
             self._running = Running(record, candidate, 0.0, True)
+            self._count("start")
+            self._report(record)
         return record
 
     async def reload(self, version: str | None, principal: str) -> Deployment:
@@ -283,6 +320,8 @@ class Lifecycle:
             ended = self.store.change(record.id, principal, "approve", "approved", state=Phase.PROMOTED, end=True)
             await self._follow_production()
             await self._follow_rollout(None)
+            self._count("approve")
+            self._report(None)
         return ended
 
     async def pause(self, principal: str, reason: str) -> RolloutRecord:
@@ -296,6 +335,7 @@ class Lifecycle:
             record = self._active(action)
             changed = self.store.change(record.id, principal, action, reason, paused=paused)
             await self._follow_rollout(changed)
+            self._count(action)
         return changed
 
     async def abort(self, principal: str, reason: str) -> RolloutRecord:
@@ -304,6 +344,8 @@ class Lifecycle:
             record = self._active("abort")
             ended = self.store.change(record.id, principal, "abort", reason, state=Phase.ABORTED, end=True)
             await self._follow_rollout(None)
+            self._count("abort")
+            self._report(None)
         return ended
 
     async def rollback(self, principal: str, reason: str) -> str:
@@ -311,9 +353,11 @@ class Lifecycle:
         back to the version kept warm. The version now in production."""
         async with self._lock:
             record = self.store.active_rollout(self.model)
+            self._count("rollback", "operator")
             if record is not None:
                 self.store.change(record.id, principal, "rollback", reason, state=Phase.ROLLED_BACK, end=True)
                 await self._follow_rollout(None)
+                self._report(None)
                 return self.registry.production.version
             previous = self.registry.previous
             if previous is None:

@@ -98,6 +98,8 @@ class Decision:
     stage: int | None = None
     evidence: dict[str, str] = field(default_factory=dict)
     """Each gate's verdict, for the record."""
+    gate: str = ""
+    """The gate that failed, for a rollback: ``agreement``, ``shadow_failures``, ``failures``, ``latency``."""
 
 
 def decide(
@@ -125,9 +127,12 @@ def decide(
         }
         said = {name: v.value for name, v in verdicts.items()}
         if verdicts["agreement"] is Verdict.FAIL:
-            return Decision("rollback", f"the shadow agreed with production on {agreed} of {compared}", evidence=said)
+            reason = f"the shadow agreed with production on {agreed} of {compared}"
+            return Decision("rollback", reason, evidence=said, gate="agreement")
         if verdicts["failures"] is Verdict.FAIL:
-            return Decision("rollback", "the shadow failed more often than production", evidence=said)
+            return Decision(
+                "rollback", "the shadow failed more often than production", evidence=said, gate="shadow_failures"
+            )
         if verdicts["agreement"] is Verdict.PASS:
             return Decision("advance", f"shadow passed on {compared} requests", Phase.CANARY, 1, said)
         return _held(record, policy, now, said)
@@ -148,13 +153,11 @@ def decide(
     if verdicts["failures"] is Verdict.FAIL:
         rate_c = failures / max(trials, 1)
         rate_p = base[0] / max(base[1], 1)
-        return Decision(
-            "rollback", f"the candidate failed on {rate_c:.2%} of requests, production on {rate_p:.2%}", evidence=said
-        )
+        reason = f"the candidate failed on {rate_c:.2%} of requests, production on {rate_p:.2%}"
+        return Decision("rollback", reason, evidence=said, gate="failures")
     if verdicts["latency"] is Verdict.FAIL:
-        return Decision(
-            "rollback", f"the candidate's p95 latency is over {policy.latency_max_ratio}x production's", evidence=said
-        )
+        reason = f"the candidate's p95 latency is over {policy.latency_max_ratio}x production's"
+        return Decision("rollback", reason, evidence=said, gate="latency")
     long_enough = now - record.stage_since >= policy.stage_min_s and trials >= policy.stage_min_requests
     if long_enough and verdicts["latency"] is Verdict.PASS:
         share = policy.stages[record.stage - 1]

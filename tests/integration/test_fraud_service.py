@@ -136,11 +136,12 @@ def test_metrics_report_the_traffic(fraud_url: str) -> None:
     post(fraud_url, "/score", TXN[0])
     post(fraud_url, "/score", {**TXN[0], "amount": -1})
     text = httpx.get(f"{fraud_url}/metrics").text
+    version = httpx.post(f"{fraud_url}/score", json=TXN[0], timeout=10).json()["model"]["version"]
     for needle in (
-        'ballast_requests_total{outcome="success",pipeline="fraud"}',
-        'ballast_requests_total{outcome="rejected",pipeline="fraud"}',
+        f'ballast_requests_total{{outcome="success",pipeline="fraud",version="{version}"}}',
+        f'ballast_requests_total{{outcome="rejected",pipeline="fraud",version="{version}"}}',
         'ballast_validation_failures_total{pipeline="fraud",rule="range"}',
-        'ballast_request_duration_seconds_count{outcome="success",pipeline="fraud",stage="fraud-gbt"}',
+        f'ballast_request_duration_seconds_count{{outcome="success",pipeline="fraud",stage="fraud-gbt",version="{version}"}}',
         'ballast_batch_size_rows_count{model="fraud-gbt"',
         'ballast_inference_duration_seconds_count{model="fraud-gbt"',
         'ballast_fallbacks_total{from_stage="fraud-gbt",pipeline="fraud",reason="timeout",to_stage="fraud-logreg"}',

@@ -50,12 +50,13 @@ def test_the_hook_records_what_happened(registry: CollectorRegistry, metrics: Ru
     )
     hook.on_request(Outcome.FALLBACK, record)
     hook.on_request(Outcome.REJECTED, RequestRecord("s", "fraud", failed_rules=("range", "type")))
-    assert value(registry, "ballast_requests_total", pipeline="fraud", outcome="fallback") == 1
-    assert value(registry, "ballast_requests_total", pipeline="fraud", outcome="rejected") == 1
+    assert value(registry, "ballast_requests_total", pipeline="fraud", version="", outcome="fallback") == 1
+    assert value(registry, "ballast_requests_total", pipeline="fraud", version="", outcome="rejected") == 1
     assert value(
         registry,
         "ballast_request_duration_seconds_sum",
         pipeline="fraud",
+        version="",
         stage="fallback",
         outcome="fallback",
     ) == pytest.approx(0.02)
@@ -141,8 +142,8 @@ async def test_a_pipeline_reports_through_its_metrics(
     with pytest.raises(ValidationFailed):
         await pipeline.predict({"x": [[1, 2, 3]]})
     await pipeline.close()
-    assert value(registry, "ballast_requests_total", pipeline="p", outcome="fallback") == 3
-    assert value(registry, "ballast_requests_total", pipeline="p", outcome="rejected") == 1
+    assert value(registry, "ballast_requests_total", pipeline="p", version="5", outcome="fallback") == 3
+    assert value(registry, "ballast_requests_total", pipeline="p", version="5", outcome="rejected") == 1
     assert (
         value(
             registry,
@@ -182,7 +183,7 @@ def test_metrics_work_in_prometheus_multiprocess_mode_when_the_dir_is_set_after_
         "import runtime\n"
         "os.environ['PROMETHEUS_MULTIPROC_DIR'] = sys.argv[1]\n"
         "m = runtime.default_metrics()\n"
-        "m.requests.labels('fraud', 'success').inc(3)\n"
+        "m.requests.labels('fraud', 'v1', 'success').inc(3)\n"
         "m.on_breaker_change('primary', runtime.BreakerState.OPEN)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -194,7 +195,7 @@ def test_metrics_work_in_prometheus_multiprocess_mode_when_the_dir_is_set_after_
     )
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))
-    assert value(registry, "ballast_requests_total", pipeline="fraud", outcome="success") == 3
+    assert value(registry, "ballast_requests_total", pipeline="fraud", version="v1", outcome="success") == 3
     assert value(registry, "ballast_breaker_state", model="primary") == 2
 
 
@@ -212,5 +213,5 @@ async def test_metrics_can_be_switched_off(
     )
     await pipeline.predict({"x": [[1, 2, 3, 4]]})
     await pipeline.close()
-    assert value(registry, "ballast_requests_total", pipeline="quiet", outcome="success") == 0
+    assert value(registry, "ballast_requests_total", pipeline="quiet", version="1", outcome="success") == 0
     assert value(registry, "ballast_batch_size_rows_count", model="affine", version="1") == 0

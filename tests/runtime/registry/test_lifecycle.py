@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from runtime import OnnxModel, Pipeline, RuntimeMetrics, Settings, TensorSchema
 from runtime.core.codes import Arm
@@ -46,7 +47,7 @@ def make(
     def build(worker: str, clock: Clock) -> Lifecycle:
         registry = Registry("m", loader, lambda: list(FILES), default="1")
         store = LifecycleStore(tmp_path / "lifecycle.sqlite", clock)
-        return Lifecycle(registry, store, worker, policy=POLICY, clock=clock)
+        return Lifecycle(registry, store, worker, policy=POLICY, clock=clock, metrics=metrics)
 
     return build
 
@@ -108,11 +109,17 @@ async def test_a_good_candidate_goes_from_shadow_to_production_with_an_approval(
     assert lifecycle.describe()["production"] == "1"
 
 
-async def test_a_silently_wrong_candidate_is_rolled_back_in_the_shadow(worker: tuple[Lifecycle, Clock]) -> None:
+async def test_a_silently_wrong_candidate_is_rolled_back_in_the_shadow(
+    worker: tuple[Lifecycle, Clock], registry: CollectorRegistry
+) -> None:
     lifecycle, _ = worker
     await lifecycle.begin("3", "operator:ana")
+    assert registry.get_sample_value("ballast_rollout_stage", {"model": "m"}) == 0
     await serve(lifecycle, 30)
     await lifecycle.sync()
+    assert registry.get_sample_value("ballast_shadow_comparisons_total", {"model": "m", "result": "disagreed"}) == 30
+    assert registry.get_sample_value("ballast_rollbacks_total", {"model": "m", "reason": "agreement"}) == 1
+    assert registry.get_sample_value("ballast_rollout_stage", {"model": "m"}) == -1
     assert lifecycle.describe()["rollout"] is None
     [ended] = lifecycle.store.rollouts("m", limit=1)
     assert ended.state == Phase.ROLLED_BACK
