@@ -183,3 +183,21 @@ def test_a_restart_in_the_middle_of_a_rollout_resumes_it(
         assert routes["canary"] > 0
         assert routes["production"] > 0
         admin(str(url), "rollouts/abort", ANA, {"reason": "the test is done"})
+
+
+def test_the_command_line_drives_a_rollout(
+    rolling: str, versions: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
+    url, candidate = rolling, versions[1]
+    common = ["--url", url, "--token", ANA]
+    assert main([*common, "rollout", "start", candidate, "--policy", json.dumps(POLICY)]) == 0
+    assert f"rollout     {candidate}: shadow, 0% of the traffic" in capsys.readouterr().out
+    assert main([*common, "--json", "rollout", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["rollout"]["version"] == candidate
+    assert main([*common, "rollout", "approve"]) == 1  # ana is an operator; and nothing awaits approval
+    assert "refused: 403" in capsys.readouterr().err
+    assert main([*common, "rollout", "abort", "--reason", "the cli test is done"]) == 0
+    assert "rollout     none" in capsys.readouterr().out
+    assert main(["--url", "http://127.0.0.1:9", "--token", ANA, "models"]) == 2

@@ -1,0 +1,125 @@
+"""``ballast``: an operator's command line over a service's admin API (installed with the package).
+
+    ballast models                              production, the version kept warm, the rollout, history
+    ballast rollout start VERSION [--policy JSON]
+    ballast rollout status
+    ballast rollout approve|pause|resume|abort [--reason TEXT]
+    ballast rollback --reason TEXT
+
+``--url`` (or ``BALLAST_URL``, default http://127.0.0.1:3000) names the service, ``--token`` (or
+``BALLAST_TOKEN``) the caller's bearer token; ``--json`` prints the API's answer as it is. A refusal
+prints the API's error and exits 1; a request that cannot be sent exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import httpx
+
+ACTIONS = {"approve": "approved", "pause": "paused", "resume": "resumed", "abort": "aborted"}
+"""Each rollout action and the reason recorded when none is given."""
+
+
+def call(url: str, token: str, path: str, body: Any = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        answer = client.get(path) if body is None else client.post(path, json=body)
+    found = answer.json()
+    if answer.status_code >= 400:
+        error = found.get("error", {})
+        fields = "; ".join(f"{f['path']}: {f['message']}" for f in error.get("fields") or [])
+        raise Refused(answer.status_code, f"{error.get('message', answer.text)}{' (' + fields + ')' if fields else ''}")
+    return dict(found)
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+
+
+def summary(state: dict[str, Any]) -> str:
+    """The answer of an admin call, for a person."""
+    lines = [f"model       {state['model']}", f"production  {state['production']}"]
+    if state.get("previous"):
+        lines.append(f"previous    {state['previous']} (kept warm for a rollback)")
+    rollout = state.get("rollout")
+    if rollout is None:
+        lines.append("rollout     none")
+    else:
+        where = "shadow" if rollout["state"] == "shadow" else f"{rollout['state']} (stage {rollout['stage']})"
+        flags = [f for f in ("paused", "inconclusive") if rollout[f]]
+        lines.append(
+            f"rollout     {rollout['version']}: {where}, {rollout['share']:.0%} of the traffic"
+            f"{', ' + ', '.join(flags) if flags else ''}; started by {rollout['started_by']}"
+        )
+        if rollout.get("reason"):
+            lines.append(f"            last: {rollout['reason']}")
+        evidence = rollout.get("evidence") or {}
+        shown = {
+            "candidate_trials",
+            "candidate_failures",
+            "production_trials",
+            "production_failures",
+            "shadow_compared",
+            "shadow_agreed",
+            "shadow_dropped",
+        }
+        figures = ", ".join(f"{k} {v:.0f}" for k, v in evidence.items() if k in shown)
+        if figures:
+            lines.append(f"            evidence: {figures}")
+    for change in (state.get("history") or [])[:5]:
+        lines.append(f"  {change['principal']}: {change['action']} {json.dumps(change['detail'], sort_keys=True)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ballast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", default=os.environ.get("BALLAST_URL", "http://127.0.0.1:3000"))
+    parser.add_argument("--token", default=os.environ.get("BALLAST_TOKEN"))
+    parser.add_argument("--json", action="store_true", help="print the API's answer as JSON")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="production, the rollout in progress, the latest changes")
+    rollout = commands.add_parser("rollout", help="start, follow and decide a rollout").add_subparsers(
+        dest="action", required=True
+    )
+    start = rollout.add_parser("start", help="start a rollout of a version")
+    start.add_argument("version")
+    start.add_argument("--policy", type=json.loads, help='JSON: {"stages": [0.01, 0.05, 0.2, 1.0], ...}')
+    rollout.add_parser("status", help="the rollout in progress")
+    for action, said in ACTIONS.items():
+        rollout.add_parser(action, help=f"{action} the rollout").add_argument("--reason", default=said)
+    commands.add_parser("rollback", help="stop a rollout, or return production to the version kept warm").add_argument(
+        "--reason", required=True
+    )
+    args = parser.parse_args(argv)
+    if not args.token:
+        parser.error("a token is needed: --token or BALLAST_TOKEN")
+    try:
+        if args.command == "models" or (args.command == "rollout" and args.action == "status"):
+            state = call(args.url, args.token, "/admin/models")
+        elif args.command == "rollback":
+            state = call(args.url, args.token, "/admin/rollback", {"reason": args.reason})
+        elif args.action == "start":
+            body: dict[str, Any] = {"version": args.version, **({"policy": args.policy} if args.policy else {})}
+            state = call(args.url, args.token, "/admin/rollouts", body)
+        else:
+            state = call(args.url, args.token, f"/admin/rollouts/{args.action}", {"reason": args.reason})
+    except Refused as exc:
+        print(f"ballast: refused: {exc}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"ballast: {args.url} did not answer: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(state, indent=2, sort_keys=True) if args.json else summary(state))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
