@@ -116,6 +116,7 @@ audit: install
 bench-smoke: install wrk nginx
 	$(BIN)/python -m benchmarks.compare --smoke
 	$(BIN)/python -m benchmarks.runtime_overhead --smoke
+	$(BIN)/python -m benchmarks.cache_cost --smoke
 	$(BIN)/python -m benchmarks.refusal_cost --seconds 1 --rounds 1
 
 clean:

@@ -3,9 +3,10 @@
     predict(payload)
       1. validate     schema -> content -> business rules       (ValidationFailed: 422)
       2. deadline     now + timeout
-      3. chain        for each model stage: breaker -> batcher (admit/shed, batch, onnxruntime)
-                      -> output check; then the business-rule stage
-      4. hooks        exactly once, with the outcome and the request's record
+      3. cache        the primary's earlier answer to the same input, if the deployment keeps one
+      4. chain        for each model stage: breaker -> batcher (admit/shed, batch, onnxruntime)
+                      -> output check; then the business-rule stage; a primary answer enters the cache
+      5. hooks        exactly once, with the outcome and the request's record
 
 :meth:`Pipeline.build` composes the parts from the settings; nothing else in the runtime knows the
 order of the steps. A pipeline is one deployment of a model version (see :mod:`runtime.registry`).
@@ -28,6 +29,7 @@ from .core.errors import BallastError, InternalError, Overloaded, ValidationFail
 from .core.record import Hook, RequestRecord, current_request
 from .core.settings import DrillSettings, Settings, StageSettings
 from .engine.batching.queue import AdaptiveBatcher
+from .engine.cache import ResultCache
 from .engine.chain import ChainResult, InferenceChain, ModelStage, RuleStage
 from .engine.faults import FaultInjector
 from .engine.resilience.breaker import CircuitBreaker
@@ -62,6 +64,7 @@ class Pipeline:
         examples: Sequence[Any] = (),
         metrics: RuntimeMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cache: ResultCache | None = None,
     ) -> None:
         self.name = name
         self.validator = validator
@@ -76,6 +79,8 @@ class Pipeline:
         self.metrics = metrics
         """Flushed when the pipeline closes (see runtime/observe/metrics.py, MetricBuffer)."""
         self._clock = clock
+        self.cache = cache
+        """The deployment's result cache (``None``: off)."""
         self.ready = False
 
     @classmethod
@@ -94,6 +99,7 @@ class Pipeline:
         hooks: Sequence[Hook] = (),
         metrics: RuntimeMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cache: ResultCache | None = None,
     ) -> Pipeline:
         """Compose a pipeline: ``models[0]`` is the primary, the rest fallbacks in order, each run as
         its ``stages`` entry says (by default ``settings.stage(model.name)``). A model whose batch
@@ -147,6 +153,7 @@ class Pipeline:
             examples=examples,
             metrics=metrics,
             clock=clock,
+            cache=cache,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -236,9 +243,16 @@ class Pipeline:
     # --- the request path ------------------------------------------------------------------
 
     async def predict(
-        self, payload: Any, *, request_id: str | None = None, timeout_s: float | None = None, observe: bool = True
+        self,
+        payload: Any,
+        *,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+        observe: bool = True,
+        cache: bool = True,
     ) -> Prediction:
-        """Answer ``payload``. ``observe=False`` (a shadow's copy): no hook hears of it."""
+        """Answer ``payload``. ``observe=False`` (a shadow's copy): no hook hears of it. ``cache=False``
+        (a canary's request, a caller's ``no-cache``): the result cache is neither read nor filled."""
         started = self._clock()
         record = RequestRecord(request_id or os.urandom(8).hex(), self.name, self.version)
         token = current_request.set(record)
@@ -246,7 +260,7 @@ class Pipeline:
         try:
             # a caller may ask for less time than the server allows, never more
             budget = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
-            result = await self._serve(payload, record, started + budget)
+            result = await self._serve(payload, record, started + budget, cache and self.cache is not None)
             outcome = Outcome.FALLBACK if result.degraded else Outcome.SUCCESS
             return Prediction(
                 record.request_id,
@@ -277,14 +291,26 @@ class Pipeline:
             if observe:
                 self.hooks.on_request(outcome, record)
 
-    async def _serve(self, payload: Any, record: RequestRecord, deadline: float) -> ChainResult:
+    async def _serve(self, payload: Any, record: RequestRecord, deadline: float, use_cache: bool) -> ChainResult:
         started = time.perf_counter()
         try:
             request = self.validator.validate(payload)
         finally:
             record.validation_s = time.perf_counter() - started
         record.rows, record.inputs = request.rows, request.inputs
-        return await self.chain.run(request, deadline, record)
+        if not use_cache:
+            return await self.chain.run(request, deadline, record)
+        assert self.cache is not None
+        key = self.cache.key(request.inputs)
+        found = self.cache.get(key)
+        primary = self.chain.primary.model
+        if found is not None:
+            record.served_by, record.model_version, record.cached = primary.name, primary.version, True
+            return ChainResult(found, primary.name, False, primary.name, primary.version)
+        result = await self.chain.run(request, deadline, record)
+        if not result.degraded:
+            self.cache.put(key, result.outputs)
+        return result
 
 
 def _describe(outputs: Mapping[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> str:

@@ -24,7 +24,9 @@ from .http.routes import RequestInfo, Route
 M = TypeVar("M", bound=BaseModel)
 
 
-VERSION = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version of the primary model in the store")
+VERSION_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+"""A version as BentoML's store spells one: letters, digits, ``.``, ``_`` and ``-``, at most 63
+characters, starting and ending with a letter or a digit (anything else is a 422, not a lookup)."""
 
 
 class ReloadRequest(BaseModel):
@@ -33,7 +35,7 @@ class ReloadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version in the store")
+    version: str | None = Field(None, pattern=VERSION_PATTERN, description="a version in the store")
 
 
 class PolicyRequest(BaseModel):
@@ -56,7 +58,7 @@ class RolloutRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$", description="a version of the primary model in the store")
+    version: str = Field(pattern=VERSION_PATTERN, description="a version of the primary model in the store")
     policy: PolicyRequest | None = None
 
 

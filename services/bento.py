@@ -50,6 +50,7 @@ from runtime import (
     learned_bounds,
     rejections,
 )
+from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
 from runtime.registry import Lifecycle, LifecycleStore
 
@@ -194,6 +195,16 @@ class ServedService:
                 assert d.request is not None
                 learned = reference_bounds(stored(tags[0]), list(d.request.model_fields))
             schema = d.schema(models[0].signature, settings.runtime.max_request_rows, learned)
+            runtime = settings.runtime
+            cache = None
+            if runtime.cache_max_bytes:
+                metrics = default_metrics() if settings.drills.metrics_enabled else None
+                cache = ResultCache(
+                    models[0].sha256 or f"{models[0].name}:{models[0].version}",
+                    max_bytes=runtime.cache_max_bytes,
+                    ttl_s=runtime.cache_ttl_s,
+                    observer=metrics.cache_observer(d.name, models[0].version) if metrics else None,
+                )
             return Pipeline.build(
                 d.name,
                 models=models,
@@ -204,6 +215,7 @@ class ServedService:
                 rules=d.checks,
                 fallback_rules=d.rule_stage(),
                 examples=[d.request_example(models[0].signature, learned)],
+                cache=cache,
             )
         except BaseException:
             for model in models:

@@ -78,6 +78,11 @@ class Traffic(Protocol):
 
     def pick(self, key: str) -> tuple[Pipeline, Arm]: ...
 
+    @property
+    def comparing(self) -> bool:
+        """A rollout is gathering evidence: every answer must come from a model, none from a cache."""
+        ...
+
     def answered(self, arm: Arm, failed: bool, seconds: float) -> None: ...
 
     def shadow(self, payload: Any, answer: Prediction) -> None: ...
@@ -115,7 +120,12 @@ class Endpoints:
             pipeline, arm = traffic.pick(info.routing_key or info.request_id)
         started = time.monotonic()
         try:
-            prediction = await pipeline.predict(payload, request_id=info.request_id, timeout_s=info.timeout_s)
+            prediction = await pipeline.predict(
+                payload,
+                request_id=info.request_id,
+                timeout_s=info.timeout_s,
+                cache=not (info.no_cache or traffic.comparing),
+            )
         except (ValidationFailed, BadRequest, Overloaded):
             raise  # the caller's request or the load, not the model
         except BallastError:

@@ -34,6 +34,8 @@ class RequestRecord:
     total_s: float = 0.0
     batch_rows: int = 0
     """Rows in the batch that computed this request's answer."""
+    cached: bool = False
+    """The answer came from the deployment's result cache."""
     fallbacks: list[tuple[str, str, FallbackReason]] = field(default_factory=list)
     """``(from_stage, to_stage, reason)`` for each move down the chain."""
     error_type: str | None = None

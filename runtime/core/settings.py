@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     breaker_recovery_s: float = Field(5.0, gt=0, le=86_400)
     """Seconds an open breaker waits before it lets one half-open probe through."""
 
+    # --- result cache ----------------------------------------------------------------------
+    cache_max_bytes: int = Field(0, ge=0, le=1 << 40)
+    """Bytes each deployment's result cache may hold (the primary's answers to inputs seen before; each
+    entry counts its arrays and 256 bytes); the least recently used go first. 0 (the default) turns the
+    cache off. A request with ``Cache-Control: no-cache`` neither reads nor fills it, and no request uses
+    it while a rollout gathers evidence."""
+    cache_ttl_s: float = Field(300.0, gt=0, le=86_400)
+    """Seconds an entry of the result cache is served."""
+
     # --- model lifecycle -------------------------------------------------------------------
     state_path: str = ""
     """The lifecycle database (SQLite) of the service's models: aliases, rollouts, their evidence and

@@ -260,6 +260,36 @@ class RuntimeMetrics:
             namespace=ns,
             registry=reg,
         )
+        self.cache_lookups = Counter(
+            "cache_lookups_total",
+            "Result cache lookups by result (hit, miss).",
+            ["pipeline", "version", "result"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.cache_evictions = Counter(
+            "cache_evictions_total",
+            "Result cache entries evicted to stay within its bounds (expired entries not counted).",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.cache_entries = Gauge(
+            "cache_entries",
+            "Entries in the result cache.",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.cache_bytes = Gauge(
+            "cache_bytes",
+            "Bytes the result cache holds (its arrays and a fixed overhead per entry).",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
         self.refused = Counter(
             "refused_total",
             "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",
@@ -293,6 +323,9 @@ class RuntimeMetrics:
     def batch_observer(self, model: str, version: str) -> BatchMetrics:
         return BatchMetrics(self, model, version)
 
+    def cache_observer(self, pipeline: str, version: str) -> CacheMetrics:
+        return CacheMetrics(self, pipeline, version)
+
 
 @functools.cache
 def default_metrics() -> RuntimeMetrics:
@@ -316,6 +349,27 @@ class BatchMetrics:
 
     def on_shed(self, reason: ShedReason) -> None:
         self._shed.labels(self._model, reason).inc()
+
+
+class CacheMetrics:
+    """A result-cache observer bound to one deployment."""
+
+    def __init__(self, metrics: RuntimeMetrics, pipeline: str, version: str) -> None:
+        self._hit = metrics.series(metrics.cache_lookups, pipeline, version, "hit")
+        self._miss = metrics.series(metrics.cache_lookups, pipeline, version, "miss")
+        self._evicted = metrics.series(metrics.cache_evictions, pipeline, version)
+        self._entries = metrics.cache_entries.labels(pipeline, version)
+        self._bytes = metrics.cache_bytes.labels(pipeline, version)
+
+    def on_lookup(self, hit: bool) -> None:
+        (self._hit if hit else self._miss).inc()
+
+    def on_eviction(self) -> None:
+        self._evicted.inc()
+
+    def on_size(self, entries: int, size_bytes: int) -> None:
+        self._entries.set(entries)
+        self._bytes.set(size_bytes)
 
 
 class PrometheusHook:

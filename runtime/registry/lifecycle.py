@@ -97,6 +97,13 @@ class Lifecycle:
             return self.registry.pick(), Arm.PRODUCTION
         return running.candidate.pipeline, Arm.CANARY
 
+    @property
+    def comparing(self) -> bool:
+        """Whether a rollout is gathering evidence. Its comparisons need both versions' own answers:
+        a production answer from the result cache would look faster and never fail, so callers
+        bypass the cache while this holds."""
+        return self._running is not None
+
     def answered(self, arm: Arm, failed: bool, seconds: float) -> None:
         """Count an answer (or a failure to answer) for the running rollout's gates."""
         if self._running is not None:
@@ -112,7 +119,7 @@ class Lifecycle:
 
         async def compare() -> tuple[bool, bool]:
             try:
-                theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False)
+                theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False, cache=False)
             except Exception:
                 if metrics is not None:
                     metrics.series(metrics.shadow_comparisons, model, "failed").inc()

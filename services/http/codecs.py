@@ -43,6 +43,12 @@ def routing_key(headers: Headers) -> str | None:
     return value.decode() if value is not None and _REQUEST_ID.match(value) else None
 
 
+def no_cache(headers: Headers) -> bool:
+    """Whether ``Cache-Control`` asks for an answer not taken from (nor put in) a cache."""
+    value = (header(headers, b"cache-control") or b"").lower()
+    return b"no-cache" in value or b"no-store" in value
+
+
 def timeout(headers: Headers) -> float | None:
     """The caller's ``X-Request-Timeout-Ms``, in seconds."""
     value = header(headers, b"x-request-timeout-ms")

@@ -38,6 +38,7 @@ from .codecs import (
     Receive,
     Scope,
     Send,
+    no_cache,
     request_id,
     respond,
     respond_error,
@@ -139,7 +140,9 @@ class FrontDoor:
                 raise HTTPError(405, HttpErrorType.METHOD_NOT_ALLOWED, f"use {route.method} for {route.path}")
             principal = self.credentials.check(route, headers)  # before any other header or the body is read
             who = principal.name if principal is not None else None
-            info = RequestInfo(rid, timeout(headers), wants_npy(route, headers), routing_key(headers), who)
+            info = RequestInfo(
+                rid, timeout(headers), wants_npy(route, headers), routing_key(headers), who, no_cache(headers)
+            )
             payload = (
                 None if route.method == "GET" else await self.body.read(self.body.media_type(route, headers), receive)
             )

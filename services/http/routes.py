@@ -22,6 +22,8 @@ class RequestInfo:
     during a rollout (else the request id decides)."""
     principal: str | None = None
     """Who called an admin route (the name its token was given)."""
+    no_cache: bool = False
+    """The caller sent ``Cache-Control: no-cache`` (or ``no-store``): answer without the result cache."""
 
 
 @dataclass(frozen=True, slots=True)

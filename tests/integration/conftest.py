@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -51,10 +52,22 @@ def build_bento(spec: str, home: Path) -> Bento:
     return Bento(tag, path, frozenset(m["tag"].split(":")[0] for m in service["models"]), files)
 
 
+_PORTS = random.Random()  # its own generator: hypothesis seeds the global one inside tests
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below Linux's ephemeral range (32768-60999): a port the kernel hands out
+    for port 0 is also one it hands to outgoing connections, and one of those can take it between
+    this check and the server's bind (seen as "Address already in use" at start-up)."""
+    for _ in range(200):
+        port = _PORTS.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,8 @@ def test_faults_break_the_primary_the_breaker_cuts_it_off_and_reset_and_reload_h
         ("faults", {"error_rate": "1"}, "float_type"),
         ("faults", {"model": "../../etc/passwd"}, "unknown_model"),
         ("reload", {"version": "../../etc/passwd"}, "string_pattern_mismatch"),
+        ("reload", {"version": "-c1v"}, "string_pattern_mismatch"),  # not a tag BentoML's store can hold
+        ("rollouts", {"version": "x" * 64}, "string_pattern_mismatch"),
         ("breakers/reset", [], "type"),
     ],
 )

@@ -201,3 +201,28 @@ def test_the_command_line_drives_a_rollout(
     assert main([*common, "rollout", "abort", "--reason", "the cli test is done"]) == 0
     assert "rollout     none" in capsys.readouterr().out
     assert main(["--url", "http://127.0.0.1:9", "--token", ANA, "models"]) == 2
+
+
+def test_no_answer_comes_from_the_cache_while_a_rollout_gathers_evidence(
+    serve: Callable[..., Any], tmp_path: Path, versions: tuple[str, str]
+) -> None:
+    """A cached production answer would look faster than the candidate and never fail: the gates
+    would compare a cache with a model. While a rollout runs, both arms answer from their models."""
+    from tests.integration.test_cache import lookups
+
+    env = {**pinned(tmp_path / "lifecycle.sqlite", versions[0]), "BALLAST_CACHE_MAX_BYTES": "1048576"}
+    with serve("services.fraud:Fraud", **env) as url:
+        for _ in range(2):
+            httpx.post(f"{url}/score", json=TRANSACTIONS[0], timeout=10)
+        assert (lookups(url, "hit"), lookups(url, "miss")) == (1, 1)
+        started = admin(url, "rollouts", ANA, {"version": versions[1], "policy": {**POLICY, "stages": [1.0]}})
+        assert started.status_code == 200, started.text
+        routes = Counter(
+            httpx.post(f"{url}/score", json=TRANSACTIONS[0], timeout=10).json()["route"] for _ in range(20)
+        )
+        assert routes == {"production": 20}  # in shadow, production answers: from its model
+        assert (lookups(url, "hit"), lookups(url, "miss")) == (1, 1)
+        assert admin(url, "rollouts/abort", ANA, {"reason": "the cache test is done"}).status_code == 200
+        wait_for(url, None)
+        httpx.post(f"{url}/score", json=TRANSACTIONS[0], timeout=10)
+        assert lookups(url, "hit") == 2  # the cache serves again once no rollout runs
