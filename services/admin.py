@@ -51,6 +51,14 @@ class PolicyRequest(BaseModel):
     stage_max_s: float | None = Field(None, gt=0)
     failure_ratio: float | None = Field(None, gt=1)
     latency_max_ratio: float | None = Field(None, gt=1)
+    watch_s: float | None = Field(
+        None, ge=0, description="after the approval: how long the previous version stays warm"
+    )
+    watch_window_s: float | None = Field(None, gt=0)
+    watch_min_requests: int | None = Field(None, ge=1)
+    watch_failure_increase: float | None = Field(None, gt=0, lt=1)
+    watch_latency_ratio: float | None = Field(None, gt=1)
+    cooldown_s: float | None = Field(None, ge=0, description="after a rollback: how long before another rollout")
 
 
 class RolloutRequest(BaseModel):
@@ -119,15 +127,20 @@ ADMIN_ERRORS = (400, 404, 409, 413, 415, 422)
 class RolloutState(BaseModel):
     id: int
     version: str
-    state: Literal["shadow", "canary", "awaiting_approval"]
-    stage: int = Field(description="the canary stage (1-based; 0 in the shadow)")
-    share: float = Field(description="the candidate's share of the traffic now")
+    state: Literal["shadow", "canary", "awaiting_approval", "watching"]
+    stage: int = Field(description="the canary stage (1-based; 0 in the shadow; one past the last while watched)")
+    share: float = Field(description="the candidate's share of the traffic now (1 once promoted and watched)")
     paused: bool
     inconclusive: bool = Field(description="a stage ran out of time without a verdict; never promoted")
     started_by: str
     reason: str | None = Field(description="why the rollout last moved")
     policy: dict[str, Any]
-    evidence: dict[str, float] = Field(description="the current stage's counts, every worker's summed")
+    evidence: dict[str, float] = Field(
+        description="the current stage's counts (while watched: the window's), every worker's summed"
+    )
+    watch_until: float | None = Field(
+        description="while watched after its promotion: when the watch ends (seconds since the epoch)"
+    )
 
 
 class Change(BaseModel):

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -51,7 +52,13 @@ def summary(state: dict[str, Any]) -> str:
     if rollout is None:
         lines.append("rollout     none")
     else:
-        where = "shadow" if rollout["state"] == "shadow" else f"{rollout['state']} (stage {rollout['stage']})"
+        if rollout["state"] == "shadow":
+            where = "shadow"
+        elif rollout["state"] == "watching":
+            until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rollout["watch_until"]))
+            where = f"promoted, watched until {until}"
+        else:
+            where = f"{rollout['state']} (stage {rollout['stage']})"
         flags = [f for f in ("paused", "inconclusive") if rollout[f]]
         lines.append(
             f"rollout     {rollout['version']}: {where}, {rollout['share']:.0%} of the traffic"

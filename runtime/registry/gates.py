@@ -186,6 +186,16 @@ def latency_histogram(seconds: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.bincount(indices, minlength=len(LATENCY_EDGES))
 
 
+def histogram_p95(counts: Sequence[float]) -> float:
+    """The p95 of latencies given as counts per bucket of :data:`LATENCY_EDGES` (the upper edge of the
+    bucket that holds it; ``nan`` for no latencies)."""
+    weights = np.asarray(counts, dtype=np.float64)
+    n = float(weights.sum())
+    if n <= 0:
+        return math.nan
+    return LATENCY_EDGES[int(np.searchsorted(np.cumsum(weights), math.ceil(0.95 * n)))]
+
+
 def histogram_p95_ratios(
     candidate: Sequence[float], production: Sequence[float], resamples: int, rng: np.random.Generator
 ) -> np.ndarray:

@@ -5,15 +5,21 @@ evidence this worker gathers, and the decisions every worker shares through the 
 On the request path (cheap: with no rollout, one attribute read)::
 
     pick(key)                    production, or the candidate for the stage's share of routing keys
-    answered(arm, failed, s)     counted for the gates while a rollout runs
+    answered(arm, failed, s)     counted for the gates while a rollout runs (and for the watch after
+                                 a promotion)
     shadow(payload, answer)      in the shadow phase, a copy for the candidate after production answered
 
 Every ``sync_s`` (and after each operator action) :meth:`Lifecycle.sync` writes this worker's evidence
 to the store, follows what the store says (the production alias, the rollout's phase and stage: another
 worker or an operator may have moved them), and asks :func:`~.rollout.decide` whether the rollout
 should move; a decision is written only if the rollout is still where it was decided on, so two
-workers deciding alike move it once. Operators start, approve, pause, resume, abort and roll back
-through the methods below; approval needs another principal than the one who started the rollout.
+workers deciding alike move it once. After an approval the rollout is *watched* (see
+:func:`~.rollout.watch`): the previous version stays warm on every worker, this worker's counts go to
+time slots of :data:`WATCH_SLOT_S` in the store, and the sliding window they add up to is compared with
+the previous version as production measured it during the rollout; a rollback moves the production
+alias back in the same transaction that ends the rollout. Operators start, approve, pause, resume,
+abort and roll back through the methods below; approval needs another principal than the one who
+started the rollout, and no rollout starts within the cooldown of one rolled back.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from ..core.codes import Arm
 from ..observe.metrics import RuntimeMetrics
 from ..pipeline import Pipeline, Prediction
 from .deployments import PRODUCTION, Deployment, Registry
-from .rollout import Phase, Policy, decide
+from .rollout import Phase, Policy, decide, watch
 from .state import Conflict, LifecycleStore, RolloutRecord
 from .traffic import Evidence, ShadowMirror, agrees, place
 
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 SYSTEM = "ballast"
 """The principal of the changes the gates make."""
 SIDE = {Arm.PRODUCTION: "production", Arm.CANARY: "candidate"}
+WATCH_SLOT_S = 10.0
+"""The length of the time slots a watch's evidence is kept in (its window moves in these steps)."""
 
 
 class NotAllowed(Exception):
@@ -81,6 +89,9 @@ class Lifecycle:
         self._clock = clock
         self.metrics = metrics
         self._running: Running | None = None
+        self._watching: RolloutRecord | None = None
+        """The promoted rollout this worker is watching."""
+        self._watch_baseline: tuple[int, dict[str, float]] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -99,14 +110,14 @@ class Lifecycle:
 
     @property
     def comparing(self) -> bool:
-        """Whether a rollout is gathering evidence. Its comparisons need both versions' own answers:
-        a production answer from the result cache would look faster and never fail, so callers
-        bypass the cache while this holds."""
-        return self._running is not None
+        """Whether a rollout (or the watch after one) is gathering evidence. Its comparisons need the
+        models' own answers: an answer from the result cache would look faster and never fail, so
+        callers bypass the cache while this holds."""
+        return self._running is not None or self._watching is not None
 
     def answered(self, arm: Arm, failed: bool, seconds: float) -> None:
-        """Count an answer (or a failure to answer) for the running rollout's gates."""
-        if self._running is not None:
+        """Count an answer (or a failure to answer) for the running rollout's gates, or its watch."""
+        if self._running is not None or self._watching is not None:
             self.evidence.answered(SIDE[arm], failed, seconds)
 
     def shadow(self, payload: Any, answer: Prediction) -> None:
@@ -168,31 +179,54 @@ class Lifecycle:
     async def sync(self) -> None:
         """Write this worker's evidence, follow the store, decide."""
         async with self._lock:
-            running = self._running
-            if running is not None:
+            running, watched = self._running, self._watching
+            if running is not None or watched is not None:
                 taken = self.evidence.take()
-                if taken:
+                if taken and running is not None:
                     self.store.add_evidence(running.record.id, running.record.stage, self.worker, taken)
+                elif taken and watched is not None:
+                    self.store.add_watch_evidence(watched.id, self._slot(self._clock()), self.worker, taken)
             await self._follow_production()
             record = self.store.active_rollout(self.model)
             await self._follow_rollout(record)
             self._report(record)
-            if record is not None and record.state in (Phase.SHADOW, Phase.CANARY):
+            if record is None:
+                return
+            now = self._clock()
+            if record.state in (Phase.SHADOW, Phase.CANARY):
                 evidence = self.store.evidence(record.id, record.stage)
-                decision = decide(record, evidence, self._clock(), seed=record.id, baseline=self._baseline(record))
-                if decision is not None:
-                    await self._apply(
-                        record, decision.action, decision.reason, decision.phase, decision.stage, decision.gate
-                    )
+                baseline = self._production_evidence(record, range(1, record.stage))
+                decision = decide(record, evidence, now, seed=record.id, baseline=baseline)
+            elif record.state == Phase.WATCHING:
+                window_s = Policy.from_dict(record.policy).watch_window_s
+                window = self.store.watch_evidence(record.id, self._slot(now - window_s) + 1)
+                decision = watch(record, window, self._previous_evidence(record), now, seed=record.id)
+            else:
+                return
+            if decision is not None:
+                await self._apply(
+                    record, decision.action, decision.reason, decision.phase, decision.stage, decision.gate
+                )
 
-    def _baseline(self, record: RolloutRecord) -> dict[str, float]:
-        """Production's evidence over the canary stages before ``record``'s."""
+    @staticmethod
+    def _slot(at: float) -> int:
+        return int(at // WATCH_SLOT_S)
+
+    def _production_evidence(self, record: RolloutRecord, stages: range) -> dict[str, float]:
+        """Production's evidence over ``stages`` of ``record``."""
         total: dict[str, float] = {}
-        for stage in range(1, record.stage):
+        for stage in stages:
             for name, value in self.store.evidence(record.id, stage).items():
                 if name.startswith("production_"):
                     total[name] = total.get(name, 0.0) + value
         return total
+
+    def _previous_evidence(self, record: RolloutRecord) -> dict[str, float]:
+        """The previous version's evidence, as production over every stage of ``record`` (read once)."""
+        if self._watch_baseline is None or self._watch_baseline[0] != record.id:
+            stages = range(Policy.from_dict(record.policy).watch_stage)
+            self._watch_baseline = (record.id, self._production_evidence(record, stages))
+        return self._watch_baseline[1]
 
     async def _apply(
         self, record: RolloutRecord, action: str, reason: str, phase: Phase | None, stage: int | None, gate: str = ""
@@ -204,13 +238,19 @@ class Lifecycle:
             elif action == "await_approval":
                 self.store.change(record.id, SYSTEM, action, reason, state=Phase.AWAITING_APPROVAL, expect=expect)
             elif action == "rollback":
-                self.store.change(record.id, SYSTEM, action, reason, state=Phase.ROLLED_BACK, end=True, expect=expect)
+                back = record.previous if record.state == Phase.WATCHING else None
+                self.store.change(
+                    record.id, SYSTEM, action, reason, state=Phase.ROLLED_BACK, end=True, expect=expect, production=back
+                )
             elif action == "hold":
                 self.store.change(record.id, SYSTEM, action, reason, inconclusive=True, expect=expect)
+            elif action == "watch_passed":
+                self.store.change(record.id, SYSTEM, action, reason, state=Phase.PROMOTED, end=True, expect=expect)
         except Conflict:
             return  # another worker moved it first
         log.info("%s: rollout %d of %s: %s (%s)", self.model, record.id, record.version, action, reason)
         self._count(action, gate)
+        await self._follow_production()
         current = self.store.active_rollout(self.model)
         await self._follow_rollout(current)
         self._report(current)
@@ -230,12 +270,21 @@ class Lifecycle:
 
     async def _follow_rollout(self, record: RolloutRecord | None) -> None:
         running = self._running
+        if (record is None or record.state == Phase.WATCHING) and running is not None:
+            self._running = None
+            self.evidence.take()
+            if running.candidate is not self.registry.production:
+                await running.candidate.pipeline.close()
         if record is None:
-            if running is not None:
-                self._running = None
+            await self._end_watch()
+            return
+        if record.state == Phase.WATCHING:
+            if self._watching is None:
                 self.evidence.take()
-                if running.candidate is not self.registry.production:
-                    await running.candidate.pipeline.close()
+            self._watching = record
+            previous = self.registry.previous
+            if record.previous is not None and (previous is None or previous.version != record.previous):
+                await self.registry.keep_warm(record.previous)  # a worker that started during the watch
             return
         policy = Policy.from_dict(record.policy)
         share = (
@@ -265,6 +314,16 @@ class Lifecycle:
         self.evidence.take()
         self._running = Running(record, candidate, share, record.state == Phase.SHADOW)
 
+    async def _end_watch(self) -> None:
+        """The watch ended: kept (the previous version is released) or rolled back (it is production)."""
+        watched, self._watching = self._watching, None
+        if watched is None:
+            return
+        self.evidence.take()
+        previous = self.registry.previous
+        if self.registry.production.version == watched.version and previous is not None:
+            await self.registry.release_previous()
+
     def _count(self, action: str, reason: str = "") -> None:
         metrics = self.metrics
         if metrics is None:
@@ -279,8 +338,9 @@ class Lifecycle:
             return
         running = self._running
         stage = -1 if record is None else record.stage
+        share = running.share if running is not None else 1.0 if self._watching is not None else 0.0
         self.metrics.rollout_stage.labels(self.model).set(stage)
-        self.metrics.rollout_share.labels(self.model).set(running.share if running is not None else 0.0)
+        self.metrics.rollout_share.labels(self.model).set(share)
 
     # --- operators -------------------------------------------------------------------------------
 
@@ -292,8 +352,12 @@ class Lifecycle:
             production = self.registry.production.version
             if version == production:
                 raise NotAllowed(f"{version} is production already")
-            if self.store.active_rollout(self.model) is not None:
+            active = self.store.active_rollout(self.model)
+            if active is not None and active.state == Phase.WATCHING:
+                raise NotAllowed(f"{active.version} is watched after its promotion; roll back or let the watch end")
+            if active is not None:
                 raise NotAllowed(f"{self.model} has a rollout in progress; abort it first")
+            self._check_cooldown()
             candidate = await self.registry.deploy(version)
             record = self.store.start_rollout(
                 self.model, candidate.version, production, principal, chosen.as_dict(), Phase.SHADOW
@@ -303,6 +367,19 @@ class Lifecycle:
             self._count("start")
             self._report(record)
         return record
+
+    def _check_cooldown(self) -> None:
+        """No rollout starts within the cooldown of the last one, if that was rolled back."""
+        latest = self.store.rollouts(self.model, limit=1)
+        if not latest or latest[0].state != Phase.ROLLED_BACK or latest[0].ended_at is None:
+            return
+        until = latest[0].ended_at + Policy.from_dict(latest[0].policy).cooldown_s
+        left = until - self._clock()
+        if left > 0:
+            raise NotAllowed(
+                f"rollout {latest[0].id} of {latest[0].version} was rolled back ({latest[0].reason}); "
+                f"no new rollout for another {left:.0f} s"
+            )
 
     async def reload(self, version: str | None, principal: str) -> Deployment:
         """Load ``version`` (the registry's default when ``None``) and make it production at once, with
@@ -323,13 +400,33 @@ class Lifecycle:
                 raise NotAllowed(f"the rollout is at {record.state}, not awaiting approval")
             if principal == record.started_by:
                 raise NotAllowed(f"{principal} started this rollout; another principal must approve it")
-            self.store.move_alias(self.model, PRODUCTION, record.version, principal, f"rollout {record.id} approved")
-            ended = self.store.change(record.id, principal, "approve", "approved", state=Phase.PROMOTED, end=True)
+            policy = Policy.from_dict(record.policy)
+            if policy.watch_s > 0:
+                changed = self.store.change(
+                    record.id,
+                    principal,
+                    "approve",
+                    f"approved; watched for {policy.watch_s:.0f} s",
+                    state=Phase.WATCHING,
+                    stage=policy.watch_stage,
+                    production=record.version,
+                )
+            else:
+                changed = self.store.change(
+                    record.id,
+                    principal,
+                    "approve",
+                    "approved",
+                    state=Phase.PROMOTED,
+                    end=True,
+                    production=record.version,
+                )
             await self._follow_production()
-            await self._follow_rollout(None)
+            current = self.store.active_rollout(self.model)
+            await self._follow_rollout(current)
             self._count("approve")
-            self._report(None)
-        return ended
+            self._report(current)
+        return changed
 
     async def pause(self, principal: str, reason: str) -> RolloutRecord:
         return await self._flag(principal, "pause", reason, paused=True)
@@ -349,6 +446,8 @@ class Lifecycle:
         """Stop the rollout: the candidate gets no more traffic; production never moved."""
         async with self._lock:
             record = self._active("abort")
+            if record.state == Phase.WATCHING:
+                raise NotAllowed(f"{record.version} is production already; roll back to return to {record.previous}")
             ended = self.store.change(record.id, principal, "abort", reason, state=Phase.ABORTED, end=True)
             await self._follow_rollout(None)
             self._count("abort")
@@ -360,18 +459,32 @@ class Lifecycle:
         back to the version kept warm. The version now in production."""
         async with self._lock:
             record = self.store.active_rollout(self.model)
-            self._count("rollback", "operator")
             if record is not None:
-                self.store.change(record.id, principal, "rollback", reason, state=Phase.ROLLED_BACK, end=True)
+                back = record.previous if record.state == Phase.WATCHING else None
+                self.store.change(
+                    record.id, principal, "rollback", reason, state=Phase.ROLLED_BACK, end=True, production=back
+                )
+                self._count("rollback", "operator")
+                await self._follow_production()
                 await self._follow_rollout(None)
                 self._report(None)
                 return self.registry.production.version
             previous = self.registry.previous
-            if previous is None:
-                raise NotAllowed("no rollout in progress and no previous version kept warm to return to")
-            self.store.move_alias(self.model, PRODUCTION, previous.version, principal, f"rollback: {reason}")
-            await self._follow_production()
+            back = previous.version if previous is not None else self._last_replaced()
+            if back is None:
+                raise NotAllowed("no rollout in progress and no version before production to return to")
+            self._count("rollback", "operator")
+            self.store.move_alias(self.model, PRODUCTION, back, principal, f"rollback: {reason}")
+            await self._follow_production()  # the warm previous at once; else loaded from the store
             return self.registry.production.version
+
+    def _last_replaced(self) -> str | None:
+        """The version production had before the latest promoted rollout, if that is still production."""
+        for record in self.store.rollouts(self.model, limit=20):
+            if record.state == Phase.PROMOTED:
+                current = self.registry.production.version
+                return record.previous if record.version == current else None
+        return None
 
     def _active(self, action: str) -> RolloutRecord:
         record = self.store.active_rollout(self.model)
@@ -388,20 +501,25 @@ class Lifecycle:
         running = self._running
         rollout = None
         if record is not None:
+            policy = Policy.from_dict(record.policy)
+            if record.state == Phase.WATCHING:
+                since = self._slot(self._clock() - policy.watch_window_s) + 1
+                evidence = self.store.watch_evidence(record.id, since)
+            else:
+                evidence = self.store.evidence(record.id, record.stage)
             rollout = {
                 "id": record.id,
                 "version": record.version,
                 "state": record.state,
                 "stage": record.stage,
-                "share": running.share if running is not None else 0.0,
+                "share": running.share if running is not None else policy.share(record.state, record.stage),
                 "paused": record.paused,
                 "inconclusive": record.inconclusive,
                 "started_by": record.started_by,
                 "reason": record.reason,
                 "policy": record.policy,
-                "evidence": {
-                    k: v for k, v in self.store.evidence(record.id, record.stage).items() if "latency" not in k
-                },
+                "evidence": {k: v for k, v in evidence.items() if "latency" not in k},
+                "watch_until": record.stage_since + policy.watch_s if record.state == Phase.WATCHING else None,
             }
         previous = self.registry.previous
         return {

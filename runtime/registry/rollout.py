@@ -13,8 +13,15 @@
                 the candidate: its gates compare it with production as measured in the earlier stages
                 (the ``baseline``).
     approval    after the last stage the rollout waits for an approval by another principal than the
-                one who started it; then production moves to the candidate (a rollback stays possible
-                while the previous version is kept warm).
+                one who started it; then production moves to the candidate.
+    watching    for ``watch_s`` after the approval the previous version stays loaded and warm, and
+                production (the new version) is compared with it as it was measured during the
+                rollout, over a sliding window of ``watch_window_s``: a failure rate up by
+                ``watch_failure_increase`` (and beyond the previous version's with 99.9 % confidence),
+                or a p95 latency ``watch_latency_ratio`` times the previous version's (and above it
+                with 99.9 % confidence, by bootstrap), with ``watch_min_requests`` in the window, moves
+                production back at once. The watch ends
+                with the rollout promoted; the previous version is then released.
 
 :func:`decide` is a pure function of the rollout's record, its stage's evidence and the time: every
 worker can ask it and they all answer alike; the one whose write lands first moves the rollout.
@@ -29,7 +36,16 @@ from typing import Any, Self
 
 import numpy as np
 
-from .gates import LATENCY_EDGES, AgreementGate, LatencyGate, RateGate, Verdict
+from .gates import (
+    LATENCY_EDGES,
+    AgreementGate,
+    LatencyGate,
+    RateGate,
+    Verdict,
+    histogram_p95,
+    histogram_p95_ratios,
+    wilson_interval,
+)
 from .state import RolloutRecord
 
 
@@ -37,6 +53,8 @@ class Phase(StrEnum):
     SHADOW = "shadow"
     CANARY = "canary"
     AWAITING_APPROVAL = "awaiting_approval"
+    WATCHING = "watching"
+    """Promoted, and watched against the previous version (still warm) for ``watch_s``."""
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     ABORTED = "aborted"
@@ -64,11 +82,27 @@ class Policy:
     beta: float = 0.2
     latency_max_ratio: float = 1.2
     latency_min_samples: int = 200
+    watch_s: float = 1800.0
+    """After the approval: how long production is watched and the previous version kept warm (0: the
+    approval ends the rollout and releases it)."""
+    watch_window_s: float = 300.0
+    """The sliding window the watch compares with the previous version."""
+    watch_min_requests: int = 200
+    """Requests the window must hold before the watch judges anything."""
+    watch_failure_increase: float = 0.02
+    """A rise of the failure rate (errors, fallbacks) over the previous version's that rolls back."""
+    watch_latency_ratio: float = 2.0
+    """A p95 latency this many times the previous version's rolls back."""
+    cooldown_s: float = 600.0
+    """After this rollout is rolled back (by a gate, the watch or an operator), no new rollout of the
+    model may start for this long."""
 
     def __post_init__(self) -> None:
         shares = self.stages
         if not shares or any(not 0 < s <= 1 for s in shares) or list(shares) != sorted(shares) or shares[-1] != 1.0:
             raise ValueError(f"stages must rise within (0, 1] and end at 1.0, got {list(shares)}")
+        if not 0 < self.watch_failure_increase < 1 or self.watch_latency_ratio <= 1:
+            raise ValueError("watch_failure_increase must be within (0, 1) and watch_latency_ratio > 1")
 
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -86,20 +120,28 @@ class Policy:
         """The candidate's share of answered traffic in ``phase`` at ``stage`` (1-based canary stages)."""
         if phase == Phase.CANARY:
             return self.stages[stage - 1]
+        if phase in (Phase.AWAITING_APPROVAL, Phase.WATCHING):
+            return self.stages[-1]
         return 0.0
+
+    @property
+    def watch_stage(self) -> int:
+        """The stage number a watched rollout is at (one after the last canary stage)."""
+        return len(self.stages) + 1
 
 
 @dataclass(frozen=True)
 class Decision:
     action: str
-    """``advance``, ``await_approval``, ``rollback`` or ``hold``."""
+    """``advance``, ``await_approval``, ``rollback``, ``hold`` or ``watch_passed``."""
     reason: str
     phase: Phase | None = None
     stage: int | None = None
     evidence: dict[str, str] = field(default_factory=dict)
     """Each gate's verdict, for the record."""
     gate: str = ""
-    """The gate that failed, for a rollback: ``agreement``, ``shadow_failures``, ``failures``, ``latency``."""
+    """The gate that failed, for a rollback: ``agreement``, ``shadow_failures``, ``failures``, ``latency``,
+    ``watch_failures``, ``watch_latency``."""
 
 
 def decide(
@@ -193,3 +235,49 @@ def _candidate_side(evidence: Mapping[str, float]) -> dict[str, float]:
 
 def _buckets(evidence: Mapping[str, float], prefix: str) -> list[float]:
     return [evidence.get(f"{prefix}_{i}", 0.0) for i in range(len(LATENCY_EDGES))]
+
+
+WATCH_CONFIDENCE = 0.998
+"""Of the Wilson interval whose lower end must pass the previous version's failure rate (99.9 %
+one-sided): the window is looked at every second for half an hour."""
+
+
+def watch(
+    record: RolloutRecord,
+    window: Mapping[str, float],
+    baseline: Mapping[str, float],
+    now: float,
+    seed: int = 0,
+) -> Decision | None:
+    """What a watched rollout should do now, or ``None`` (keep watching). ``window`` is production's
+    (the new version's) evidence over the last ``watch_window_s``; ``baseline`` the previous version's,
+    as production during the rollout. A paused watch decides nothing."""
+    if record.paused or not record.active or record.state != Phase.WATCHING:
+        return None
+    policy = Policy.from_dict(record.policy)
+    trials, failures = int(window.get("production_trials", 0)), int(window.get("production_failures", 0))
+    base_trials, base_failures = int(baseline.get("production_trials", 0)), int(baseline.get("production_failures", 0))
+    base_rate = base_failures / base_trials if base_trials else 0.0
+    if trials >= policy.watch_min_requests:
+        rate = failures / trials
+        low = wilson_interval(failures, trials, WATCH_CONFIDENCE)[0]
+        if rate >= base_rate + policy.watch_failure_increase and low > base_rate:
+            reason = (
+                f"after the promotion {rate:.2%} of {trials} requests failed over the last "
+                f"{policy.watch_window_s:.0f} s; the previous version failed on {base_rate:.2%}"
+            )
+            return Decision("rollback", reason, gate="watch_failures")
+        mine, theirs = _buckets(window, "production_latency"), _buckets(baseline, "production_latency")
+        ratio = histogram_p95(mine) / histogram_p95(theirs) if sum(theirs) >= policy.watch_min_requests else 0.0
+        if ratio >= policy.watch_latency_ratio:
+            draws = histogram_p95_ratios(mine, theirs, 1000, np.random.default_rng(seed))
+            if np.percentile(draws, (1 - WATCH_CONFIDENCE) / 2 * 100) > 1.0:
+                reason = (
+                    f"after the promotion the p95 latency over the last {policy.watch_window_s:.0f} s is "
+                    f"{ratio:.1f}x the previous version's"
+                )
+                return Decision("rollback", reason, gate="watch_latency")
+    if now - record.stage_since >= policy.watch_s:
+        minutes = policy.watch_s / 60
+        return Decision("watch_passed", f"watched for {minutes:.0f} minutes after the promotion", Phase.PROMOTED)
+    return None

@@ -14,7 +14,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,13 @@ CREATE TABLE IF NOT EXISTS evidence (
     counts TEXT NOT NULL,
     updated REAL NOT NULL,
     PRIMARY KEY (rollout, stage, worker)
+);
+CREATE TABLE IF NOT EXISTS watch_evidence (
+    rollout INTEGER NOT NULL REFERENCES rollouts (id),
+    slot INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    counts TEXT NOT NULL,
+    PRIMARY KEY (rollout, slot, worker)
 );
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -168,18 +175,23 @@ class LifecycleStore:
     def move_alias(self, model: str, alias: str, version: str | None, principal: str, reason: str) -> None:
         """Point ``alias`` at ``version`` (``None`` removes it), and record who and why."""
         with self._write() as db:
-            found = db.execute("SELECT version FROM aliases WHERE model = ? AND alias = ?", (model, alias)).fetchone()
-            if version is None:
-                db.execute("DELETE FROM aliases WHERE model = ? AND alias = ?", (model, alias))
-            else:
-                db.execute(
-                    "INSERT INTO aliases (model, alias, version, since, by) VALUES (?, ?, ?, ?, ?) "
-                    "ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, since = excluded.since, "
-                    "by = excluded.by",
-                    (model, alias, version, self._clock(), principal),
-                )
-            detail = {"alias": alias, "from": found["version"] if found else None, "to": version, "reason": reason}
-            self._record(db, model, principal, "alias", detail, None)
+            self._move_alias(db, model, alias, version, principal, reason)
+
+    def _move_alias(
+        self, db: sqlite3.Connection, model: str, alias: str, version: str | None, principal: str, reason: str
+    ) -> None:
+        found = db.execute("SELECT version FROM aliases WHERE model = ? AND alias = ?", (model, alias)).fetchone()
+        if version is None:
+            db.execute("DELETE FROM aliases WHERE model = ? AND alias = ?", (model, alias))
+        else:
+            db.execute(
+                "INSERT INTO aliases (model, alias, version, since, by) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, since = excluded.since, "
+                "by = excluded.by",
+                (model, alias, version, self._clock(), principal),
+            )
+        detail = {"alias": alias, "from": found["version"] if found else None, "to": version, "reason": reason}
+        self._record(db, model, principal, "alias", detail, None)
 
     # --- rollouts --------------------------------------------------------------------------------
 
@@ -234,9 +246,12 @@ class LifecycleStore:
         inconclusive: bool | None = None,
         end: bool = False,
         expect: tuple[str, int] | None = None,
+        production: str | None = None,
     ) -> RolloutRecord:
         """Change a rollout that is in progress, in one transaction with its record; with ``expect``
-        (state, stage), only if it is still there (:class:`Conflict` otherwise)."""
+        (state, stage), only if it is still there (:class:`Conflict` otherwise). ``production``: move
+        the model's production alias to that version in the same transaction (a promotion or a
+        rollback is one change: no worker can see one half of it)."""
         now = self._clock()
         with self._write() as db:
             row = db.execute("SELECT * FROM rollouts WHERE id = ? AND ended_at IS NULL", (rollout,)).fetchone()
@@ -257,6 +272,8 @@ class LifecycleStore:
                 fields["ended_at"] = now
             assignments = ", ".join(f"{name} = ?" for name in fields)
             db.execute(f"UPDATE rollouts SET {assignments} WHERE id = ?", (*fields.values(), rollout))  # our names
+            if production is not None:
+                self._move_alias(db, row["model"], "production", production, principal, f"rollout {rollout}: {action}")
             detail = {k: v for k, v in fields.items() if k not in ("stage_since", "ended_at")}
             self._record(db, row["model"], principal, action, detail, rollout)
         found = self.rollout(rollout)
@@ -271,9 +288,7 @@ class LifecycleStore:
             row = db.execute(
                 "SELECT counts FROM evidence WHERE rollout = ? AND stage = ? AND worker = ?", (rollout, stage, worker)
             ).fetchone()
-            total = json.loads(row["counts"]) if row is not None else {}
-            for name, value in counts.items():
-                total[name] = total.get(name, 0) + value
+            total = _summed([row["counts"]] if row is not None else [], counts)
             db.execute(
                 "INSERT INTO evidence (rollout, stage, worker, counts, updated) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (rollout, stage, worker) DO UPDATE SET counts = excluded.counts, "
@@ -287,11 +302,30 @@ class LifecycleStore:
             rows = self._db.execute(
                 "SELECT counts FROM evidence WHERE rollout = ? AND stage = ?", (rollout, stage)
             ).fetchall()
-        total: dict[str, float] = {}
-        for row in rows:
-            for name, value in json.loads(row["counts"]).items():
-                total[name] = total.get(name, 0) + value
-        return total
+        return _summed(row["counts"] for row in rows)
+
+    def add_watch_evidence(self, rollout: int, slot: int, worker: str, counts: Mapping[str, float]) -> None:
+        """Add a worker's counts to a time slot of a watched rollout (slot = wall-clock time divided by
+        the slot's length: a sliding window is the sum of its latest slots)."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT counts FROM watch_evidence WHERE rollout = ? AND slot = ? AND worker = ?",
+                (rollout, slot, worker),
+            ).fetchone()
+            total = _summed([row["counts"]] if row is not None else [], counts)
+            db.execute(
+                "INSERT INTO watch_evidence (rollout, slot, worker, counts) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (rollout, slot, worker) DO UPDATE SET counts = excluded.counts",
+                (rollout, slot, worker, json.dumps(total, sort_keys=True)),
+            )
+
+    def watch_evidence(self, rollout: int, first_slot: int) -> dict[str, float]:
+        """Every worker's counts of a watched rollout from ``first_slot`` on, summed."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT counts FROM watch_evidence WHERE rollout = ? AND slot >= ?", (rollout, first_slot)
+            ).fetchall()
+        return _summed(row["counts"] for row in rows)
 
     # --- history ---------------------------------------------------------------------------------
 
@@ -305,6 +339,15 @@ class LifecycleStore:
             Transition(r["id"], r["model"], r["rollout"], r["at"], r["principal"], r["action"], json.loads(r["detail"]))
             for r in rows
         ]
+
+
+def _summed(stored: Iterable[str], *more: Mapping[str, float]) -> dict[str, float]:
+    """Counts stored as JSON, and ``more``, added up by name."""
+    total: dict[str, float] = {}
+    for counts in [*(json.loads(s) for s in stored), *more]:
+        for name, value in counts.items():
+            total[name] = total.get(name, 0) + value
+    return total
 
 
 def _rollout(row: sqlite3.Row) -> RolloutRecord:

@@ -31,6 +31,7 @@ POLICY = {
     "stage_min_s": 2.0,
     "stage_min_requests": 60,
     "latency_max_ratio": 3.0,
+    "watch_s": 3.0,
 }
 TRANSACTIONS = fraud.generate(400, seed=17)[0]
 
@@ -130,19 +131,23 @@ def test_a_good_candidate_reaches_production_with_an_approval_and_no_failed_requ
         waiting = wait_for(url, "awaiting_approval")
         assert waiting["rollout"]["share"] == 1.0
         assert admin(url, "rollouts/approve", ANA, {}).status_code == 403  # ana is an operator
-        refused = admin(url, "rollouts/approve", BO, {})
-        assert refused.status_code == 200, refused.text
-        promoted = refused.json()
-        assert (promoted["production"], promoted["previous"], promoted["rollout"]) == (candidate, production, None)
+        approved = admin(url, "rollouts/approve", BO, {})
+        assert approved.status_code == 200, approved.text
+        watched = approved.json()
+        assert (watched["production"], watched["previous"]) == (candidate, production)
+        assert watched["rollout"]["state"] == "watching"  # production now, the previous version still warm
+        promoted = wait_for(url, None)
+        assert (promoted["production"], promoted["previous"]) == (candidate, None)  # the watch passed: released
         time.sleep(1)
     assert set(traffic.statuses) == {200}, traffic.statuses  # no failed request through every switch
     assert traffic.routes[("canary", candidate)] > 0
     assert traffic.routes[("production", production)] > 0
+    assert traffic.routes[("production", candidate)] > 0
     history = [h["action"] for h in admin(url, "models", BO).json()["history"]]
-    assert history[:2] == ["approve", "alias"]
+    assert history[:3] == ["watch_passed", "approve", "alias"]
     assert {"start", "advance", "await_approval"} <= set(history)
     back = admin(url, "rollback", BO, {"reason": "the drill goes back"})
-    assert back.json()["production"] == production
+    assert back.json()["production"] == production  # loaded again from the store
     answer = httpx.post(f"{url}/score", json=TRANSACTIONS[0], timeout=10).json()
     assert answer["model"]["version"] == production
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from runtime import OnnxModel, Pipeline, RuntimeMetrics, Settings, TensorSchema
+from runtime import BallastError, FaultInjector, OnnxModel, Pipeline, RuntimeMetrics, Settings, TensorSchema
 from runtime.core.codes import Arm
 from runtime.registry import Lifecycle, LifecycleStore, NotAllowed, Phase, Policy, Registry, SignatureMismatch
 
@@ -68,9 +68,13 @@ async def serve(lifecycle: Lifecycle, requests: int, start: int = 0) -> dict[Arm
     for i in range(start, start + requests):
         pipeline, arm = lifecycle.pick(f"caller-{i}")
         payload = {"x": [[i % 7, 1, 2, 3]]}
-        answer = await pipeline.predict(payload)
-        lifecycle.answered(arm, answer.degraded, 0.01)
-        lifecycle.shadow(payload, answer)
+        try:
+            answer = await pipeline.predict(payload)
+        except BallastError:
+            lifecycle.answered(arm, True, 0.01)
+        else:
+            lifecycle.answered(arm, answer.degraded, 0.01)
+            lifecycle.shadow(payload, answer)
         arms[arm] += 1
     await lifecycle.mirror.wait()
     return arms
@@ -98,15 +102,18 @@ async def test_a_good_candidate_goes_from_shadow_to_production_with_an_approval(
     with pytest.raises(NotAllowed, match="another principal must approve it"):
         await lifecycle.approve("operator:ana")
     promoted = await lifecycle.approve("approver:bo")
-    assert promoted.state == Phase.PROMOTED
+    assert promoted.state == Phase.WATCHING
     described = lifecycle.describe()
-    assert (described["production"], described["previous"], described["rollout"]) == ("2", "1", None)
+    assert (described["production"], described["previous"]) == ("2", "1")
+    assert described["rollout"]["watch_until"] == clock.now + POLICY.watch_s
     prediction = await lifecycle.pick("anyone")[0].predict({"x": [[1, 1, 1, 1]]})
     assert prediction.model_version == "2"
     actions = [h["action"] for h in described["history"]]
     assert actions[:4] == ["approve", "alias", "await_approval", "advance"]
     assert await lifecycle.rollback("approver:bo", "the numbers look off") == "1"  # the warm previous, at once
-    assert lifecycle.describe()["production"] == "1"
+    described = lifecycle.describe()
+    assert (described["production"], described["previous"], described["rollout"]) == ("1", None, None)
+    assert lifecycle.store.rollouts("m", limit=1)[0].state == Phase.ROLLED_BACK
 
 
 async def test_a_silently_wrong_candidate_is_rolled_back_in_the_shadow(
@@ -190,3 +197,70 @@ async def test_with_no_rollout_every_request_goes_to_production(worker: tuple[Li
     assert lifecycle.evidence.take() == {}  # nothing is counted when nothing is rolling out
     prediction = await pipeline.predict({"x": [[1, 2, 3, 4]]})
     np.testing.assert_array_equal(prediction.outputs["y"], [[3, 5, 7, 9]])
+
+
+async def approved(lifecycle: Lifecycle, clock: Clock, version: str = "2") -> None:
+    """A rollout of ``version`` through every stage to its approval."""
+    await lifecycle.begin(version, "operator:ana")
+    await serve(lifecycle, 80)
+    await lifecycle.sync()
+    for start in (1000, 2000):
+        await serve(lifecycle, 200, start=start)
+        clock.now += POLICY.stage_min_s
+        await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["state"] == Phase.AWAITING_APPROVAL
+    assert (await lifecycle.approve("approver:bo")).state == Phase.WATCHING
+
+
+async def test_a_version_failing_after_its_promotion_is_rolled_back_by_the_watch_then_cools_down(
+    worker: tuple[Lifecycle, Clock], registry: CollectorRegistry
+) -> None:
+    lifecycle, clock = worker
+    await approved(lifecycle, clock)
+    assert lifecycle.comparing  # no answer from a cache while the watch compares
+    with pytest.raises(NotAllowed, match="is production already; roll back to return to 1"):
+        await lifecycle.abort("operator:ana", "too late for that")
+    lifecycle.registry.production.pipeline.chain.primary.model.faults = FaultInjector(error_rate=0.2, seed=3)
+    await serve(lifecycle, POLICY.watch_min_requests + 50, start=5000)
+    clock.now += 1
+    await lifecycle.sync()
+    described = lifecycle.describe()
+    assert (described["production"], described["previous"], described["rollout"]) == ("1", None, None)
+    [ended] = lifecycle.store.rollouts("m", limit=1)
+    assert ended.state == Phase.ROLLED_BACK
+    assert ended.reason is not None
+    assert ended.reason.startswith("after the promotion ")
+    assert registry.get_sample_value("ballast_rollbacks_total", {"model": "m", "reason": "watch_failures"}) == 1
+    assert [h["action"] for h in described["history"][:2]] == ["rollback", "alias"]  # one transaction
+    prediction = await lifecycle.pick("anyone")[0].predict({"x": [[1, 1, 1, 1]]})
+    assert prediction.model_version == "1"
+    with pytest.raises(NotAllowed, match="no new rollout for another 6"):
+        await lifecycle.begin("2", "operator:ana")
+    clock.now += POLICY.cooldown_s
+    assert (await lifecycle.begin("2", "operator:ana")).state == Phase.SHADOW
+
+
+async def test_a_quiet_watch_ends_promoted_and_releases_the_previous_version(
+    worker: tuple[Lifecycle, Clock], make: Callable[[str, Clock], Lifecycle]
+) -> None:
+    lifecycle, clock = worker
+    await approved(lifecycle, clock)
+    late = make("w2", clock)  # a worker that starts during the watch keeps the previous version warm too
+    await late.start(sync=False)
+    assert (late.describe()["production"], late.describe()["previous"]) == ("2", "1")
+    await serve(lifecycle, POLICY.watch_min_requests + 50, start=5000)
+    await lifecycle.sync()
+    assert lifecycle.describe()["rollout"]["state"] == Phase.WATCHING
+    clock.now += POLICY.watch_s
+    await lifecycle.sync()
+    await late.sync()
+    for each in (lifecycle, late):
+        described = each.describe()
+        assert (described["production"], described["previous"], described["rollout"]) == ("2", None, None)
+        assert not each.comparing
+    assert lifecycle.store.rollouts("m", limit=1)[0].state == Phase.PROMOTED
+    assert await lifecycle.rollback("approver:bo", "after all") == "1"  # loaded again from the store
+    await late.sync()
+    assert late.describe()["production"] == "1"
+    await late.close()
+    await late.registry.close()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from runtime.registry.gates import latency_histogram
-from runtime.registry.rollout import Phase, Policy, decide
+from runtime.registry.rollout import Phase, Policy, decide, watch
 from runtime.registry.state import RolloutRecord
 
 POLICY = Policy()
@@ -226,3 +226,105 @@ def test_a_silently_wrong_candidate_never_leaves_the_shadow(capsys: pytest.Captu
     runs = [simulate(s, rps=100, candidate_failure=0.0, agreement=0.3) for s in range(RUNS)]
     report("silently wrong candidate (agrees on 30 %, never fails)", runs, capsys)
     assert all((outcome, phase) == ("rolled_back", "shadow") for outcome, phase, _ in runs)
+
+
+# --- the watch after a promotion -----------------------------------------------------------------
+
+
+def watched(since: float = 0.0, **changes: Any) -> RolloutRecord:
+    return record(Phase.WATCHING, POLICY.watch_stage, since=since, **changes)
+
+
+def simulate_watch(
+    seed: int,
+    *,
+    rps: float,
+    failure: float,
+    slowdown: float = 1.0,
+    previous_failure: float = 0.01,
+    baseline_trials: int = 20_000,
+    step_s: float = 5.0,
+) -> tuple[str, float]:
+    """One watch to its end: (outcome, seconds after the promotion). The previous version's baseline
+    is what production answered during the rollout; the new version serves everything, in slots of
+    ``step_s`` (the server looks every second; a look every 5 s sees nearly the same windows)."""
+    rng = np.random.default_rng(seed)
+    baseline = {
+        "production_trials": baseline_trials,
+        "production_failures": rng.binomial(baseline_trials, previous_failure),
+        **latencies("production_latency", rng.lognormal(np.log(0.01), 0.4, baseline_trials)),
+    }
+    slots: list[dict[str, float]] = []
+    keep = int(POLICY.watch_window_s / step_s)
+    now, current = 0.0, watched()
+    while True:
+        now += step_s
+        n = rng.poisson(rps * step_s)
+        slot: dict[str, float] = {"production_trials": n, "production_failures": rng.binomial(n, failure)}
+        slot |= latencies("production_latency", slowdown * rng.lognormal(np.log(0.01), 0.4, n))
+        slots = [*slots[-(keep - 1) :], slot]
+        window: dict[str, float] = defaultdict(float)
+        for counts in slots:
+            for name, value in counts.items():
+                window[name] += value
+        decision = watch(current, window, baseline, now, seed)
+        if decision is not None:
+            return ("rolled_back" if decision.action == "rollback" else "promoted"), now
+
+
+def watch_report(name: str, runs: list[tuple[str, float]], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    outcomes = [o for o, _ in runs]
+    found: dict[str, Any] = {o: outcomes.count(o) / len(runs) for o in sorted(set(outcomes))}
+    rolled = [t for o, t in runs if o == "rolled_back"]
+    if rolled:
+        found["median seconds to a rollback"] = float(np.median(rolled))
+    with capsys.disabled():
+        print(f"\nwatch, {name}, {len(runs)} runs: {found}")
+    return found
+
+
+def test_the_watch_ends_in_promotion_after_its_time_unless_paused() -> None:
+    quiet = {"production_trials": 10, "production_failures": 0}
+    assert watch(watched(), quiet, {}, now=POLICY.watch_s - 1) is None
+    decision = watch(watched(), quiet, {}, now=POLICY.watch_s)
+    assert decision is not None
+    assert (decision.action, decision.phase, decision.reason) == (
+        "watch_passed",
+        Phase.PROMOTED,
+        "watched for 30 minutes after the promotion",
+    )
+    assert watch(watched(paused=True), quiet, {}, now=POLICY.watch_s) is None
+    assert watch(record("canary", 2), quiet, {}, now=POLICY.watch_s) is None
+
+
+def test_the_watch_needs_enough_requests_a_real_rise_and_significance() -> None:
+    baseline = {"production_trials": 10_000, "production_failures": 100}
+    thin = watch(watched(), {"production_trials": 100, "production_failures": 50}, baseline, now=1)
+    assert thin is None  # half failed, but fewer than watch_min_requests: no verdict yet
+    small_rise = watch(watched(), {"production_trials": 5000, "production_failures": 100}, baseline, now=1)
+    assert small_rise is None  # 2 % against 1 %: significant, but under the 2-point rise that matters
+    rise = watch(watched(), {"production_trials": 1000, "production_failures": 40}, baseline, now=1)
+    assert rise is not None
+    assert (rise.action, rise.gate) == ("rollback", "watch_failures")
+    assert rise.reason.startswith("after the promotion 4.00% of 1000 requests failed")
+
+
+def test_an_equal_version_is_rarely_rolled_back_by_the_watch(capsys: pytest.CaptureFixture[str]) -> None:
+    runs = [simulate_watch(s, rps=20, failure=0.01) for s in range(RUNS)]
+    found = watch_report("new version as good as the previous (1 % failures, 20 req/s)", runs, capsys)
+    assert found.get("rolled_back", 0) <= 0.05
+
+
+def test_a_version_failing_after_its_promotion_is_rolled_back_within_minutes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    runs = [simulate_watch(s, rps=20, failure=0.05) for s in range(RUNS)]
+    found = watch_report("new version failing 5 % against 1 %", runs, capsys)
+    assert found.get("rolled_back", 0) >= 0.95
+    assert found["median seconds to a rollback"] <= POLICY.watch_window_s
+
+
+def test_a_version_three_times_as_slow_after_its_promotion_is_rolled_back(capsys: pytest.CaptureFixture[str]) -> None:
+    runs = [simulate_watch(s, rps=20, failure=0.01, slowdown=3.0) for s in range(RUNS)]
+    found = watch_report("new version 3x slower", runs, capsys)
+    assert found.get("rolled_back", 0) >= 0.95

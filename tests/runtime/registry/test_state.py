@@ -91,3 +91,22 @@ def test_evidence_from_every_worker_adds_up(path: Path) -> None:
     assert workers[2].evidence(rollout.id, 2) == {}
     for store in workers:
         store.close()
+
+
+def test_a_watch_keeps_its_evidence_in_time_slots_and_a_rollback_moves_production_in_one_change(path: Path) -> None:
+    store = LifecycleStore(path, Clock())
+    store.move_alias("m", "production", "v2", "approver:bo", "approved")
+    record = store.start_rollout("m", "v3", "v2", "operator:ana", {}, "watching")
+    store.add_watch_evidence(record.id, 100, "w1", {"production_trials": 10, "production_failures": 1})
+    store.add_watch_evidence(record.id, 100, "w1", {"production_trials": 5})
+    store.add_watch_evidence(record.id, 101, "w2", {"production_trials": 7})
+    store.add_watch_evidence(record.id, 102, "w1", {"production_trials": 3, "production_failures": 2})
+    assert store.watch_evidence(record.id, 100) == {"production_trials": 25, "production_failures": 3}
+    assert store.watch_evidence(record.id, 101) == {"production_trials": 10, "production_failures": 2}
+    assert store.watch_evidence(record.id + 1, 0) == {}
+    with pytest.raises(LookupError):  # the alias does not move when the change is refused
+        store.change(record.id + 1, "ballast", "rollback", "gone", end=True, production="v1")
+    assert store.aliases("m") == {"production": "v2"}
+    store.change(record.id, "ballast", "rollback", "failing", state="rolled_back", end=True, production="v1")
+    assert store.aliases("m") == {"production": "v1"}
+    assert [t.action for t in store.history("m")[:2]] == ["rollback", "alias"]
