@@ -328,3 +328,20 @@ def test_a_version_three_times_as_slow_after_its_promotion_is_rolled_back(capsys
     runs = [simulate_watch(s, rps=20, failure=0.01, slowdown=3.0) for s in range(RUNS)]
     found = watch_report("new version 3x slower", runs, capsys)
     assert found.get("rolled_back", 0) >= 0.95
+
+
+def test_the_watch_leaves_a_version_alone_at_low_traffic_or_slightly_slower(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quiet = [simulate_watch(s, rps=2, failure=0.01) for s in range(RUNS)]
+    assert watch_report("new version as good, 2 req/s", quiet, capsys).get("rolled_back", 0) <= 0.05
+    slower = [simulate_watch(s, rps=20, failure=0.01, slowdown=1.5) for s in range(RUNS)]
+    assert (
+        watch_report("new version 1.5x slower (under the 2x that matters)", slower, capsys).get("rolled_back", 0)
+        <= 0.05
+    )
+
+
+def test_a_rise_of_exactly_the_configured_amount_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
+    runs = [simulate_watch(s, rps=20, failure=0.03) for s in range(RUNS)]
+    assert watch_report("new version failing 3 % against 1 %", runs, capsys).get("rolled_back", 0) >= 0.8
