@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -59,8 +59,19 @@ unit: install nginx
 	$(BIN)/python -m pytest -q
 
 # The test command: lint, type check, the whole test suite (integration tests start real
-# servers, build a bento and run a short SLO gate), and the benchmark in smoke mode.
-test: lint typecheck unit bench-smoke
+# servers, build a bento and run a short SLO gate), the benchmark in smoke mode, and the short
+# rollout drill.
+test: lint typecheck unit bench-smoke rollout-drill-short
+
+# Candidates through a fraud server under locust load: a good one to production (with a restart in
+# the middle and the watch after the approval), three bad ones stopped, the watch rolling back a
+# faulty promotion (about 5 minutes; loadtests/rollout_drill.py). Its own model store: yours is
+# never changed.
+rollout-drill: install
+	$(BIN)/python -m loadtests.rollout_drill
+
+rollout-drill-short: install
+	$(BIN)/python -m loadtests.rollout_drill --short
 
 # wrk drives the HTTP benchmarks (Debian package; this installs it as root when missing).
 wrk:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from locust import FastHttpUser, between, task
+from locust import FastHttpUser, between, constant_throughput, task
 
 from loadtests.payloads import fraud_invalid, fraud_transactions
 
@@ -41,3 +41,19 @@ class FraudFaultClient(FraudClient):
     expected fallback share is then p (a batch of 16 rows fails if any row does)."""
 
     tasks = [*[FraudClient.score] * 30, FraudClient.invalid]  # noqa: RUF012 -- locust reads weights as repeats (30 : 1)
+
+
+class RolloutDrillClient(FastHttpUser):
+    """Valid single transactions at a steady rate, for the rollout drill (loadtests/rollout_drill.py):
+    every answer must be a 200, whichever version gives it, so any other status is a failure."""
+
+    wait_time = constant_throughput(10)
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+
+    @task
+    def score(self) -> None:
+        with self.client.post("/score", json=self.rng.choice(TRANSACTIONS), name="/score", catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {r.text[:200]}")

@@ -37,7 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from runtime import RecordSchema, Validator, columns_of
 from runtime.engine.validation import record_values
 
-from . import fraud
+from . import candidates, fraud
 from .store import reference_files, store_onnx
 
 OPSET = 17
@@ -150,12 +150,30 @@ def fraud_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def fraud_gbt(seed: int = 0) -> GradientBoostingClassifier:
+    # HistGradientBoosting would train faster, but skl2onnx 1.20 cannot convert it under scikit-learn 1.9.
+    return GradientBoostingClassifier(
+        n_estimators=150, learning_rate=0.1, max_depth=3, subsample=0.8, random_state=seed
+    )
+
+
+def fraud_common(x_train: np.ndarray, x_test: np.ndarray, y_train: np.ndarray) -> dict[str, Any]:
+    return {
+        "task": "fraud",
+        "input": "input",
+        "features": list(fraud.FEATURES),
+        "training_data_sha256": digest(x_train, y_train),
+        "train_rows": len(x_train),
+        "test_rows": len(x_test),
+        "fraud_rate": float(y_train.mean()),
+    }
+
+
 def build_fraud() -> list[Built]:
     x_train, x_test, y_train, y_test = fraud_data()
     columns = columns_of(fraud.Transaction)
     names = list(fraud.FEATURES)
-    # HistGradientBoosting would train faster, but skl2onnx 1.20 cannot convert it under scikit-learn 1.9.
-    gbt = GradientBoostingClassifier(n_estimators=150, learning_rate=0.1, max_depth=3, subsample=0.8, random_state=0)
+    gbt = fraud_gbt()
     encoder = ColumnTransformer(
         [
             (
@@ -170,15 +188,7 @@ def build_fraud() -> list[Built]:
         ]
     )
     logreg = Pipeline([("encode", encoder), ("model", LogisticRegression(max_iter=2000, C=0.5))])
-    common = {
-        "task": "fraud",
-        "input": "input",
-        "features": names,
-        "training_data_sha256": digest(x_train, y_train),
-        "train_rows": len(x_train),
-        "test_rows": len(x_test),
-        "fraud_rate": float(y_train.mean()),
-    }
+    common = fraud_common(x_train, x_test, y_train)
     split = Split(x_train, x_test, y_train, y_test, names)
     built = [
         train(name, role, model, common, split, lambda m: fraud_metrics(y_test, m.predict_proba(x_test)[:, 1]))
@@ -188,6 +198,82 @@ def build_fraud() -> list[Built]:
         records = [fraud.Transaction(**record_values(columns, row)) for row in x_test]
         rule_scores = np.array([fraud.rule_score(t) for t in records])
         built[0].metadata["rules_stage_metrics"] = fraud_metrics(y_test, rule_scores)
+    return built
+
+
+# --- fraud-gbt candidates, for rollout drills ----------------------------------------------------------
+
+CANDIDATES = ("good", "wrong", "failing", "slow")
+FAILING_QUANTILE = 0.95
+"""The failing candidate fails on transactions whose amount is above this quantile of the training
+data's (about 5 % of them)."""
+SLOW_WIDTH = 1408
+"""Of the slow candidate's two dense layers per row: its inference takes 306 us at batch 1 against
+the good candidate's 16 us, 2.3 ms at 32 rows against 73 us, on the 2-core machine: enough for the
+latency gate to see through everything else a request costs (docs/operations/rollouts.md)."""
+
+
+def build_fraud_candidates() -> list[Built]:
+    """New versions of fraud-gbt: ``good`` (the same recipe, another seed), ``wrong`` (trained on
+    shuffled labels: no error ever, only other answers), ``failing`` (the good one, failing on large
+    amounts) and ``slow`` (the good one, slower). Each is stored with ``candidate`` in its metadata."""
+    x_train, x_test, y_train, y_test = fraud_data()
+    names = list(fraud.FEATURES)
+    shuffled = np.random.default_rng(0).permutation(y_train)
+
+    def metrics(m: Any) -> dict[str, float]:
+        return fraud_metrics(y_test, m.predict_proba(x_test)[:, 1])
+
+    good = train(
+        "fraud-gbt",
+        "candidate",
+        fraud_gbt(seed=1),
+        fraud_common(x_train, x_test, y_train),
+        Split(x_train, x_test, y_train, y_test, names),
+        metrics,
+    )
+    wrong = train(
+        "fraud-gbt",
+        "candidate",
+        fraud_gbt(),
+        fraud_common(x_train, x_test, shuffled),
+        Split(x_train, x_test, shuffled, y_test, names),
+        metrics,
+    )
+    good.metadata["candidate"], wrong.metadata["candidate"] = "good", "wrong"
+    built = [good, wrong]
+    if good.unchanged is not None:
+        import bentoml
+
+        good_onnx = bentoml.models.get(good.unchanged).path_of("model.onnx")
+        with open(good_onnx, "rb") as f:
+            base = f.read()
+    else:
+        base = good.onnx
+    amount = names.index("amount")
+    threshold = float(np.quantile(x_train[:, amount], FAILING_QUANTILE))
+    for kind, onnx_bytes, detail in (
+        ("failing", candidates.failing_on_large(base, amount, threshold), {"fails_above": {"amount": threshold}}),
+        ("slow", candidates.slowed(base, SLOW_WIDTH), {"slow_width": SLOW_WIDTH}),
+    ):
+        key = hashlib.sha256(f"{good.metadata['recipe']}:{kind}:{json.dumps(detail)}".encode()).hexdigest()[:16]
+        previous = stored("fraud-gbt", key)
+        if previous is not None:
+            built.append(previous)
+            continue
+        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        probabilities = session.run(["probabilities"], {"input": x_test})[0][:, 1]
+        finite = np.isfinite(probabilities)
+        inherited = {k: v for k, v in good.metadata.items() if k not in ("onnx_sha256", "onnx_max_abs_diff")}
+        metadata = {
+            **inherited,
+            "recipe": key,
+            "candidate": kind,
+            **detail,
+            "metrics": fraud_metrics(y_test[finite], probabilities[finite]),
+            "failing_share": float(1 - finite.mean()),
+        }
+        built.append(Built("fraud-gbt", onnx_bytes, metadata, reference_files(x_train, names)))
     return built
 
 
@@ -255,10 +341,21 @@ BUILDERS: dict[str, Callable[[], list[Built]]] = {"fraud": build_fraud, "digits"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="*", metavar="TASK", help=f"any of {list(BUILDERS)} (default: all)")
+    parser.add_argument(
+        "--candidates",
+        action="store_true",
+        help=f"only store new versions of fraud-gbt for rollout drills ({', '.join(CANDIDATES)}); they become "
+        "fraud-gbt's newest versions, so use a store of their own (make rollout-drill does)",
+    )
     args = parser.parse_args()
     unknown = set(args.tasks) - set(BUILDERS)
     if unknown:
         parser.error(f"unknown task(s) {sorted(unknown)}; choose from {list(BUILDERS)}")
+    if args.candidates:
+        for built in build_fraud_candidates():
+            meta = built.metadata
+            print(f"{save(built)}: candidate {meta['candidate']}, held-out {json.dumps(meta['metrics'])}")
+        return
     for task in args.tasks or list(BUILDERS):
         for built in BUILDERS[task]():
             meta = built.metadata

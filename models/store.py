@@ -79,7 +79,7 @@ def store_onnx(
     import bentoml
 
     data = onnx if isinstance(onnx, bytes) else Path(onnx).read_bytes()
-    described = {"onnx_sha256": hashlib.sha256(data).hexdigest(), **(metadata or {})}
+    described = {**(metadata or {}), "onnx_sha256": hashlib.sha256(data).hexdigest()}  # the file's, always
     with bentoml.models.create(name, labels=dict(labels or {}), metadata=described) as model:
         Path(model.path_of("model.onnx")).write_bytes(data)
         for filename, content in (files or {}).items():

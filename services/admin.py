@@ -51,6 +51,7 @@ class PolicyRequest(BaseModel):
     stage_max_s: float | None = Field(None, gt=0)
     failure_ratio: float | None = Field(None, gt=1)
     latency_max_ratio: float | None = Field(None, gt=1)
+    latency_min_samples: int | None = Field(None, ge=1)
     watch_s: float | None = Field(
         None, ge=0, description="after the approval: how long the previous version stays warm"
     )
