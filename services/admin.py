@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime import ArtifactChanged, FaultInjector, FieldError, Layer, Rule, SignatureMismatch, ValidationFailed
-from runtime.registry import Lifecycle, NotAllowed, Policy
+from runtime.registry import BelowFloor, Lifecycle, NotAllowed, Policy
 
 from .http.envelope import HTTPError, HttpErrorType
 from .http.openapi import RouteDoc, inline
@@ -60,6 +60,9 @@ class PolicyRequest(BaseModel):
     watch_failure_increase: float | None = Field(None, gt=0, lt=1)
     watch_latency_ratio: float | None = Field(None, gt=1)
     cooldown_s: float | None = Field(None, ge=0, description="after a rollback: how long before another rollout")
+    metric_floors: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description='held-out metrics the candidate must keep within a drop of production\'s: {"roc_auc": 0.01}'
+    )
 
 
 class RolloutRequest(BaseModel):
@@ -165,11 +168,14 @@ class ModelsState(BaseModel):
 @asynccontextmanager
 async def refusing(version: str | None) -> AsyncIterator[None]:
     """Turn what the lifecycle refuses into the admin API's answers: 404 for a version not in the store,
-    422 for one whose file changed or that does not fit, 409 for an action the state does not allow."""
+    422 for one whose file changed, that does not fit or whose held-out metrics fall under the policy's
+    floors, 409 for an action the state does not allow."""
     try:
         yield
     except NotAllowed as exc:
         raise HTTPError(409, HttpErrorType.CONFLICT, str(exc)) from None
+    except BelowFloor as exc:
+        raise ValidationFailed([FieldError("version", "metric_floor", str(exc), version)], Layer.SCHEMA) from None
     except ArtifactChanged:
         message = "the model file is not the one the store recorded; it was not loaded"
         raise ValidationFailed([FieldError("version", "artifact_changed", message, version)], Layer.SCHEMA) from None

@@ -155,7 +155,13 @@ class ServedService:
         self.settings = process_settings()
         primary = self.declaration.primary
         default = primary.tag.split(":", 1)[1] if ":" in primary.tag else "latest"
-        self.registry = Registry(primary.model, self.load, lambda: versions(primary.model), default=default)
+        self.registry = Registry(
+            primary.model,
+            self.load,
+            lambda: versions(primary.model),
+            default=default,
+            metadata=lambda version: dict(stored(f"{primary.model}:{version}").info.metadata),
+        )
         runtime = self.settings.runtime
         self.lifecycle = Lifecycle(
             self.registry,

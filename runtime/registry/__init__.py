@@ -5,12 +5,13 @@ gates.py         the statistics that gate a rollout (Wilson bounds, Wald's SPRT,
 """
 
 from .deployments import PRODUCTION, Deployment, Loader, Registry, SignatureMismatch
-from .lifecycle import Lifecycle, NotAllowed
+from .lifecycle import BelowFloor, Lifecycle, NotAllowed
 from .rollout import Phase, Policy
 from .state import LifecycleStore, RolloutActive, RolloutRecord
 
 __all__ = [
     "PRODUCTION",
+    "BelowFloor",
     "Deployment",
     "Lifecycle",
     "LifecycleStore",

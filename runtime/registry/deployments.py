@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,7 @@ class Registry:
         loader: Loader,
         versions: Callable[[], Sequence[str]] | None = None,
         default: str = "latest",
+        metadata: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         self.name = name
         """The primary model's name."""
@@ -80,6 +81,7 @@ class Registry:
         """The version :meth:`deploy` and :meth:`promote` load when given none (the service's own)."""
         self._loader = loader
         self._versions = versions or (lambda: [])
+        self._metadata = metadata or (lambda version: {})
         self._production: Deployment | None = None
         self._previous: Deployment | None = None
         self._changing = asyncio.Lock()
@@ -89,6 +91,10 @@ class Registry:
     def versions(self) -> list[str]:
         """The versions that could be deployed, newest first."""
         return list(self._versions())
+
+    def metadata(self, version: str) -> Mapping[str, Any]:
+        """What the store recorded with ``version`` (held-out ``metrics``, training data, ...)."""
+        return self._metadata(version)
 
     @property
     def production(self) -> Deployment:

@@ -52,6 +52,10 @@ class NotAllowed(Exception):
     """An operator action the rollout's state or the principal does not allow."""
 
 
+class BelowFloor(ValueError):
+    """A candidate whose held-out metrics fall under the policy's floors: it never starts."""
+
+
 @dataclass(slots=True)
 class Running:
     """The rollout as this worker serves it."""
@@ -358,6 +362,12 @@ class Lifecycle:
             if active is not None:
                 raise NotAllowed(f"{self.model} has a rollout in progress; abort it first")
             self._check_cooldown()
+            below = chosen.below_floors(
+                self.registry.metadata(version).get("metrics") or {},
+                self.registry.metadata(production).get("metrics") or {},
+            )
+            if below:
+                raise BelowFloor("; ".join(below))
             candidate = await self.registry.deploy(version)
             record = self.store.start_rollout(
                 self.model, candidate.version, production, principal, chosen.as_dict(), Phase.SHADOW

@@ -93,6 +93,9 @@ class Policy:
     """A rise of the failure rate (errors, fallbacks) over the previous version's that rolls back."""
     watch_latency_ratio: float = 2.0
     """A p95 latency this many times the previous version's rolls back."""
+    metric_floors: dict[str, float] = field(default_factory=dict)
+    """Held-out metrics (higher is better: ``roc_auc``, ``accuracy``, ...) the candidate's metadata must
+    hold within the given drop of production's, or the rollout does not start: ``{"roc_auc": 0.01}``."""
     cooldown_s: float = 600.0
     """After this rollout is rolled back (by a gate, the watch or an operator), no new rollout of the
     model may start for this long."""
@@ -107,6 +110,18 @@ class Policy:
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
         found["stages"] = list(self.stages)
+        return found
+
+    def below_floors(self, candidate: Mapping[str, Any], production: Mapping[str, Any]) -> list[str]:
+        """What keeps a candidate under :attr:`metric_floors`, given both versions' held-out metrics
+        (empty: none)."""
+        found = []
+        for name, drop in sorted(self.metric_floors.items()):
+            theirs, ours = candidate.get(name), production.get(name)
+            if not isinstance(theirs, (int, float)) or not isinstance(ours, (int, float)):
+                found.append(f"{name} is not in both versions' held-out metrics")
+            elif theirs < ours - drop:
+                found.append(f"{name} {theirs:.4f} is below production's {ours:.4f} - {drop}")
         return found
 
     @classmethod

@@ -159,6 +159,11 @@ def test_rollout_requests_are_checked(rolling: str, versions: tuple[str, str]) -
     bad_policy = admin(url, "rollouts", ANA, {"version": candidate, "policy": {"stages": [0.5, 0.2]}})
     assert bad_policy.status_code == 422
     assert admin(url, "rollouts", BO, {"version": candidate}).status_code == 403  # bo is an approver
+    floors = {**POLICY, "metric_floors": {"roc_auc": 0.01}}  # the copy was stored without held-out metrics
+    under = admin(url, "rollouts", ANA, {"version": candidate, "policy": floors})
+    assert under.status_code == 422, under.text
+    [field] = under.json()["error"]["fields"]
+    assert (field["rule"], field["message"]) == ("metric_floor", "roc_auc is not in both versions' held-out metrics")
     assert admin(url, "rollouts", ANA, {"version": candidate, "policy": POLICY}).status_code == 200
     assert admin(url, "rollouts", ANA, {"version": candidate}).status_code == 409  # one at a time
     assert admin(url, "reload", ANA, {}).status_code == 409  # not during a rollout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,16 @@ from prometheus_client import CollectorRegistry
 
 from runtime import BallastError, FaultInjector, OnnxModel, Pipeline, RuntimeMetrics, Settings, TensorSchema
 from runtime.core.codes import Arm
-from runtime.registry import Lifecycle, LifecycleStore, NotAllowed, Phase, Policy, Registry, SignatureMismatch
+from runtime.registry import (
+    BelowFloor,
+    Lifecycle,
+    LifecycleStore,
+    NotAllowed,
+    Phase,
+    Policy,
+    Registry,
+    SignatureMismatch,
+)
 
 # version -> model file: "2" answers as "1" does (y = 2x + 1), "3" is silently wrong (y = 3x), "4" takes
 # other inputs
@@ -264,3 +274,33 @@ async def test_a_quiet_watch_ends_promoted_and_releases_the_previous_version(
     assert late.describe()["production"] == "1"
     await late.close()
     await late.registry.close()
+
+
+def test_the_metric_floors_say_what_keeps_a_candidate_under_them() -> None:
+    held_out = {"1": {"roc_auc": 0.90}, "2": {"roc_auc": 0.895}, "3": {"roc_auc": 0.80}, "4": {}}
+    policy = Policy(metric_floors={"roc_auc": 0.01})
+    assert policy.below_floors(held_out["2"], held_out["1"]) == []
+    assert policy.below_floors(held_out["3"], held_out["1"]) == ["roc_auc 0.8000 is below production's 0.9000 - 0.01"]
+    assert policy.below_floors(held_out["4"], held_out["1"]) == ["roc_auc is not in both versions' held-out metrics"]
+    assert Policy.from_dict(policy.as_dict()) == policy
+
+
+async def test_begin_checks_the_floors_with_the_stores_metadata(
+    load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics, tmp_path: Path
+) -> None:
+    def loader(version: str) -> Pipeline:
+        model = load_model(FILES[version], name="m", version=version)
+        return Pipeline.build(
+            "m", models=[model], schema=TensorSchema(model.signature, max_rows=4), settings=Settings(warmup_runs=1)
+        )
+
+    held_out: dict[str, dict[str, Any]] = {"1": {"metrics": {"roc_auc": 0.90}}, "2": {"metrics": {"roc_auc": 0.85}}}
+    registry = Registry("m", loader, lambda: list(FILES), default="1", metadata=lambda v: held_out.get(v, {}))
+    lifecycle = Lifecycle(registry, LifecycleStore(tmp_path / "floors.sqlite"), "w1", clock=Clock())
+    await lifecycle.start(sync=False)
+    with pytest.raises(BelowFloor, match=r"roc_auc 0\.8500 is below production's 0\.9000 - 0\.01"):
+        await lifecycle.begin("2", "operator:ana", {"metric_floors": {"roc_auc": 0.01}})
+    assert lifecycle.store.active_rollout("m") is None
+    assert (await lifecycle.begin("2", "operator:ana", {"metric_floors": {"roc_auc": 0.1}})).state == Phase.SHADOW
+    await lifecycle.close()
+    await registry.close()
