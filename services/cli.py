@@ -75,8 +75,10 @@ def summary(state: dict[str, Any]) -> str:
             "shadow_compared",
             "shadow_agreed",
             "shadow_dropped",
+            "shadow_mean_distance",
+            "shadow_mean_latency_delta_ms",
         }
-        figures = ", ".join(f"{k} {v:.0f}" for k, v in evidence.items() if k in shown)
+        figures = ", ".join(f"{k} {v:.3g}" for k, v in evidence.items() if k in shown)
         if figures:
             lines.append(f"            evidence: {figures}")
     for change in (state.get("history") or [])[:5]:

@@ -85,7 +85,7 @@ class Traffic(Protocol):
 
     def answered(self, arm: Arm, failed: bool, seconds: float) -> None: ...
 
-    def shadow(self, payload: Any, answer: Prediction) -> None: ...
+    def shadow(self, payload: Any, answer: Prediction, seconds: float) -> None: ...
 
 
 class Endpoints:
@@ -131,9 +131,10 @@ class Endpoints:
         except BallastError:
             traffic.answered(arm, True, time.monotonic() - started)
             raise
-        traffic.answered(arm, prediction.degraded, time.monotonic() - started)
+        took = time.monotonic() - started
+        traffic.answered(arm, prediction.degraded, took)
         if arm is Arm.PRODUCTION:
-            traffic.shadow(payload, prediction)
+            traffic.shadow(payload, prediction, took)
         return prediction, arm
 
     async def one(self, payload: Any, info: RequestInfo) -> dict[str, Any]:

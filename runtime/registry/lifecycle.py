@@ -37,7 +37,7 @@ from ..pipeline import Pipeline, Prediction
 from .deployments import PRODUCTION, Deployment, Registry
 from .rollout import Phase, Policy, decide, watch
 from .state import Conflict, LifecycleStore, RolloutRecord
-from .traffic import Evidence, ShadowMirror, agrees, place
+from .traffic import Comparison, Evidence, ShadowMirror, agrees, distance, place
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,17 @@ class Running:
     candidate: Deployment
     share: float
     shadow: bool
+
+
+def summarized(evidence: Mapping[str, float]) -> dict[str, float]:
+    """A stage's evidence for a reader: the counts, and the shadow's means (distance of outputs, extra
+    latency in ms), without the latency histograms' buckets."""
+    found = {k: v for k, v in evidence.items() if "latency" not in k and not k.endswith("_sum")}
+    answered = evidence.get("shadow_answered", 0)
+    if answered:
+        found["shadow_mean_distance"] = evidence.get("shadow_distance_sum", 0.0) / answered
+        found["shadow_mean_latency_delta_ms"] = 1000 * evidence.get("shadow_latency_delta_sum", 0.0) / answered
+    return found
 
 
 class Lifecycle:
@@ -124,27 +135,30 @@ class Lifecycle:
         if self._running is not None or self._watching is not None:
             self.evidence.answered(SIDE[arm], failed, seconds)
 
-    def shadow(self, payload: Any, answer: Prediction) -> None:
-        """In the shadow phase, compare the candidate's answer to ``payload`` with production's."""
+    def shadow(self, payload: Any, answer: Prediction, seconds: float = 0.0) -> None:
+        """In the shadow phase, compare the candidate's answer to ``payload`` with production's (which
+        took ``seconds``)."""
         running = self._running
         if running is None or not running.shadow:
             return
         candidate = running.candidate.pipeline
         tolerance, metrics, model = self.tolerance, self.metrics, self.model
 
-        async def compare() -> tuple[bool, bool]:
+        async def compare() -> Comparison:
+            started = time.perf_counter()
             try:
                 theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False, cache=False)
             except Exception:
                 if metrics is not None:
                     metrics.series(metrics.shadow_comparisons, model, "failed").inc()
                 raise
+            took = time.perf_counter() - started
             failed = theirs.degraded
             agreed = not failed and not answer.degraded and agrees(answer.outputs, theirs.outputs, tolerance)
             if metrics is not None:
                 result = "failed" if failed else "agreed" if agreed else "disagreed"
                 metrics.series(metrics.shadow_comparisons, model, result).inc()
-            return agreed, failed
+            return Comparison(agreed, failed, distance(answer.outputs, theirs.outputs), took - seconds)
 
         if not self.mirror.mirror(compare) and metrics is not None:
             metrics.series(metrics.shadow_dropped, model).inc()
@@ -528,7 +542,7 @@ class Lifecycle:
                 "started_by": record.started_by,
                 "reason": record.reason,
                 "policy": record.policy,
-                "evidence": {k: v for k, v in evidence.items() if "latency" not in k},
+                "evidence": summarized(evidence),
                 "watch_until": record.stage_since + policy.watch_s if record.state == Phase.WATCHING else None,
             }
         previous = self.registry.previous

@@ -9,7 +9,9 @@ evidence one worker gathers for the gates (runtime/registry/gates.py).
   most ``max_in_flight`` tasks; beyond that the copy is dropped and counted. The shadow never changes
   an answer: it runs after the answer was sent, and its failures are only counted.
 * :class:`Evidence` adds up, per worker, what the gates read: requests and failures on each side,
-  latency histograms, the shadow's agreement. A worker writes it out in batches, never per request.
+  latency histograms, the shadow's agreement; and, for the record, how far the shadow's outputs were
+  from production's (:func:`distance`) and how much longer it took. A worker writes it out in
+  batches, never per request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,6 +54,33 @@ def agrees(production: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndar
     return True
 
 
+def distance(production: Mapping[str, np.ndarray], candidate: Mapping[str, np.ndarray]) -> float:
+    """How far two answers' outputs are: the largest mean absolute difference of a float output, and
+    the share of differing elements of an integer one (0: the same answer)."""
+    found = 0.0
+    for name, ours in production.items():
+        theirs = candidate.get(name)
+        if theirs is None or theirs.shape != ours.shape or ours.size == 0:
+            return 1.0
+        if ours.dtype.kind == "f":
+            found = max(found, float(np.mean(np.abs(ours.astype(np.float64) - theirs))))
+        else:
+            found = max(found, float(np.mean(ours != theirs)))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The shadow's answer to one copy, against production's."""
+
+    agreed: bool
+    failed: bool
+    distance: float = 0.0
+    """:func:`distance` of the outputs (when both answered)."""
+    latency_delta_s: float = 0.0
+    """The shadow's time minus production's (when both answered)."""
+
+
 class Evidence:
     """One worker's counts for the current stage of a rollout (see :mod:`.rollout` for the names)."""
 
@@ -65,11 +95,15 @@ class Evidence:
             counts[f"{side}_failures"] += 1
         counts[f"{side}_latency_{latency_bucket(seconds)}"] += 1
 
-    def shadowed(self, agreed: bool, failed: bool) -> None:
+    def shadowed(self, comparison: Comparison) -> None:
         counts = self._counts
         counts["shadow_compared"] += 1
-        counts["shadow_agreed"] += agreed
-        counts["shadow_failures"] += failed
+        counts["shadow_agreed"] += comparison.agreed
+        counts["shadow_failures"] += comparison.failed
+        if not comparison.failed:
+            counts["shadow_answered"] += 1
+            counts["shadow_distance_sum"] += comparison.distance
+            counts["shadow_latency_delta_sum"] += comparison.latency_delta_s
 
     def dropped(self) -> None:
         self._counts["shadow_dropped"] += 1
@@ -94,8 +128,8 @@ class ShadowMirror:
     def in_flight(self) -> int:
         return len(self._tasks)
 
-    def mirror(self, run: Callable[[], Awaitable[tuple[bool, bool]]]) -> bool:
-        """Start ``run`` (the candidate's answer compared with production's: ``(agreed, failed)``) unless
+    def mirror(self, run: Callable[[], Awaitable[Comparison]]) -> bool:
+        """Start ``run`` (the candidate's answer compared with production's) unless
         ``max_in_flight`` copies are running; a copy that cannot start is dropped and counted."""
         if len(self._tasks) >= self.max_in_flight:
             self.evidence.dropped()
@@ -105,15 +139,15 @@ class ShadowMirror:
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _compare(self, run: Callable[[], Awaitable[tuple[bool, bool]]]) -> None:
+    async def _compare(self, run: Callable[[], Awaitable[Comparison]]) -> None:
         try:
-            agreed, failed = await run()
+            comparison = await run()
         except asyncio.CancelledError:
             raise
         except Exception:  # a shadow's failure is evidence, never an error of the request
             log.debug("shadow run failed", exc_info=True)
-            agreed, failed = False, True
-        self.evidence.shadowed(agreed, failed)
+            comparison = Comparison(agreed=False, failed=True)
+        self.evidence.shadowed(comparison)
 
     async def wait(self) -> None:
         """Until the copies running now have finished."""

@@ -160,7 +160,14 @@ async def test_operators_pause_resume_and_abort(worker: tuple[Lifecycle, Clock])
     await lifecycle.pause("operator:ana", "looking at a dashboard")
     await serve(lifecycle, 80)
     await lifecycle.sync()
-    assert lifecycle.describe()["rollout"]["state"] == Phase.SHADOW  # paused: the gates do not move it
+    paused = lifecycle.describe()["rollout"]
+    assert paused["state"] == Phase.SHADOW  # paused: the gates do not move it
+    assert paused["evidence"]["shadow_compared"] == 80
+    assert paused["evidence"]["shadow_mean_distance"] == 0.0  # the same model file answers alike
+    assert "shadow_mean_latency_delta_ms" in paused["evidence"]
+    assert not any(
+        k.endswith("_sum") or "latency_" in k for k in paused["evidence"] if k != "shadow_mean_latency_delta_ms"
+    )
     await lifecycle.resume("operator:ana", "fine")
     await lifecycle.sync()
     assert lifecycle.describe()["rollout"]["state"] == Phase.CANARY

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from runtime.registry.gates import latency_bucket
-from runtime.registry.traffic import Evidence, ShadowMirror, agrees, place
+from runtime.registry.traffic import Comparison, Evidence, ShadowMirror, agrees, distance, place
 
 
 def test_a_routing_key_has_one_place_and_keys_spread_evenly() -> None:
@@ -38,13 +38,19 @@ def test_evidence_counts_each_side_and_starts_again_once_taken() -> None:
     evidence.answered("production", failed=False, seconds=0.01)
     evidence.answered("production", failed=True, seconds=0.01)
     evidence.answered("candidate", failed=False, seconds=0.02)
-    evidence.shadowed(agreed=True, failed=False)
+    evidence.shadowed(Comparison(agreed=True, failed=False, distance=0.02, latency_delta_s=0.004))
+    evidence.shadowed(Comparison(agreed=False, failed=True))
     taken = evidence.take()
     assert taken["production_trials"] == 2
     assert taken["production_failures"] == 1
     assert taken["candidate_trials"] == 1
     assert taken[f"production_latency_{latency_bucket(0.01)}"] == 2
-    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (1, 1, 0)
+    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (2, 1, 1)
+    assert (taken["shadow_answered"], taken["shadow_distance_sum"], taken["shadow_latency_delta_sum"]) == (
+        1,
+        0.02,
+        0.004,
+    )  # a failed shadow has no distance nor latency to compare
     assert evidence.take() == {}
 
 
@@ -53,11 +59,11 @@ async def test_the_shadow_runs_at_most_its_limit_and_counts_what_it_drops() -> N
     mirror = ShadowMirror(max_in_flight=2, evidence=evidence)
     gate = asyncio.Event()
 
-    async def slow() -> tuple[bool, bool]:
+    async def slow() -> Comparison:
         await gate.wait()
-        return True, False
+        return Comparison(agreed=True, failed=False)
 
-    async def broken() -> tuple[bool, bool]:
+    async def broken() -> Comparison:
         raise RuntimeError("the candidate crashed")
 
     assert mirror.mirror(slow)
@@ -74,3 +80,13 @@ async def test_the_shadow_runs_at_most_its_limit_and_counts_what_it_drops() -> N
     with pytest.raises(ValueError, match="max_in_flight must be an integer >= 1, got 0"):
         ShadowMirror(0, evidence)
     await mirror.close()
+
+
+def test_distance_is_zero_for_the_same_answer_and_grows_with_the_difference() -> None:
+    ours = {"label": np.array([0, 1]), "probabilities": np.array([[0.9, 0.1], [0.2, 0.8]], np.float32)}
+    assert distance(ours, ours) == 0.0
+    shifted = {**ours, "probabilities": ours["probabilities"] + np.float32(0.05)}
+    assert distance(ours, shifted) == pytest.approx(0.05, abs=1e-6)
+    relabelled = {**ours, "label": np.array([1, 1])}
+    assert distance(ours, relabelled) == 0.5  # one label in two differs
+    assert distance(ours, {"label": ours["label"]}) == 1.0  # an output missing
