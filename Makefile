@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -69,6 +69,10 @@ test: lint typecheck unit bench-smoke rollout-drill-short
 # never changed.
 rollout-drill: install
 	$(BIN)/python -m loadtests.rollout_drill
+
+# What a shadow of every request costs production at half capacity (benchmarks/shadow_cost.py).
+shadow-cost: install wrk hey models
+	$(BIN)/python -m benchmarks.shadow_cost
 
 rollout-drill-short: install
 	$(BIN)/python -m loadtests.rollout_drill --short

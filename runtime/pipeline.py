@@ -49,6 +49,8 @@ class Prediction:
     degraded: bool
     model_name: str
     model_version: str
+    inputs: Mapping[str, np.ndarray] | None = None
+    """The validated inputs it answered (a shadow runs them again on a candidate)."""
 
 
 class Pipeline:
@@ -269,6 +271,7 @@ class Pipeline:
                 result.degraded,
                 result.model_name,
                 result.model_version,
+                record.inputs,
             )
         except ValidationFailed as exc:
             outcome, record.error_type = Outcome.REJECTED, exc.type

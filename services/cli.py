@@ -76,7 +76,7 @@ def summary(state: dict[str, Any]) -> str:
             "shadow_agreed",
             "shadow_dropped",
             "shadow_mean_distance",
-            "shadow_mean_latency_delta_ms",
+            "shadow_mean_inference_ms",
         }
         figures = ", ".join(f"{k} {v:.3g}" for k, v in evidence.items() if k in shown)
         if figures:

@@ -85,7 +85,7 @@ class Traffic(Protocol):
 
     def answered(self, arm: Arm, failed: bool, seconds: float) -> None: ...
 
-    def shadow(self, payload: Any, answer: Prediction, seconds: float) -> None: ...
+    def shadow(self, answer: Prediction) -> None: ...
 
 
 class Endpoints:
@@ -131,10 +131,9 @@ class Endpoints:
         except BallastError:
             traffic.answered(arm, True, time.monotonic() - started)
             raise
-        took = time.monotonic() - started
-        traffic.answered(arm, prediction.degraded, took)
+        traffic.answered(arm, prediction.degraded, time.monotonic() - started)
         if arm is Arm.PRODUCTION:
-            traffic.shadow(payload, prediction, took)
+            traffic.shadow(prediction)
         return prediction, arm
 
     async def one(self, payload: Any, info: RequestInfo) -> dict[str, Any]:

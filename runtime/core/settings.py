@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     ``ballast/SERVICE.sqlite`` under BentoML's home."""
     lifecycle_sync_s: float = Field(1.0, gt=0, le=60)
     """How often each worker writes its rollout evidence and follows the shared state."""
-    shadow_max_in_flight: int = Field(16, ge=1, le=10_000)
-    """Shadow copies a worker runs at once; beyond it a copy is dropped and counted."""
+    shadow_max_in_flight: int = Field(64, ge=1, le=10_000)
+    """Shadow copies a worker holds at once (waiting, or running together on the candidate); beyond it
+    a copy is dropped and counted."""
     shadow_tolerance: float = Field(0.05, ge=0, le=1)
     """How far a shadow's probabilities may be from production's and still agree (same class too)."""
 

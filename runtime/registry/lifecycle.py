@@ -7,7 +7,7 @@ On the request path (cheap: with no rollout, one attribute read)::
     pick(key)                    production, or the candidate for the stage's share of routing keys
     answered(arm, failed, s)     counted for the gates while a rollout runs (and for the watch after
                                  a promotion)
-    shadow(payload, answer)      in the shadow phase, a copy for the candidate after production answered
+    shadow(answer)               in the shadow phase, a copy for the candidate after production answered
 
 Every ``sync_s`` (and after each operator action) :meth:`Lifecycle.sync` writes this worker's evidence
 to the store, follows what the store says (the production alias, the rollout's phase and stage: another
@@ -31,13 +31,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..core.codes import Arm
+from ..engine.session import OnnxModel
+from ..engine.validation.request import all_finite
 from ..observe.metrics import RuntimeMetrics
 from ..pipeline import Pipeline, Prediction
 from .deployments import PRODUCTION, Deployment, Registry
 from .rollout import Phase, Policy, decide, watch
 from .state import Conflict, LifecycleStore, RolloutRecord
-from .traffic import Comparison, Evidence, ShadowMirror, agrees, distance, place
+from .traffic import Comparison, Copy, Evidence, ShadowMirror, agrees, distance, place
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +70,29 @@ class Running:
     shadow: bool
 
 
+def shadow_rows(model: OnnxModel, most: int = 64) -> int:
+    """How many rows the shadow runs together on ``model``: a model cheap enough to run on the event
+    loop's thread (``inline_max_s``) gets batches that stay that cheap, so that no copy pays a hop to
+    a worker thread; a costlier one gets up to ``most`` per hop. (With batches of up to 64 rows the
+    fraud model's predicted time crossed the inline limit, batches hopped to a worker thread, and in
+    some runs production's p95 went from 3 to 25 ms at half of capacity: benchmarks/shadow_cost.py.)"""
+    limit = model.config.inline_max_s
+    if limit <= 0 or model.compute.predict(1) > limit:
+        return most
+    rows = 1
+    while rows < most and model.compute.predict(rows * 2) <= limit:
+        rows *= 2
+    return rows
+
+
 def summarized(evidence: Mapping[str, float]) -> dict[str, float]:
-    """A stage's evidence for a reader: the counts, and the shadow's means (distance of outputs, extra
-    latency in ms), without the latency histograms' buckets."""
+    """A stage's evidence for a reader: the counts, and the shadow's means (distance of outputs, the
+    candidate's compute per copy in ms), without the latency histograms' buckets."""
     found = {k: v for k, v in evidence.items() if "latency" not in k and not k.endswith("_sum")}
     answered = evidence.get("shadow_answered", 0)
     if answered:
         found["shadow_mean_distance"] = evidence.get("shadow_distance_sum", 0.0) / answered
-        found["shadow_mean_latency_delta_ms"] = 1000 * evidence.get("shadow_latency_delta_sum", 0.0) / answered
+        found["shadow_mean_inference_ms"] = 1000 * evidence.get("shadow_inference_sum", 0.0) / answered
     return found
 
 
@@ -135,33 +154,35 @@ class Lifecycle:
         if self._running is not None or self._watching is not None:
             self.evidence.answered(SIDE[arm], failed, seconds)
 
-    def shadow(self, payload: Any, answer: Prediction, seconds: float = 0.0) -> None:
-        """In the shadow phase, compare the candidate's answer to ``payload`` with production's (which
-        took ``seconds``)."""
+    def shadow(self, answer: Prediction) -> None:
+        """In the shadow phase, queue a copy of a request production answered, for the candidate."""
         running = self._running
-        if running is None or not running.shadow:
+        if running is None or not running.shadow or not answer.inputs:
             return
-        candidate = running.candidate.pipeline
-        tolerance, metrics, model = self.tolerance, self.metrics, self.model
+        rows = next(iter(answer.inputs.values())).shape[0]
+        copy = Copy(answer.inputs, answer.outputs, answer.degraded, rows)
+        model = running.candidate.pipeline.chain.primary.model
+        if not self.mirror.mirror(copy, model.run_async, self._judge, shadow_rows(model)) and self.metrics is not None:
+            self.metrics.series(self.metrics.shadow_dropped, self.model).inc()
 
-        async def compare() -> Comparison:
-            started = time.perf_counter()
-            try:
-                theirs = await candidate.predict(payload, request_id=answer.request_id, observe=False, cache=False)
-            except Exception:
-                if metrics is not None:
-                    metrics.series(metrics.shadow_comparisons, model, "failed").inc()
-                raise
-            took = time.perf_counter() - started
-            failed = theirs.degraded
-            agreed = not failed and not answer.degraded and agrees(answer.outputs, theirs.outputs, tolerance)
-            if metrics is not None:
-                result = "failed" if failed else "agreed" if agreed else "disagreed"
-                metrics.series(metrics.shadow_comparisons, model, result).inc()
-            return Comparison(agreed, failed, distance(answer.outputs, theirs.outputs), took - seconds)
-
-        if not self.mirror.mirror(compare) and metrics is not None:
-            metrics.series(metrics.shadow_dropped, model).inc()
+    def _judge(self, copy: Copy, theirs: Mapping[str, np.ndarray] | None, seconds: float) -> Comparison:
+        """The candidate's outputs for a copy against production's: failed when it raised, or gave an
+        output missing, of another shape, or not finite (what the chain's output check refuses)."""
+        failed = theirs is None or any(
+            name not in theirs
+            or theirs[name].shape != ours.shape
+            or (theirs[name].dtype.kind == "f" and not all_finite(theirs[name]))
+            for name, ours in copy.outputs.items()
+        )
+        agreed = (
+            theirs is not None and not failed and not copy.degraded and agrees(copy.outputs, theirs, self.tolerance)
+        )
+        if self.metrics is not None:
+            result = "failed" if failed else "agreed" if agreed else "disagreed"
+            self.metrics.series(self.metrics.shadow_comparisons, self.model, result).inc()
+        if theirs is None or failed:
+            return Comparison(agreed=False, failed=True, inference_s=seconds)
+        return Comparison(agreed, False, distance(copy.outputs, theirs), seconds)
 
     # --- life ------------------------------------------------------------------------------------
 

@@ -5,13 +5,14 @@ evidence one worker gathers for the gates (runtime/registry/gates.py).
   ``[0, 1)``; a request goes to the candidate when its point is below the stage's share, so a caller
   who sends the same key sticks to one version, on every worker, and a stage that grows keeps the
   callers it had.
-* :class:`ShadowMirror` hands the candidate a copy of a request after production answered it, in at
-  most ``max_in_flight`` tasks; beyond that the copy is dropped and counted. The shadow never changes
-  an answer: it runs after the answer was sent, and its failures are only counted.
+* :class:`ShadowMirror` hands the candidate a copy of a request after production answered it: copies
+  wait in a bounded queue (beyond ``max_in_flight``, dropped and counted) and run together, in
+  batches, on the candidate's model. The shadow never changes an answer: it runs after the answer
+  was sent, and its failures are only counted.
 * :class:`Evidence` adds up, per worker, what the gates read: requests and failures on each side,
   latency histograms, the shadow's agreement; and, for the record, how far the shadow's outputs were
-  from production's (:func:`distance`) and how much longer it took. A worker writes it out in
-  batches, never per request.
+  from production's (:func:`distance`) and what its compute cost. A worker writes it out in batches,
+  never per request.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -77,8 +79,24 @@ class Comparison:
     failed: bool
     distance: float = 0.0
     """:func:`distance` of the outputs (when both answered)."""
-    latency_delta_s: float = 0.0
-    """The shadow's time minus production's (when both answered)."""
+    inference_s: float = 0.0
+    """The candidate's compute for the copy's rows (its share of the batch it ran in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A request production answered, for the shadow: its validated inputs and production's answer."""
+
+    inputs: Mapping[str, np.ndarray]
+    outputs: Mapping[str, np.ndarray]
+    degraded: bool
+    rows: int
+
+
+Run = Callable[[Mapping[str, np.ndarray]], Awaitable[Mapping[str, np.ndarray]]]
+"""The candidate's model on a batch of inputs."""
+Judge = Callable[[Copy, "Mapping[str, np.ndarray] | None", float], Comparison]
+"""A copy, the candidate's outputs for its rows (``None``: it failed) and their compute -> the comparison."""
 
 
 class Evidence:
@@ -103,7 +121,7 @@ class Evidence:
         if not comparison.failed:
             counts["shadow_answered"] += 1
             counts["shadow_distance_sum"] += comparison.distance
-            counts["shadow_latency_delta_sum"] += comparison.latency_delta_s
+            counts["shadow_inference_sum"] += comparison.inference_s
 
     def dropped(self) -> None:
         self._counts["shadow_dropped"] += 1
@@ -115,46 +133,90 @@ class Evidence:
 
 
 class ShadowMirror:
-    """Runs copies of answered requests on the candidate, at most ``max_in_flight`` at a time."""
+    """Runs copies of answered requests on the candidate, together: copies wait in a bounded queue and
+    one task runs as many as ``max_batch_rows`` allow in one call of the candidate's model, with no
+    validation, batcher, chain or hooks (production validated the inputs; the candidate's signature
+    fits). One copy at a time through the candidate's whole pipeline cost about as much CPU as the
+    request itself and tripled production's p95 at half of capacity (benchmarks/shadow_cost.py).
+    A copy that would make more than ``max_in_flight`` wait or run is dropped and counted; a batch
+    that raises is run again copy by copy, so that one bad copy fails alone."""
 
-    def __init__(self, max_in_flight: int, evidence: Evidence) -> None:
+    def __init__(self, max_in_flight: int, evidence: Evidence, max_batch_rows: int = 64) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be an integer >= 1, got {max_in_flight!r}")
         self.max_in_flight = max_in_flight
+        self.max_batch_rows = max_batch_rows
         self.evidence = evidence
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: deque[tuple[Copy, Run, Judge, int]] = deque()
+        self._running = 0
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Copies waiting or running."""
+        return len(self._pending) + self._running
 
-    def mirror(self, run: Callable[[], Awaitable[Comparison]]) -> bool:
-        """Start ``run`` (the candidate's answer compared with production's) unless
-        ``max_in_flight`` copies are running; a copy that cannot start is dropped and counted."""
-        if len(self._tasks) >= self.max_in_flight:
+    def mirror(self, copy: Copy, run: Run, judge: Judge, max_rows: int | None = None) -> bool:
+        """Queue ``copy`` for ``run`` (the candidate), to be judged against production's answer, in
+        batches of at most ``max_rows`` (``max_batch_rows`` when not given), unless ``max_in_flight``
+        copies are held; a copy that cannot wait is dropped and counted."""
+        if self.in_flight >= self.max_in_flight:
             self.evidence.dropped()
             return False
-        task = asyncio.get_running_loop().create_task(self._compare(run))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.append((copy, run, judge, min(max_rows or self.max_batch_rows, self.max_batch_rows)))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="ballast-shadow")
         return True
 
-    async def _compare(self, run: Callable[[], Awaitable[Comparison]]) -> None:
+    async def _drain(self) -> None:
         try:
-            comparison = await run()
+            while self._pending:
+                first = self._pending.popleft()
+                batch, rows = [first], first[0].rows
+                while self._pending and self._pending[0][1] is first[1] and rows + self._pending[0][0].rows <= first[3]:
+                    batch.append(self._pending.popleft())
+                    rows += batch[-1][0].rows
+                self._running = len(batch)
+                try:
+                    await self._run([c for c, _, _, _ in batch], first[1], first[2])
+                finally:
+                    self._running = 0
+                await asyncio.sleep(0)  # a run on the loop's thread does not yield: let requests in
+        finally:
+            self._task = None
+
+    async def _run(self, copies: list[Copy], run: Run, judge: Judge) -> None:
+        started = time.perf_counter()
+        try:
+            if len(copies) == 1:
+                outputs = await run(copies[0].inputs)
+            else:
+                outputs = await run({n: np.concatenate([c.inputs[n] for c in copies]) for n in copies[0].inputs})
         except asyncio.CancelledError:
             raise
-        except Exception:  # a shadow's failure is evidence, never an error of the request
-            log.debug("shadow run failed", exc_info=True)
-            comparison = Comparison(agreed=False, failed=True)
-        self.evidence.shadowed(comparison)
+        except Exception:  # a shadow's failure is evidence, never an error of a request
+            log.debug("shadow batch of %d failed", len(copies), exc_info=True)
+            if len(copies) > 1:
+                for copy in copies:
+                    await self._run([copy], run, judge)
+            else:
+                self.evidence.shadowed(judge(copies[0], None, time.perf_counter() - started))
+            return
+        per_row = (time.perf_counter() - started) / max(1, sum(c.rows for c in copies))
+        at = 0
+        for copy in copies:
+            mine = {name: array[at : at + copy.rows] for name, array in outputs.items()}
+            at += copy.rows
+            self.evidence.shadowed(judge(copy, mine, per_row * copy.rows))
 
     async def wait(self) -> None:
-        """Until the copies running now have finished."""
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Until the copies held now have run."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
 
     async def close(self) -> None:
-        """Stop the copies still running (they are not counted)."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop: the copies still held are not run (nor counted)."""
+        self._pending.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import numpy as np
 import pytest
 
 from runtime.registry.gates import latency_bucket
-from runtime.registry.traffic import Comparison, Evidence, ShadowMirror, agrees, distance, place
+from runtime.registry.traffic import Comparison, Copy, Evidence, ShadowMirror, agrees, distance, place
 
 
 def test_a_routing_key_has_one_place_and_keys_spread_evenly() -> None:
@@ -38,7 +39,7 @@ def test_evidence_counts_each_side_and_starts_again_once_taken() -> None:
     evidence.answered("production", failed=False, seconds=0.01)
     evidence.answered("production", failed=True, seconds=0.01)
     evidence.answered("candidate", failed=False, seconds=0.02)
-    evidence.shadowed(Comparison(agreed=True, failed=False, distance=0.02, latency_delta_s=0.004))
+    evidence.shadowed(Comparison(agreed=True, failed=False, distance=0.02, inference_s=0.004))
     evidence.shadowed(Comparison(agreed=False, failed=True))
     taken = evidence.take()
     assert taken["production_trials"] == 2
@@ -46,7 +47,7 @@ def test_evidence_counts_each_side_and_starts_again_once_taken() -> None:
     assert taken["candidate_trials"] == 1
     assert taken[f"production_latency_{latency_bucket(0.01)}"] == 2
     assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (2, 1, 1)
-    assert (taken["shadow_answered"], taken["shadow_distance_sum"], taken["shadow_latency_delta_sum"]) == (
+    assert (taken["shadow_answered"], taken["shadow_distance_sum"], taken["shadow_inference_sum"]) == (
         1,
         0.02,
         0.004,
@@ -54,31 +55,62 @@ def test_evidence_counts_each_side_and_starts_again_once_taken() -> None:
     assert evidence.take() == {}
 
 
-async def test_the_shadow_runs_at_most_its_limit_and_counts_what_it_drops() -> None:
+def copy_of(value: float, rows: int = 1) -> Copy:
+    x = np.full((rows, 2), value, np.float32)
+    return Copy({"x": x}, {"y": x * 2}, degraded=False, rows=rows)
+
+
+def judge(copy: Copy, theirs: Mapping[str, np.ndarray] | None, seconds: float) -> Comparison:
+    if theirs is None:
+        return Comparison(agreed=False, failed=True)
+    return Comparison(agrees(copy.outputs, theirs, 0.01), False, distance(copy.outputs, theirs), seconds)
+
+
+async def test_the_shadow_runs_waiting_copies_together_and_counts_what_it_drops() -> None:
     evidence = Evidence()
-    mirror = ShadowMirror(max_in_flight=2, evidence=evidence)
-    gate = asyncio.Event()
+    mirror = ShadowMirror(max_in_flight=4, evidence=evidence)
+    gate, calls = asyncio.Event(), []
 
-    async def slow() -> Comparison:
+    async def doubling(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        calls.append(len(inputs["x"]))
         await gate.wait()
-        return Comparison(agreed=True, failed=False)
+        return {"y": inputs["x"] * 2}
 
-    async def broken() -> Comparison:
-        raise RuntimeError("the candidate crashed")
-
-    assert mirror.mirror(slow)
-    assert mirror.mirror(slow)
-    assert not mirror.mirror(slow)  # full: dropped, counted
+    assert mirror.mirror(copy_of(1.0), doubling, judge)  # starts running alone
+    await asyncio.sleep(0)
+    for value in (2.0, 3.0, 4.0):  # wait meanwhile: 4 held in all
+        assert mirror.mirror(copy_of(value, rows=2), doubling, judge)
+    assert not mirror.mirror(copy_of(5.0), doubling, judge)  # full: dropped, counted
     gate.set()
     await mirror.wait()
-    assert mirror.mirror(broken)
-    await mirror.wait()
+    assert calls == [1, 6]  # the three that waited ran as one batch of their six rows
     assert mirror.in_flight == 0
     taken = evidence.take()
-    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (3, 2, 1)
+    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (4, 4, 0)
     assert taken["shadow_dropped"] == 1
+    assert taken["shadow_distance_sum"] == 0.0
     with pytest.raises(ValueError, match="max_in_flight must be an integer >= 1, got 0"):
         ShadowMirror(0, evidence)
+    await mirror.close()
+
+
+async def test_a_batch_that_raises_is_run_again_copy_by_copy() -> None:
+    evidence = Evidence()
+    mirror = ShadowMirror(max_in_flight=8, evidence=evidence)
+    gate = asyncio.Event()
+
+    async def picky(inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        await gate.wait()
+        if (inputs["x"] == 3.0).any():
+            raise RuntimeError("the candidate cannot take a 3")
+        return {"y": inputs["x"] * 2}
+
+    for value in (1.0, 2.0, 3.0, 4.0):
+        mirror.mirror(copy_of(value), picky, judge)
+    gate.set()
+    await mirror.wait()
+    taken = evidence.take()
+    assert (taken["shadow_compared"], taken["shadow_agreed"], taken["shadow_failures"]) == (4, 3, 1)
     await mirror.close()
 
 
