@@ -1,0 +1,12 @@
+"""The audit trail: one row per prediction, chained by hash, written off the request path.
+
+chain.py    canonical rows, the hash chain and its verification, keyed digests of inputs
+store.py    the rows in SQLite (WAL), appended in batches, queried, purged from an anchor
+writer.py   a bounded queue and the thread that writes it; drops counted by reason
+"""
+
+from .chain import keyed_digest, row_hash, verify
+from .store import AuditStore
+from .writer import AuditObserver, AuditWriter, Overflow
+
+__all__ = ["AuditObserver", "AuditStore", "AuditWriter", "Overflow", "keyed_digest", "row_hash", "verify"]

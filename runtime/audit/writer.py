@@ -1,0 +1,143 @@
+"""Writing the audit trail off the request path: a bounded queue and one thread that commits it in
+batches.
+
+``offer(row)`` is O(1) and never blocks a request: a full queue drops the row and counts it
+(``queue_full``) under the default policy, or refuses it under ``fail_closed`` (the caller answers
+503 while the audit cannot keep up). The thread takes up to ``batch_rows`` at a time and appends them
+in one transaction; a write that fails (a full or stalled disk) is retried with a growing pause while
+the queue stays bounded, and writing resumes when the disk does. ``close`` flushes what it can within
+its deadline; what is left is dropped and counted (``shutdown``). Nothing is lost silently: every row
+offered is written or counted as dropped, by reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Protocol
+
+from .store import AuditStore
+
+log = logging.getLogger(__name__)
+
+
+class Overflow(StrEnum):
+    DROP = "drop"
+    """Count and drop a row that finds the queue full; the request is answered."""
+    FAIL_CLOSED = "fail_closed"
+    """Refuse the row: the caller refuses the request (503) until the queue has room."""
+
+
+class AuditObserver(Protocol):
+    def on_queued(self) -> None: ...
+
+    def on_written(self, rows: int, seconds: float) -> None: ...
+
+    def on_dropped(self, reason: str, rows: int) -> None: ...
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        max_queue: int = 10_000,
+        batch_rows: int = 500,
+        flush_s: float = 0.2,
+        overflow: Overflow = Overflow.DROP,
+        observer: AuditObserver | None = None,
+        retry_max_s: float = 5.0,
+    ) -> None:
+        if max_queue < 1 or batch_rows < 1:
+            raise ValueError(f"max_queue and batch_rows must be >= 1, got {max_queue}, {batch_rows}")
+        self.store = store
+        self.max_queue = max_queue
+        self.batch_rows = batch_rows
+        self.flush_s = flush_s
+        self.overflow = overflow
+        self.observer = observer
+        self.retry_max_s = retry_max_s
+        self.written = 0
+        self.dropped: dict[str, int] = {}
+        self.write_errors = 0
+        self._queue: deque[Mapping[str, Any]] = deque()
+        self._writing = 0
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="ballast-audit", daemon=True)
+        self._thread.start()
+
+    @property
+    def held(self) -> int:
+        """Rows queued or being written."""
+        return len(self._queue) + self._writing
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closing and self.held < self.max_queue
+
+    def offer(self, row: Mapping[str, Any]) -> bool:
+        """Queue ``row``; ``False`` when it was not (dropped and counted, or refused under fail-closed)."""
+        if not self.accepting:
+            if self.overflow is Overflow.DROP or self._closing:
+                self._drop("shutdown" if self._closing else "queue_full", 1)
+            return False
+        self._queue.append(row)  # deque.append is atomic: no lock on the request path
+        if self.observer is not None:
+            self.observer.on_queued()
+        if len(self._queue) >= self.batch_rows:
+            with self._wake:
+                self._wake.notify()
+        return True
+
+    def _drop(self, reason: str, rows: int) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + rows
+        if self.observer is not None:
+            self.observer.on_dropped(reason, rows)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._queue and not self._closing:
+                    self._wake.wait(self.flush_s)
+            if not self._queue:
+                if self._closing:
+                    return
+                continue
+            batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
+            self._writing = len(batch)
+            pause = 0.05
+            while True:
+                started = time.perf_counter()
+                try:
+                    self.store.append(batch)
+                except Exception:  # a full or stalled disk, a locked file: retry, bounded
+                    self.write_errors += 1
+                    if self._closing:
+                        self._drop("write_failed", len(batch))
+                        break
+                    log.warning("audit write failed; retrying in %.2f s", pause, exc_info=True)
+                    time.sleep(pause)
+                    pause = min(pause * 2, self.retry_max_s)
+                    continue
+                self.written += len(batch)
+                if self.observer is not None:
+                    self.observer.on_written(len(batch), time.perf_counter() - started)
+                break
+            self._writing = 0
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush within ``timeout_s``; rows still held then are dropped and counted (``shutdown``)."""
+        self._closing = True
+        with self._wake:
+            self._wake.notify()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive() or self._queue:
+            left = len(self._queue)
+            self._queue.clear()
+            if left:
+                self._drop("shutdown", left)

@@ -1,0 +1,92 @@
+"""The audit store's hash chain: rows appended in batches by several writers verify; a changed,
+deleted or reordered row is named; a purge keeps the rest verifiable; inputs only as keyed digests."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.audit import AuditStore, keyed_digest
+
+
+def rows(n: int, start: int = 0, at: float = 1000.0) -> list[dict[str, Any]]:
+    return [
+        {"request_id": f"r{i}", "at": at + i, "version": "v1", "route": "production", "prediction": i % 2}
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AuditStore:
+    return AuditStore(tmp_path / "audit.sqlite")
+
+
+def tamper(store: AuditStore, sql: str, *params: Any) -> None:
+    db = sqlite3.connect(store.path)
+    db.execute(sql, params)
+    db.commit()
+    db.close()
+
+
+def test_rows_from_two_writers_make_one_chain_that_verifies(store: AuditStore) -> None:
+    other = AuditStore(store.path)  # another worker on the same file
+    assert store.append(rows(3)) == 3
+    assert other.append(rows(2, start=3)) == 5
+    assert store.append(rows(1, start=5)) == 6
+    assert store.verify() == []
+    assert [r["request_id"] for r in store.query(since=1002, until=1005)] == ["r2", "r3", "r4"]
+    assert store.query(request_id="r4")[0]["seq"] == 5
+    other.close()
+
+
+def test_an_edited_row_is_named(store: AuditStore) -> None:
+    store.append(rows(5))
+    tamper(store, "UPDATE audit SET row = replace(row, '\"prediction\":0', '\"prediction\":1') WHERE seq = 3")
+    assert store.verify() == ["row 3: changed since it was written"]
+
+
+def test_a_deleted_row_is_named(store: AuditStore) -> None:
+    store.append(rows(5))
+    tamper(store, "DELETE FROM audit WHERE seq = 2")
+    problems = store.verify()
+    assert problems[0] == "row 2 missing (deleted)"
+    assert "row 3: does not follow the row before it" in problems[1]
+
+
+def test_reordered_rows_are_named(store: AuditStore) -> None:
+    store.append(rows(4))
+    db = sqlite3.connect(store.path)
+    two, three = (db.execute("SELECT row FROM audit WHERE seq = ?", (s,)).fetchone()[0] for s in (2, 3))
+    db.execute("UPDATE audit SET row = ? WHERE seq = 2", (three,))
+    db.execute("UPDATE audit SET row = ? WHERE seq = 3", (two,))
+    db.commit()
+    db.close()
+    assert store.verify() == ["row 2: changed since it was written", "row 3: changed since it was written"]
+
+
+def test_a_purge_keeps_the_rest_verifiable_and_a_deletion_after_it_is_still_seen(store: AuditStore) -> None:
+    store.append(rows(10))
+    assert store.purge_before(1004.0, batch=3) == 3  # bounded batches, oldest first
+    assert store.purge_before(1004.0) == 1
+    assert store.purge_before(1004.0) == 0
+    assert store.count() == 6
+    assert store.verify() == []
+    store.append(rows(1, start=10))
+    assert store.verify() == []
+    tamper(store, "DELETE FROM audit WHERE seq = 5")  # the oldest left, not through a purge
+    assert store.verify()[0] == "row 5 missing (deleted)"
+
+
+def test_inputs_are_stored_only_as_keyed_digests() -> None:
+    x = {"input": np.array([[120.5, 1.0, 3.0]], np.float32)}
+    same = {"input": np.array([[120.5, 1.0, 3.0]], np.float32)}
+    key = b"k" * 32
+    assert keyed_digest(x, key) == keyed_digest(same, key)
+    assert keyed_digest(x, key) != keyed_digest(x, b"another key, another digest....")
+    assert keyed_digest(x, key) != keyed_digest({"input": np.array([[120.6, 1.0, 3.0]], np.float32)}, key)
+    with pytest.raises(ValueError, match="an audit key is needed"):
+        keyed_digest(x, b"")

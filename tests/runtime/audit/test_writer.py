@@ -1,0 +1,92 @@
+"""The audit writer: every row offered is written or counted as dropped, by reason; the queue stays
+bounded while the disk fails, and writing resumes when it recovers; fail-closed refuses instead."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runtime.audit import AuditStore, AuditWriter, Overflow
+
+
+def row(i: int) -> dict[str, Any]:
+    return {"request_id": f"r{i}", "at": 1000.0 + i, "version": "v1", "route": "production"}
+
+
+class Failing(AuditStore):
+    """A store whose disk fails (raises) until it is told to recover; ``slow`` stalls each write."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.broken = threading.Event()
+        self.slow_s = 0.0
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        time.sleep(self.slow_s)
+        if self.broken.is_set():
+            raise OSError(28, "No space left on device")
+        return super().append(rows)
+
+
+def until(condition: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_every_row_offered_is_written_in_batches(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    writer = AuditWriter(store, max_queue=1000, batch_rows=50, flush_s=0.01)
+    assert all(writer.offer(row(i)) for i in range(500))
+    writer.close()
+    assert (writer.written, writer.dropped, store.count()) == (500, {}, 500)
+    assert store.verify() == []
+
+
+def test_a_failing_disk_keeps_the_queue_bounded_counts_drops_and_writing_resumes(tmp_path: Path) -> None:
+    store = Failing(tmp_path / "audit.sqlite")
+    store.broken.set()
+    writer = AuditWriter(store, max_queue=100, batch_rows=10, flush_s=0.01, retry_max_s=0.05)
+    accepted = sum(writer.offer(row(i)) for i in range(1000))
+    assert accepted <= 100 + 10  # the queue, and a batch being retried
+    assert writer.held <= 100
+    assert writer.dropped["queue_full"] == 1000 - accepted
+    until(lambda: writer.write_errors >= 2)
+    store.broken.clear()  # the disk recovers
+    until(lambda: writer.held == 0)
+    assert writer.offer(row(5000))
+    writer.close()
+    assert writer.written == accepted + 1
+    assert writer.written + sum(writer.dropped.values()) == 1001  # nothing lost silently
+    assert store.verify() == []
+
+
+def test_fail_closed_refuses_while_full_and_accepts_again_once_written(tmp_path: Path) -> None:
+    store = Failing(tmp_path / "audit.sqlite")
+    store.slow_s = 0.2
+    writer = AuditWriter(store, max_queue=5, batch_rows=5, flush_s=0.01, overflow=Overflow.FAIL_CLOSED)
+    taken = [writer.offer(row(i)) for i in range(20)]
+    assert taken[:5] == [True] * 5
+    assert not all(taken)
+    assert writer.dropped == {}  # refused, not dropped: the caller answers 503
+    until(lambda: writer.accepting)
+    assert writer.offer(row(99))
+    writer.close()
+    assert writer.written == sum(taken) + 1
+
+
+def test_close_flushes_within_its_deadline_and_counts_what_it_could_not(tmp_path: Path) -> None:
+    store = Failing(tmp_path / "audit.sqlite")
+    store.broken.set()
+    writer = AuditWriter(store, max_queue=100, batch_rows=10, flush_s=0.01, retry_max_s=0.05)
+    for i in range(30):
+        writer.offer(row(i))
+    writer.close(timeout_s=0.5)
+    assert writer.written + sum(writer.dropped.values()) == 30
+    assert set(writer.dropped) <= {"shutdown", "write_failed"}
+    assert not writer.offer(row(100))
+    assert writer.dropped["shutdown"] >= 1
