@@ -252,11 +252,12 @@ class Pipeline:
         timeout_s: float | None = None,
         observe: bool = True,
         cache: bool = True,
+        route: str = "production",
     ) -> Prediction:
         """Answer ``payload``. ``observe=False`` (a shadow's copy): no hook hears of it. ``cache=False``
         (a canary's request, a caller's ``no-cache``): the result cache is neither read nor filled."""
         started = self._clock()
-        record = RequestRecord(request_id or os.urandom(8).hex(), self.name, self.version)
+        record = RequestRecord(request_id or os.urandom(8).hex(), self.name, self.version, route=route)
         token = current_request.set(record)
         outcome = Outcome.ERROR
         try:
@@ -264,6 +265,7 @@ class Pipeline:
             budget = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
             result = await self._serve(payload, record, started + budget, cache and self.cache is not None)
             outcome = Outcome.FALLBACK if result.degraded else Outcome.SUCCESS
+            record.outputs = result.outputs
             return Prediction(
                 record.request_id,
                 result.outputs,

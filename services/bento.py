@@ -19,6 +19,7 @@ What happens where:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -50,8 +51,10 @@ from runtime import (
     learned_bounds,
     rejections,
 )
+from runtime.audit import AuditHook, AuditStore, AuditWriter
 from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
+from runtime.observe.metrics import AuditMetrics
 from runtime.registry import Lifecycle, LifecycleStore
 
 from .admin import Admin
@@ -139,6 +142,13 @@ def reference_bounds(model: Any, features: Sequence[str], margin: float = DEFAUL
 # --- the service instance (one per worker) ----------------------------------------------------------
 
 
+def audit_path(settings: Settings, service: str) -> Path:
+    """Where the service's audit database lives (``BALLAST_AUDIT_PATH``, else under BentoML's home)."""
+    if settings.audit_path:
+        return Path(settings.audit_path)
+    return Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "ballast" / f"{service}-audit.sqlite"
+
+
 def state_path(settings: Settings, service: str) -> Path:
     """Where the service's lifecycle database lives (``BALLAST_STATE_PATH``, else under BentoML's home)."""
     if settings.state_path:
@@ -172,6 +182,14 @@ class ServedService:
             sync_s=runtime.lifecycle_sync_s,
             metrics=default_metrics() if self.settings.drills.metrics_enabled else None,
         )
+        self.audit: AuditWriter | None = None
+        if runtime.audit_key is not None:
+            metrics = default_metrics() if self.settings.drills.metrics_enabled else None
+            self.audit = AuditWriter(
+                AuditStore(audit_path(runtime, self.declaration.name)),
+                max_queue=runtime.audit_max_queue,
+                observer=AuditMetrics(metrics, self.declaration.name) if metrics else None,
+            )
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
@@ -222,11 +240,18 @@ class ServedService:
                 fallback_rules=d.rule_stage(),
                 examples=[d.request_example(models[0].signature, learned)],
                 cache=cache,
+                hooks=[self._audit_hook()] if self.audit is not None else (),
             )
         except BaseException:
             for model in models:
                 model.close()
             raise
+
+    def _audit_hook(self) -> AuditHook:
+        assert self.audit is not None
+        key = self.settings.runtime.audit_key
+        assert key is not None
+        return AuditHook(self.audit, key.get_secret_value().encode())
 
     @bentoml.on_startup
     async def start(self) -> None:
@@ -236,8 +261,10 @@ class ServedService:
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
-        """Finish admitted requests, then release the models."""
+        """Finish admitted requests, then release the models; flush the audit trail."""
         await self.lifecycle.close()
+        if self.audit is not None:
+            await asyncio.to_thread(self.audit.close, self.settings.server.drain_s)
         await self.registry.close()
 
     def __is_ready__(self) -> bool:

@@ -125,6 +125,7 @@ class Endpoints:
                 request_id=info.request_id,
                 timeout_s=info.timeout_s,
                 cache=not (info.no_cache or traffic.comparing),
+                route=arm.value,
             )
         except (ValidationFailed, BadRequest, Overloaded):
             raise  # the caller's request or the load, not the model

@@ -3,10 +3,12 @@
 chain.py    canonical rows, the hash chain and its verification, keyed digests of inputs
 store.py    the rows in SQLite (WAL), appended in batches, queried, purged from an anchor
 writer.py   a bounded queue and the thread that writes it; drops counted by reason
+hook.py     the request hook that makes one row per answered request
 """
 
 from .chain import keyed_digest, row_hash, verify
+from .hook import AuditHook
 from .store import AuditStore
 from .writer import AuditObserver, AuditWriter, Overflow
 
-__all__ = ["AuditObserver", "AuditStore", "AuditWriter", "Overflow", "keyed_digest", "row_hash", "verify"]
+__all__ = ["AuditHook", "AuditObserver", "AuditStore", "AuditWriter", "Overflow", "keyed_digest", "row_hash", "verify"]

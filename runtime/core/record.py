@@ -42,6 +42,10 @@ class RequestRecord:
     failed_rules: tuple[str, ...] = ()
     """Names of the validation rules the request broke."""
     inputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    """The answer's outputs (when there is one)."""
+    route: str = "production"
+    """How the request reached the deployment: ``production`` or ``canary``."""
     _input_hash: str | None = field(default=None, repr=False)
 
     @property

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -142,8 +142,19 @@ class Settings(BaseSettings):
     shadow_tolerance: float = Field(0.05, ge=0, le=1)
     """How far a shadow's probabilities may be from production's and still agree (same class too)."""
 
+    # --- audit trail -----------------------------------------------------------------------
+    audit_key: SecretStr | None = None
+    """The secret of the audit trail's input digests (HMAC-SHA-256; at least 16 characters). Set, the
+    service writes one audit row per answered request; unset (the default for now), no audit trail."""
+    audit_path: str = ""
+    """The audit database (SQLite). Empty: ``ballast/SERVICE-audit.sqlite`` under BentoML's home."""
+    audit_max_queue: int = Field(10_000, ge=1, le=10_000_000)
+    """Audit rows a worker holds before they are written; beyond it a row is dropped and counted."""
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.audit_key is not None and len(self.audit_key.get_secret_value()) < 16:
+            raise ValueError("audit_key must be at least 16 characters")
         if self.fallback_reserve_ms >= self.request_timeout_ms:
             raise ValueError(
                 "fallback_reserve_ms must be below request_timeout_ms, got "

@@ -290,6 +290,26 @@ class RuntimeMetrics:
             registry=reg,
             multiprocess_mode="livesum",
         )
+        self.audit_queued = Counter(
+            "audit_queued_total", "Audit rows queued for writing.", ["pipeline"], namespace=ns, registry=reg
+        )
+        self.audit_written = Counter(
+            "audit_written_total", "Audit rows written to the database.", ["pipeline"], namespace=ns, registry=reg
+        )
+        self.audit_dropped = Counter(
+            "audit_dropped_total",
+            "Audit rows dropped, by reason (queue_full, write_failed, shutdown).",
+            ["pipeline", "reason"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.audit_write_seconds = Counter(
+            "audit_write_seconds_total",
+            "Seconds spent writing audit batches (divide by audit_written_total for the cost per row).",
+            ["pipeline"],
+            namespace=ns,
+            registry=reg,
+        )
         self.refused = Counter(
             "refused_total",
             "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",
@@ -370,6 +390,26 @@ class CacheMetrics:
     def on_size(self, entries: int, size_bytes: int) -> None:
         self._entries.set(entries)
         self._bytes.set(size_bytes)
+
+
+class AuditMetrics:
+    """An audit-writer observer bound to one service (called from the writer's thread)."""
+
+    def __init__(self, metrics: RuntimeMetrics, pipeline: str) -> None:
+        self._metrics, self._pipeline = metrics, pipeline
+        self._queued = metrics.audit_queued.labels(pipeline)
+        self._written = metrics.audit_written.labels(pipeline)
+        self._seconds = metrics.audit_write_seconds.labels(pipeline)
+
+    def on_queued(self) -> None:
+        self._queued.inc()
+
+    def on_written(self, rows: int, seconds: float) -> None:
+        self._written.inc(rows)
+        self._seconds.inc(seconds)
+
+    def on_dropped(self, reason: str, rows: int) -> None:
+        self._metrics.audit_dropped.labels(self._pipeline, reason).inc(rows)
 
 
 class PrometheusHook:
