@@ -8,6 +8,7 @@ not in the store is a 404; an action the rollout's state does not allow is a 409
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
@@ -15,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runtime import ArtifactChanged, FaultInjector, FieldError, Layer, Rule, SignatureMismatch, ValidationFailed
+from runtime.audit import AuditStore
 from runtime.registry import BelowFloor, Lifecycle, NotAllowed, Policy
 
 from .http.envelope import HTTPError, HttpErrorType
@@ -189,13 +191,41 @@ async def refusing(version: str | None) -> AsyncIterator[None]:
 OPERATOR = frozenset({"operator"})
 APPROVER = frozenset({"approver"})
 EITHER = OPERATOR | APPROVER
+AUDITOR = frozenset({"auditor"})
+"""Reads the audit trail, and nothing else."""
+
+
+class AuditQuery(BaseModel):
+    """Which audit rows: every filter given must match; oldest first, after ``after_seq``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: str | None = Field(None, max_length=128)
+    since: float | None = Field(None, ge=0, description="seconds since the epoch, inclusive")
+    until: float | None = Field(None, ge=0, description="seconds since the epoch, exclusive")
+    version: str | None = Field(None, pattern=VERSION_PATTERN)
+    route: Literal["production", "canary"] | None = None
+    after_seq: int = Field(0, ge=0, description="only rows after this sequence number (paging)")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class AuditRows(BaseModel):
+    rows: list[dict[str, Any]] = Field(description="each with its seq; oldest first")
+
+
+class AuditCheck(BaseModel):
+    rows: int = Field(description="rows in the trail")
+    problems: list[str] = Field(description="what verification found wrong, each naming its row; empty: none")
 
 
 class Admin:
     """The admin routes of a service whose models ``lifecycle()`` manages."""
 
-    def __init__(self, lifecycle: Callable[[], Lifecycle]) -> None:
+    def __init__(
+        self, lifecycle: Callable[[], Lifecycle], audit: Callable[[], AuditStore | None] | None = None
+    ) -> None:
         self.lifecycle = lifecycle
+        self.audit = audit or (lambda: None)
         self.routes = [
             Route("POST", "/admin/reload", self.reload, admin=True),
             Route("POST", "/admin/breakers/reset", self.reset_breakers, admin=True),
@@ -207,6 +237,8 @@ class Admin:
             Route("POST", "/admin/rollouts/resume", self.resume, admin=True),
             Route("POST", "/admin/rollouts/abort", self.abort, admin=True),
             Route("POST", "/admin/rollback", self.rollback, admin=True, roles=EITHER),
+            Route("POST", "/admin/audit/query", self.audit_query, admin=True, roles=AUDITOR),
+            Route("POST", "/admin/audit/verify", self.audit_verify, admin=True, roles=AUDITOR),
         ]
 
     def state(self) -> dict[str, Any]:
@@ -284,6 +316,24 @@ class Admin:
             await self.lifecycle().rollback(info.principal or "admin", body.reason)
         return self.lifecycle().describe()
 
+    def _trail(self) -> AuditStore:
+        store = self.audit()
+        if store is None:
+            raise HTTPError(404, HttpErrorType.NOT_FOUND, "this service keeps no audit trail (set BALLAST_AUDIT_KEY)")
+        return store
+
+    async def audit_query(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        body = parse_body(AuditQuery, payload)
+        store = self._trail()
+        rows = await asyncio.to_thread(store.query, **body.model_dump())
+        return {"rows": rows}
+
+    async def audit_verify(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
+        parse_body(ResetRequest, payload)
+        store = self._trail()
+        problems = await asyncio.to_thread(store.verify)
+        return {"rows": await asyncio.to_thread(store.count), "problems": problems}
+
     def docs(self) -> list[RouteDoc]:
         state = inline(AdminState.model_json_schema())
         example = {
@@ -337,9 +387,37 @@ class Admin:
             RouteDoc(route, name, summary, inline(body.model_json_schema()), state, request, example, ADMIN_ERRORS)
             for route, (name, summary, body, request) in zip(self.routes, described, strict=False)
         ]
-        for route, (name, summary, schema_of, request) in zip(self.routes[len(described) :], rollouts, strict=True):
+        audits = len(self.routes) - 2
+        for route, (name, summary, schema_of, request) in zip(
+            self.routes[len(described) : audits], rollouts, strict=True
+        ):
             schema = inline(schema_of.model_json_schema()) if schema_of is not None else {"type": "null"}
             found.append(RouteDoc(route, name, summary, schema, models, request, models_example, ADMIN_ERRORS))
+        query, verify = self.routes[audits:]
+        found.append(
+            RouteDoc(
+                query,
+                "admin_audit_query",
+                "Audit rows by request id, time, version or route (auditors only)",
+                inline(AuditQuery.model_json_schema()),
+                inline(AuditRows.model_json_schema()),
+                {"request_id": "4f2a9c0e1b7d3a55"},
+                {"rows": []},
+                ADMIN_ERRORS,
+            )
+        )
+        found.append(
+            RouteDoc(
+                verify,
+                "admin_audit_verify",
+                "Verify the audit trail's hash chain; every problem names its row (auditors only)",
+                inline(ResetRequest.model_json_schema()),
+                inline(AuditCheck.model_json_schema()),
+                {},
+                {"rows": 0, "problems": []},
+                ADMIN_ERRORS,
+            )
+        )
         return found
 
 

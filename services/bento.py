@@ -280,7 +280,12 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         instance: Callable[[], ServedService] = bentoml.get_current_service
         service_settings = declaration.settings() if declaration.settings is not None else None
         endpoints = Endpoints(declaration, lambda: instance().lifecycle, service_settings)
-        admin = Admin(lambda: instance().lifecycle)
+
+        def audit() -> AuditStore | None:
+            writer = instance().audit
+            return writer.store if writer is not None else None
+
+        admin = Admin(lambda: instance().lifecycle, audit)
         tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
         credentials = Credentials.from_secrets(settings.server.admin_token, settings.server.api_key, tokens)
         documents = Documents(self, declaration, endpoints, admin, instance, api_key=credentials.api_key is not None)

@@ -17,7 +17,7 @@ class Token(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     token: SecretStr
-    roles: list[Literal["operator", "approver"]] = Field(min_length=1)
+    roles: list[Literal["operator", "approver", "auditor"]] = Field(min_length=1)
 
 
 class ServerSettings(BaseSettings):
@@ -51,6 +51,6 @@ class ServerSettings(BaseSettings):
     tokens: dict[str, Token] = Field(default_factory=dict)
     """Other principals' tokens, as JSON by name: ``{"ana": {"token": "...", "roles": ["operator"]},
     "bo": {"token": "...", "roles": ["approver"]}}``. Operators start and stop rollouts; an approver who
-    did not start a rollout approves its promotion."""
+    did not start a rollout approves its promotion; an auditor reads the audit trail and nothing else."""
     api_key: SecretStr | None = None
     """When set, prediction endpoints require it in ``X-API-Key`` (401 without, 403 wrong)."""

@@ -121,11 +121,14 @@ class AuditStore:
         until: float | None = None,
         version: str | None = None,
         route: str | None = None,
+        after_seq: int = 0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Rows matching every filter given, oldest first, each with its ``seq``."""
+        """Rows matching every filter given, oldest first, each with its ``seq``; only those after
+        ``after_seq`` (to page through the trail)."""
         clauses, params = [], []
         for column, op, value in (
+            ("seq", ">", after_seq or None),
             ("request_id", "=", request_id),
             ("at", ">=", since),
             ("at", "<", until),

@@ -26,7 +26,7 @@ from .envelope import HTTPError, HttpErrorType
 from .routes import Route
 
 MIN_SECRET_CHARS = 16
-ROLES = frozenset({"operator", "approver"})
+ROLES = frozenset({"operator", "approver", "auditor"})
 ADMIN = "admin"
 
 

@@ -155,6 +155,8 @@ def test_the_admin_examples_of_the_openapi_document_work(secured: str) -> None:
     spec = httpx.get(f"{secured}/openapi.json").json()
     admin_paths = [p for p in spec["paths"] if p.startswith("/admin/")]
     assert sorted(admin_paths) == [
+        "/admin/audit/query",
+        "/admin/audit/verify",
         "/admin/breakers/reset",
         "/admin/faults",
         "/admin/models",

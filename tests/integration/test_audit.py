@@ -3,6 +3,7 @@ that verifies, inputs only as keyed digests, and the writer's counters in /metri
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -19,7 +20,13 @@ TRANSACTIONS = fraud.generate(40, seed=29)[0]
 
 def test_every_answer_is_audited_and_the_chain_verifies(serve: Callable[..., Any], tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
-    env = {"BALLAST_AUDIT_KEY": "an-audit-key-for-the-test", "BALLAST_AUDIT_PATH": str(path)}
+    tokens = json.dumps(
+        {
+            "cy": {"token": "cy-auditor-token-0123456", "roles": ["auditor"]},
+            "ana": {"token": "ana-operator-token-0123", "roles": ["operator"]},
+        }
+    )
+    env = {"BALLAST_AUDIT_KEY": "an-audit-key-for-the-test", "BALLAST_AUDIT_PATH": str(path), "BALLAST_TOKENS": tokens}
     with serve("services.fraud:Fraud", **env) as url:
         ids = []
         for transaction in TRANSACTIONS[:30]:
@@ -35,6 +42,16 @@ def test_every_answer_is_audited_and_the_chain_verifies(serve: Callable[..., Any
         while store.count() < 31 and time.monotonic() < deadline:
             time.sleep(0.1)
         text = httpx.get(f"{url}/metrics", timeout=10).text
+        auditor = {"Authorization": "Bearer cy-auditor-token-0123456"}
+        found = httpx.post(f"{url}/admin/audit/query", json={"request_id": ids[3]}, headers=auditor, timeout=10)
+        assert [r["request_id"] for r in found.json()["rows"]] == [ids[3]]
+        checked = httpx.post(f"{url}/admin/audit/verify", json={}, headers=auditor, timeout=10).json()
+        assert checked == {"rows": 31, "problems": []}
+        operator = {"Authorization": "Bearer ana-operator-token-0123"}
+        assert httpx.post(f"{url}/admin/audit/verify", json={}, headers=operator, timeout=10).status_code == 403
+        bad = httpx.post(f"{url}/admin/audit/query", json={"limit": 0, "route": "x"}, headers=auditor, timeout=10)
+        assert bad.status_code == 422
+        assert {f["path"] for f in bad.json()["error"]["fields"]} == {"limit", "route"}
     assert store.count() == 31  # 30 single answers and one batch; the 422 is not a prediction
     assert store.verify() == []
     first = store.query(request_id=ids[0])[0]

@@ -31,9 +31,11 @@ ROLLOUTS = {
     "/admin/rollouts/resume": {409},
     "/admin/rollouts/abort": {409},
     "/admin/rollback": {409},
+    "/admin/audit/query": {404, 422},  # a whole float for an integer: strict admin bodies refuse it
+    "/admin/audit/verify": {404},
 }
-"""The rollout routes and what a well-formed request gets on a server with no rollout and random
-versions: refusals the documents list, never a 5xx."""
+"""The rollout and audit routes and what a well-formed request gets on a server with no rollout,
+random versions and no audit trail: refusals the documents list, never a 5xx."""
 EXAMPLES = 60
 """Per prediction route and mode."""
 ADMIN_EXAMPLES = 20

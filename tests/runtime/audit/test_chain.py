@@ -40,6 +40,7 @@ def test_rows_from_two_writers_make_one_chain_that_verifies(store: AuditStore) -
     assert store.verify() == []
     assert [r["request_id"] for r in store.query(since=1002, until=1005)] == ["r2", "r3", "r4"]
     assert store.query(request_id="r4")[0]["seq"] == 5
+    assert [r["seq"] for r in store.query(after_seq=4, limit=1)] == [5]  # paging
     other.close()
 
 

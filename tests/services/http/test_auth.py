@@ -39,7 +39,7 @@ def test_secrets_are_kept_only_as_digests(credentials: Credentials) -> None:
 def test_the_right_token_and_key_pass_and_say_who_called(credentials: Credentials) -> None:
     admin = credentials.check(ADMIN, [(b"authorization", f"Bearer {TOKEN}".encode())])
     assert admin is not None
-    assert (admin.name, admin.roles) == ("admin", frozenset({"operator", "approver"}))
+    assert (admin.name, admin.roles) == ("admin", frozenset({"operator", "approver", "auditor"}))
     credentials.check(ADMIN, [(b"authorization", f"bearer  {TOKEN}".encode())])
     assert credentials.check(PREDICT, [(b"x-api-key", KEY.encode())]) is None
 
