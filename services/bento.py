@@ -43,7 +43,9 @@ from runtime import (
     DrillSettings,
     FaultInjector,
     OnnxModel,
+    Overloaded,
     Pipeline,
+    RefusalReason,
     Registry,
     SessionConfig,
     Settings,
@@ -51,7 +53,7 @@ from runtime import (
     learned_bounds,
     rejections,
 )
-from runtime.audit import AuditHook, AuditStore, AuditWriter
+from runtime.audit import AuditHook, AuditStore, AuditWriter, Overflow
 from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
 from runtime.observe.metrics import AuditMetrics
@@ -188,6 +190,7 @@ class ServedService:
             self.audit = AuditWriter(
                 AuditStore(audit_path(runtime, self.declaration.name)),
                 max_queue=runtime.audit_max_queue,
+                overflow=Overflow(runtime.audit_overflow),
                 observer=AuditMetrics(metrics, self.declaration.name) if metrics else None,
             )
 
@@ -247,6 +250,12 @@ class ServedService:
                 model.close()
             raise
 
+    def audit_guard(self) -> None:
+        """Refuse a request (503) while the audit trail cannot keep up, if the service fails closed."""
+        audit = self.audit
+        if audit is not None and audit.overflow is Overflow.FAIL_CLOSED and not audit.accepting:
+            raise Overloaded(RefusalReason.AUDIT_BEHIND, retry_after_s=1.0)
+
     def _audit_hook(self) -> AuditHook:
         assert self.audit is not None
         key = self.settings.runtime.audit_key
@@ -279,7 +288,9 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         declaration: Declaration = self.inner.declaration
         instance: Callable[[], ServedService] = bentoml.get_current_service
         service_settings = declaration.settings() if declaration.settings is not None else None
-        endpoints = Endpoints(declaration, lambda: instance().lifecycle, service_settings)
+        endpoints = Endpoints(
+            declaration, lambda: instance().lifecycle, service_settings, guard=lambda: instance().audit_guard()
+        )
 
         def audit() -> AuditStore | None:
             writer = instance().audit

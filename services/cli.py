@@ -5,6 +5,8 @@
     ballast rollout status
     ballast rollout approve|pause|resume|abort [--reason TEXT]
     ballast rollback --reason TEXT
+    ballast audit verify                        the audit trail's hash chain (exit 1 if broken)
+    ballast audit query|export [--request-id ID] [--since T] [--until T] [--version V] [--route R]
 
 ``--url`` (or ``BALLAST_URL``, default http://127.0.0.1:3000) names the service, ``--token`` (or
 ``BALLAST_TOKEN``) the caller's bearer token; ``--json`` prints the API's answer as it is. A refusal
@@ -86,6 +88,42 @@ def summary(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def audit_command(args: argparse.Namespace) -> int:
+    """``ballast audit verify|query|export``: 0, or 1 when the chain has problems."""
+    if args.action == "verify":
+        checked = call(args.url, args.token, "/admin/audit/verify", {})
+        if args.json:
+            print(json.dumps(checked, indent=2, sort_keys=True))
+        else:
+            print(f"{checked['rows']} rows; " + ("the chain verifies" if not checked["problems"] else "problems:"))
+            for problem in checked["problems"]:
+                print(f"  {problem}")
+        return 1 if checked["problems"] else 0
+    filters = {
+        k: v
+        for k, v in {
+            "request_id": args.request_id,
+            "since": args.since,
+            "until": args.until,
+            "version": args.version,
+            "route": args.route,
+        }.items()
+        if v is not None
+    }
+    if args.action == "query":
+        rows = call(args.url, args.token, "/admin/audit/query", {**filters, "limit": args.limit})["rows"]
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    after = 0
+    while True:  # export: page through everything that matches
+        rows = call(args.url, args.token, "/admin/audit/query", {**filters, "after_seq": after, "limit": 1000})["rows"]
+        for row in rows:
+            print(json.dumps(row, sort_keys=True, separators=(",", ":")))
+        if len(rows) < 1000:
+            return 0
+        after = rows[-1]["seq"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ballast", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,10 +145,25 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rollback", help="stop a rollout, or return production to the version kept warm").add_argument(
         "--reason", required=True
     )
+    audit = commands.add_parser("audit", help="read the audit trail (an auditor's token)").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser("verify", help="verify the hash chain; exit 1 if anything is wrong")
+    for name, said in (("query", "rows matching the filters"), ("export", "every matching row, as JSON Lines")):
+        reading = audit.add_parser(name, help=said)
+        reading.add_argument("--request-id")
+        reading.add_argument("--since", type=float, help="seconds since the epoch")
+        reading.add_argument("--until", type=float, help="seconds since the epoch")
+        reading.add_argument("--version")
+        reading.add_argument("--route", choices=["production", "canary"])
+        if name == "query":
+            reading.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)
     if not args.token:
         parser.error("a token is needed: --token or BALLAST_TOKEN")
     try:
+        if args.command == "audit":
+            return audit_command(args)
         if args.command == "models" or (args.command == "rollout" and args.action == "status"):
             state = call(args.url, args.token, "/admin/models")
         elif args.command == "rollback":

@@ -92,10 +92,16 @@ class Endpoints:
     """The routes of ``declaration``, each answering through the deployment ``traffic()`` picks."""
 
     def __init__(
-        self, declaration: Declaration, traffic: Callable[[], Traffic], settings: BaseSettings | None = None
+        self,
+        declaration: Declaration,
+        traffic: Callable[[], Traffic],
+        settings: BaseSettings | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self.declaration = declaration
         self.traffic = traffic
+        self.guard = guard
+        """Called before a request is answered; raises to refuse it (the audit trail failing closed)."""
         self.settings = settings
         d = declaration
         self.routes: list[Route] = []
@@ -115,6 +121,8 @@ class Endpoints:
     ) -> tuple[Prediction, Arm]:
         """``payload`` answered by the deployment picked for the request (or ``pipeline``), its
         outcome counted for a rollout's gates, and mirrored to a shadow."""
+        if self.guard is not None:
+            self.guard()
         traffic = self.traffic()
         if pipeline is None:
             pipeline, arm = traffic.pick(info.routing_key or info.request_id)

@@ -2,8 +2,10 @@
 batches.
 
 ``offer(row)`` is O(1) and never blocks a request: a full queue drops the row and counts it
-(``queue_full``) under the default policy, or refuses it under ``fail_closed`` (the caller answers
-503 while the audit cannot keep up). The thread takes up to ``batch_rows`` at a time and appends them
+(``queue_full``) under the default policy. Under ``fail_closed`` the service asks :attr:`accepting`
+before it serves a request and answers 503 while the queue is full; the rows of requests already
+admitted are still taken, up to twice ``max_queue`` (then dropped and counted): memory stays bounded.
+The thread takes up to ``batch_rows`` at a time and appends them
 in one transaction; a write that fails (a full or stalled disk) is retried with a growing pause while
 the queue stays bounded, and writing resumes when the disk does. ``close`` flushes what it can within
 its deadline; what is left is dropped and counted (``shutdown``). Nothing is lost silently: every row
@@ -29,7 +31,7 @@ class Overflow(StrEnum):
     DROP = "drop"
     """Count and drop a row that finds the queue full; the request is answered."""
     FAIL_CLOSED = "fail_closed"
-    """Refuse the row: the caller refuses the request (503) until the queue has room."""
+    """The service refuses requests (503) while the queue is full (see :attr:`AuditWriter.accepting`)."""
 
 
 class AuditObserver(Protocol):
@@ -81,10 +83,10 @@ class AuditWriter:
         return not self._closing and self.held < self.max_queue
 
     def offer(self, row: Mapping[str, Any]) -> bool:
-        """Queue ``row``; ``False`` when it was not (dropped and counted, or refused under fail-closed)."""
-        if not self.accepting:
-            if self.overflow is Overflow.DROP or self._closing:
-                self._drop("shutdown" if self._closing else "queue_full", 1)
+        """Queue ``row``; ``False`` when it was dropped (and counted)."""
+        bound = self.max_queue * (2 if self.overflow is Overflow.FAIL_CLOSED else 1)
+        if self._closing or self.held >= bound:
+            self._drop("shutdown" if self._closing else "queue_full", 1)
             return False
         self._queue.append(row)  # deque.append is atomic: no lock on the request path
         if self.observer is not None:

@@ -42,6 +42,8 @@ class RefusalReason(StrEnum):
     """The worker is draining after SIGTERM."""
     PROXY_BUSY = "proxy_busy"
     """Refused by the nginx in front of the worker (deploy/nginx.conf.template)."""
+    AUDIT_BEHIND = "audit_behind"
+    """The audit trail cannot keep up and the service fails closed (``BALLAST_AUDIT_OVERFLOW``)."""
 
 
 Reason = ShedReason | RefusalReason

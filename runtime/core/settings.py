@@ -150,6 +150,9 @@ class Settings(BaseSettings):
     """The audit database (SQLite). Empty: ``ballast/SERVICE-audit.sqlite`` under BentoML's home."""
     audit_max_queue: int = Field(10_000, ge=1, le=10_000_000)
     """Audit rows a worker holds before they are written; beyond it a row is dropped and counted."""
+    audit_overflow: Literal["drop", "fail_closed"] = "drop"
+    """When the audit queue is full: ``drop`` (answer, drop the row, count it) or ``fail_closed``
+    (answer 503 with Retry-After, reason ``audit_behind``, until the queue has room)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

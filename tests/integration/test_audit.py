@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from models import fraud
 from runtime.audit import AuditStore
+from services.cli import main
 
 TRANSACTIONS = fraud.generate(40, seed=29)[0]
 
 
-def test_every_answer_is_audited_and_the_chain_verifies(serve: Callable[..., Any], tmp_path: Path) -> None:
+def test_every_answer_is_audited_and_the_chain_verifies(
+    serve: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "audit.sqlite"
     tokens = json.dumps(
         {
@@ -49,6 +53,11 @@ def test_every_answer_is_audited_and_the_chain_verifies(serve: Callable[..., Any
         assert checked == {"rows": 31, "problems": []}
         operator = {"Authorization": "Bearer ana-operator-token-0123"}
         assert httpx.post(f"{url}/admin/audit/verify", json={}, headers=operator, timeout=10).status_code == 403
+        cli = ["--url", str(url), "--token", "cy-auditor-token-0123456", "audit"]
+        assert main([*cli, "verify"]) == 0
+        assert main([*cli, "export", "--route", "production"]) == 0
+        exported = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        assert [r["seq"] for r in exported] == list(range(1, 32))  # every row, in order, as JSON Lines
         bad = httpx.post(f"{url}/admin/audit/query", json={"limit": 0, "route": "x"}, headers=auditor, timeout=10)
         assert bad.status_code == 422
         assert {f["path"] for f in bad.json()["error"]["fields"]} == {"limit", "route"}
@@ -66,3 +75,36 @@ def test_every_answer_is_audited_and_the_chain_verifies(serve: Callable[..., Any
     written = re.search(r'^ballast_audit_written_total\{pipeline="fraud"\} (\S+)$', text, re.M)
     assert written is not None
     assert float(written.group(1)) >= 30  # counted as the writer commits (the last batch may follow)
+
+
+def test_a_stalled_audit_database_fails_closed_then_recovers(serve: Callable[..., Any], tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "audit.sqlite"
+    env = {
+        "BALLAST_AUDIT_KEY": "an-audit-key-for-the-test",
+        "BALLAST_AUDIT_PATH": str(path),
+        "BALLAST_AUDIT_OVERFLOW": "fail_closed",
+        "BALLAST_AUDIT_MAX_QUEUE": "2",
+    }
+    with serve("services.fraud:Fraud", **env) as url:
+        lock = sqlite3.connect(path, isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # another process holds the database: writes stall
+        statuses = [httpx.post(f"{url}/score", json=t, timeout=10) for t in TRANSACTIONS[:8]]
+        refused = [r for r in statuses if r.status_code == 503]
+        assert [r.status_code for r in statuses[:2]] == [200, 200]  # the queue takes two rows
+        assert len(refused) == 6
+        assert all(r.headers["retry-after"] and r.json()["error"]["type"] == "overloaded" for r in refused)
+        lock.execute("ROLLBACK")  # the disk is back
+        deadline = time.monotonic() + 15
+        while httpx.post(f"{url}/score", json=TRANSACTIONS[9], timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the audit never caught up"
+            time.sleep(0.2)
+        lock.close()
+        store = AuditStore(path)
+        while store.count() < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    assert store.count() == 3  # the two before the stall and the one after: every answer has its row
+    assert store.verify() == []
+    assert "ballast_audit_dropped_total" not in text or 'reason="queue_full"' not in text
