@@ -404,6 +404,9 @@ class Lifecycle:
             if below:
                 raise BelowFloor("; ".join(below))
             candidate = await self.registry.deploy(version)
+            if candidate.version == production:  # a name that resolves to production ("latest", say)
+                await candidate.pipeline.close()
+                raise NotAllowed(f"{version} is production already ({production})")
             record = self.store.start_rollout(
                 self.model, candidate.version, production, principal, chosen.as_dict(), Phase.SHADOW
             )

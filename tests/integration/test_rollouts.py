@@ -155,6 +155,10 @@ def test_a_good_candidate_reaches_production_with_an_approval_and_no_failed_requ
 def test_rollout_requests_are_checked(rolling: str, versions: tuple[str, str]) -> None:
     url, candidate = rolling, versions[1]
     assert admin(url, "rollouts", ANA, {"version": "nosuchversion"}).status_code == 404
+    latest = admin(url, "rollouts", ANA, {"version": "latest"})  # the newest in the store: the candidate
+    assert latest.status_code == 200, latest.text
+    assert latest.json()["rollout"]["version"] == candidate  # recorded as the version it resolved to
+    assert admin(url, "rollouts/abort", ANA, {"reason": "a name, not a version"}).status_code == 200
     assert admin(url, "rollouts/approve", BO, {}).status_code == 409  # nothing to approve
     bad_policy = admin(url, "rollouts", ANA, {"version": candidate, "policy": {"stages": [0.5, 0.2]}})
     assert bad_policy.status_code == 422

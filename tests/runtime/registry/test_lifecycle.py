@@ -154,6 +154,12 @@ async def test_a_candidate_that_does_not_fit_never_starts(worker: tuple[Lifecycl
     assert lifecycle.store.active_rollout("m") is None
     with pytest.raises(NotAllowed, match="is production already"):
         await lifecycle.begin("1", "operator:ana")
+    real = lifecycle.registry._loader
+    lifecycle.registry._loader = lambda version: real("1")  # a name ("latest") that resolves to production
+    with pytest.raises(NotAllowed, match=r"latest is production already \(1\)"):
+        await lifecycle.begin("latest", "operator:ana")
+    lifecycle.registry._loader = real
+    assert lifecycle.store.active_rollout("m") is None
 
 
 async def test_operators_pause_resume_and_abort(worker: tuple[Lifecycle, Clock]) -> None:
