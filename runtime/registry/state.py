@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..core.sqlite import SharedDatabase
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS aliases (
@@ -115,41 +115,11 @@ class Transition:
     detail: dict[str, Any]
 
 
-class LifecycleStore:
+class LifecycleStore(SharedDatabase):
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         """Open (and create) the database at ``path``; ``clock`` gives wall-clock seconds."""
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._write() as db:  # executescript would commit on its own: one statement at a time
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                db.execute(statement)
-
-    @property
-    def journal_mode(self) -> str:
-        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (``BEGIN IMMEDIATE``) so that workers never deadlock."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        super().__init__(path, SCHEMA, pragmas=("foreign_keys=ON",), rows_by_name=True)
 
     def _record(
         self,
