@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost audit-drill clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -77,6 +77,17 @@ shadow-cost: install wrk hey models
 rollout-drill-short: install
 	$(BIN)/python -m loadtests.rollout_drill --short
 
+# What the audit trail costs the fraud chain's throughput at saturation: two servers, audit off and
+# on, in interleaved rounds (benchmarks/audit_cost.py; about 3 minutes).
+audit-cost: install wrk hey models
+	$(BIN)/python -m benchmarks.audit_cost
+
+# A fraud server with the audit trail on under locust load (a canary held at 50 %): a row per 200, on
+# its route, none dropped, the chain verifies (loadtests/audit_drill.py; about 70 s). Its own model
+# store and databases.
+audit-drill: install
+	$(BIN)/python -m loadtests.audit_drill
+
 # wrk drives the HTTP benchmarks (Debian package; this installs it as root when missing).
 wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
@@ -128,11 +139,12 @@ soak: install wrk hey models
 audit: install
 	$(BIN)/python -m tools.audit
 
-bench-smoke: install wrk nginx
+bench-smoke: install wrk hey nginx models
 	$(BIN)/python -m benchmarks.compare --smoke
 	$(BIN)/python -m benchmarks.runtime_overhead --smoke
 	$(BIN)/python -m benchmarks.cache_cost --smoke
 	$(BIN)/python -m benchmarks.refusal_cost --seconds 1 --rounds 1
+	$(BIN)/python -m benchmarks.audit_cost --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

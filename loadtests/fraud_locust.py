@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from typing import Any, ClassVar, TextIO
 
 from locust import FastHttpUser, between, constant_throughput, task
 
@@ -57,3 +59,45 @@ class RolloutDrillClient(FastHttpUser):
         with self.client.post("/score", json=self.rng.choice(TRANSACTIONS), name="/score", catch_response=True) as r:
             if r.status_code != 200:
                 r.failure(f"{r.status_code}: {r.text[:200]}")
+
+
+class AuditDrillClient(FastHttpUser):
+    """Single transactions, batches of 16 and a few invalid transactions at a steady rate, for the
+    audit drill (loadtests/audit_drill.py): every answer is written down, one line each (status, path,
+    route, request id; tab-separated), to the file ``BALLAST_AUDIT_DRILL_ANSWERS`` names, for the drill
+    to match with the audit trail's rows. A valid request must get a 200 and an invalid one a 422."""
+
+    wait_time = constant_throughput(10)
+    answers: ClassVar[TextIO | None] = None
+    """The file the users share (each line written at once: greenlets do not interleave a write)."""
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+        if AuditDrillClient.answers is None:
+            path = os.environ.get("BALLAST_AUDIT_DRILL_ANSWERS")
+            if not path:
+                raise RuntimeError("AuditDrillClient writes its answers to BALLAST_AUDIT_DRILL_ANSWERS: set it")
+            AuditDrillClient.answers = open(path, "a", buffering=1)  # noqa: SIM115 -- open while locust runs
+
+    @task(20)
+    def score(self) -> None:
+        self._answer("/score", self.rng.choice(TRANSACTIONS), 200)
+
+    @task(2)
+    def score_batch(self) -> None:
+        self._answer("/score_batch", {"transactions": self.rng.sample(TRANSACTIONS, 16)}, 200)
+
+    @task(1)
+    def invalid(self) -> None:
+        self._answer("/score", fraud_invalid(self.rng, self.rng.choice(TRANSACTIONS)), 422, " [invalid]")
+
+    def _answer(self, path: str, body: dict[str, Any], expected: int, kind: str = "") -> None:
+        assert self.answers is not None
+        with self.client.post(path, json=body, name=f"{path}{kind}", catch_response=True) as r:
+            route = request_id = "-"
+            if r.status_code == 200:
+                answer = r.json()
+                route, request_id = answer["route"], answer["request_id"]
+            self.answers.write(f"{r.status_code}\t{path}{kind}\t{route}\t{request_id}\n")
+            if r.status_code != expected:
+                r.failure(f"expected {expected}, got {r.status_code}: {r.text[:200]}")

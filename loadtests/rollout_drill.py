@@ -179,15 +179,16 @@ class Drill:
             self.server.wait()
         self.server = None
 
-    def start_load(self, limit_s: int) -> None:
-        """Locust until :meth:`stop_load` (or ``limit_s``, its bound)."""
+    def start_load(self, limit_s: int, user_class: str = "RolloutDrillClient", stop_timeout_s: int = 0) -> None:
+        """Locust (``user_class`` of loadtests/fraud_locust.py) until :meth:`stop_load` (or ``limit_s``,
+        its bound); at the end, each user may finish the request it is making for ``stop_timeout_s``."""
         prefix = self.workdir / f"load-{len(self.segments) + 1}"
         self.load = subprocess.Popen(
             [
                 str(BIN / "locust"),
                 "-f",
                 str(ROOT / "loadtests" / "fraud_locust.py"),
-                "RolloutDrillClient",
+                user_class,
                 "--headless",
                 "--users",
                 str(self.users),
@@ -195,6 +196,8 @@ class Drill:
                 str(self.users),
                 "--run-time",
                 f"{limit_s}s",
+                "--stop-timeout",
+                str(stop_timeout_s),
                 "--host",
                 self.url,
                 "--csv",

@@ -11,12 +11,14 @@ hidden process, only its labels.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from runtime import BusinessRule
+from runtime import BusinessRule, columns_of
+from runtime.core.classification import Classified, Level
 
 Currency = Literal["EUR", "USD", "GBP", "CHF", "JPY"]
 Merchant = Literal["grocery", "fuel", "restaurant", "pharmacy", "travel", "electronics", "jewelry", "gaming"]
@@ -77,9 +79,22 @@ class Transaction(BaseModel):
     txn_count_1h: int = Field(ge=0, le=1_000, description="card's transactions, last hour")
     txn_count_24h: int = Field(ge=0, le=10_000, description="card's transactions, last day")
     distance_km: float = Field(ge=0, le=20_100, description="distance from the home address")
+    # context: validated and kept (as their classes allow) in the audit trail, never model columns
+    card_number: Annotated[str | None, Classified(Level.RESTRICTED)] = Field(
+        None, pattern=r"^[0-9]{12,19}$", description="the card's number (restricted: never stored)"
+    )
+    customer_email: Annotated[str | None, Classified(Level.CONFIDENTIAL)] = Field(
+        None, max_length=254, description="the customer's e-mail address (confidential: stored as a keyed digest)"
+    )
+    note: str | None = Field(
+        None,
+        max_length=500,
+        description="free text from the checkout (e-mail addresses, card and phone numbers in it are masked "
+        "wherever it is kept)",
+    )
 
 
-FEATURES = tuple(Transaction.model_fields)
+FEATURES = tuple(column.name for column in columns_of(Transaction))
 CATEGORICAL = tuple(i for i, name in enumerate(FEATURES) if name in ("currency", "merchant_category"))
 NUMERIC = tuple(i for i in range(len(FEATURES)) if i not in CATEGORICAL)
 
@@ -142,17 +157,26 @@ def generate(n: int, seed: int = 7) -> tuple[list[dict[str, Any]], np.ndarray]:
     return records, label
 
 
+RISK_SIGNALS: tuple[tuple[str, float, Callable[[Transaction], bool]], ...] = (
+    ("new_device_abroad", 0.35, lambda t: t.device_change and t.country_mismatch),
+    ("large_on_new_device_or_card", 0.3, lambda t: t.amount >= 1_000 and (t.device_change or t.card_age_days < 30)),
+    ("burst", 0.2, lambda t: t.txn_count_1h >= 5),
+    (
+        "night_risky_merchant",
+        0.15,
+        lambda t: t.hour <= 4 and t.merchant_category in ("jewelry", "electronics", "gaming"),
+    ),
+)
+"""The signals a fraud analyst checks first: name, added risk, predicate."""
+
+
+def rule_reasons(t: Transaction) -> list[str]:
+    """The risk signals that fire for ``t`` (what the rule stage's score is made of)."""
+    return [name for name, _, fires in RISK_SIGNALS if fires(t)]
+
+
 def rule_score(t: Transaction) -> float:
     """The last stage of the chain: a fraud score from domain sense, not fitted to the labels.
 
-    Starts low and adds risk for the signals a fraud analyst checks first; capped at 0.95."""
-    score = 0.02
-    if t.device_change and t.country_mismatch:
-        score += 0.35
-    if t.amount >= 1_000 and (t.device_change or t.card_age_days < 30):
-        score += 0.3
-    if t.txn_count_1h >= 5:
-        score += 0.2
-    if t.hour <= 4 and t.merchant_category in ("jewelry", "electronics", "gaming"):
-        score += 0.15
-    return min(score, 0.95)
+    Starts low and adds the risk of each signal that fires (:data:`RISK_SIGNALS`); capped at 0.95."""
+    return min(0.02 + sum(risk for _, risk, fires in RISK_SIGNALS if fires(t)), 0.95)

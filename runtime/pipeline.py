@@ -84,6 +84,8 @@ class Pipeline:
         self.cache = cache
         """The deployment's result cache (``None``: off)."""
         self.ready = False
+        self._artifacts = {stage.model.name: stage.model.sha256 for stage in chain.stages}
+        """Each model's file hash, by name, for the request's record."""
 
     @classmethod
     def build(
@@ -253,11 +255,15 @@ class Pipeline:
         observe: bool = True,
         cache: bool = True,
         route: str = "production",
+        principal: str | None = None,
     ) -> Prediction:
-        """Answer ``payload``. ``observe=False`` (a shadow's copy): no hook hears of it. ``cache=False``
-        (a canary's request, a caller's ``no-cache``): the result cache is neither read nor filled."""
+        """Answer ``payload`` for ``principal`` (who asked, when known). ``observe=False`` (a shadow's
+        copy): no hook hears of it. ``cache=False`` (a canary's request, a caller's ``no-cache``): the
+        result cache is neither read nor filled."""
         started = self._clock()
-        record = RequestRecord(request_id or os.urandom(8).hex(), self.name, self.version, route=route)
+        record = RequestRecord(
+            request_id or os.urandom(8).hex(), self.name, self.version, route=route, principal=principal
+        )
         token = current_request.set(record)
         outcome = Outcome.ERROR
         try:
@@ -266,6 +272,7 @@ class Pipeline:
             result = await self._serve(payload, record, started + budget, cache and self.cache is not None)
             outcome = Outcome.FALLBACK if result.degraded else Outcome.SUCCESS
             record.outputs = result.outputs
+            record.artifact = self._artifacts.get(result.model_name)
             return Prediction(
                 record.request_id,
                 result.outputs,
@@ -302,7 +309,7 @@ class Pipeline:
             request = self.validator.validate(payload)
         finally:
             record.validation_s = time.perf_counter() - started
-        record.rows, record.inputs = request.rows, request.inputs
+        record.rows, record.inputs, record.records = request.rows, request.inputs, request.records
         if not use_cache:
             return await self.chain.run(request, deadline, record)
         assert self.cache is not None

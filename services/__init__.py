@@ -10,6 +10,6 @@ services/fraud.py, digits.py, tensor.py   the built-in services, a declaration e
 from runtime import BusinessRule
 
 from .bento import ballast_service
-from .declaration import Stage, Tensor
+from .declaration import Compliance, Stage, Tensor
 
-__all__ = ["BusinessRule", "Stage", "Tensor", "ballast_service"]
+__all__ = ["BusinessRule", "Compliance", "Stage", "Tensor", "ballast_service"]

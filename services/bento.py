@@ -49,18 +49,21 @@ from runtime import (
     Registry,
     SessionConfig,
     Settings,
+    columns_of,
     default_metrics,
     learned_bounds,
     rejections,
 )
 from runtime.audit import AuditHook, AuditStore, AuditWriter, Overflow
+from runtime.audit.redact import Redactor
+from runtime.audit.store import Retention
 from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
 from runtime.observe.metrics import AuditMetrics
 from runtime.registry import Lifecycle, LifecycleStore
 
 from .admin import Admin
-from .declaration import Declaration, Outputs, Stage, tensor_fields
+from .declaration import Compliance, Declaration, Outputs, Stage, tensor_fields
 from .endpoints import Endpoints
 from .http import openapi, protocol
 from .http.admission import Admission
@@ -184,15 +187,37 @@ class ServedService:
             sync_s=runtime.lifecycle_sync_s,
             metrics=default_metrics() if self.settings.drills.metrics_enabled else None,
         )
+        d = self.declaration
+        self.service_settings = d.settings() if d.settings is not None else None
         self.audit: AuditWriter | None = None
+        self.audit_hook: AuditHook | None = None
         if runtime.audit_key is not None:
             metrics = default_metrics() if self.settings.drills.metrics_enabled else None
             self.audit = AuditWriter(
-                AuditStore(audit_path(runtime, self.declaration.name)),
+                AuditStore(audit_path(runtime, d.name)),
                 max_queue=runtime.audit_max_queue,
                 overflow=Overflow(runtime.audit_overflow),
-                observer=AuditMetrics(metrics, self.declaration.name) if metrics else None,
+                observer=AuditMetrics(metrics, d.name) if metrics else None,
+                retention=Retention(
+                    *(
+                        None if days is None else days * 86_400.0
+                        for days in (
+                            runtime.audit_retain_days,
+                            runtime.audit_payload_retain_days,
+                            runtime.feedback_retain_days,
+                        )
+                    )
+                ),
             )
+            key = runtime.audit_key.get_secret_value().encode()
+            self.audit_hook = AuditHook(
+                self.audit,
+                key,
+                describe=lambda record: d.audit_facts(record, self.service_settings),
+                payload_share=runtime.audit_payload_share,
+                redactor=Redactor(d.request if d.kind == "records" else None, key),
+            )
+            self.lifecycle.on_shadow = self.audit_hook.on_shadow
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
@@ -220,7 +245,7 @@ class ServedService:
             learned = None
             if d.learn_ranges:
                 assert d.request is not None
-                learned = reference_bounds(stored(tags[0]), list(d.request.model_fields))
+                learned = reference_bounds(stored(tags[0]), [c.name for c in columns_of(d.request)])
             schema = d.schema(models[0].signature, settings.runtime.max_request_rows, learned)
             runtime = settings.runtime
             cache = None
@@ -243,7 +268,7 @@ class ServedService:
                 fallback_rules=d.rule_stage(),
                 examples=[d.request_example(models[0].signature, learned)],
                 cache=cache,
-                hooks=[self._audit_hook()] if self.audit is not None else (),
+                hooks=[self.audit_hook] if self.audit_hook is not None else (),
             )
         except BaseException:
             for model in models:
@@ -255,12 +280,6 @@ class ServedService:
         audit = self.audit
         if audit is not None and audit.overflow is Overflow.FAIL_CLOSED and not audit.accepting:
             raise Overloaded(RefusalReason.AUDIT_BEHIND, retry_after_s=1.0)
-
-    def _audit_hook(self) -> AuditHook:
-        assert self.audit is not None
-        key = self.settings.runtime.audit_key
-        assert key is not None
-        return AuditHook(self.audit, key.get_secret_value().encode())
 
     @bentoml.on_startup
     async def start(self) -> None:
@@ -298,8 +317,10 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
 
         admin = Admin(lambda: instance().lifecycle, audit)
         tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
-        credentials = Credentials.from_secrets(settings.server.admin_token, settings.server.api_key, tokens)
-        documents = Documents(self, declaration, endpoints, admin, instance, api_key=credentials.api_key is not None)
+        credentials = Credentials.from_secrets(
+            settings.server.admin_token, settings.server.api_key, tokens, settings.server.api_keys
+        )
+        documents = Documents(self, declaration, endpoints, admin, instance, api_key=credentials.api_key)
         metrics = default_metrics if settings.drills.metrics_enabled else None
         protocol.install()
         return FrontDoor(
@@ -393,6 +414,8 @@ def ballast_service(
     batch_field: str = "records",
     examples: Sequence[Any] = (),
     description: str | None = None,
+    compliance: Sequence[Compliance] = (),
+    rule_reasons: Callable[[Any], Sequence[str]] | None = None,
 ) -> Any:
     """Declare a Ballast service; returns the BentoML service (``bentoml serve module:Name``).
 
@@ -420,6 +443,9 @@ def ballast_service(
     ``route``, ``batch_route``, ``batch_field``
         the paths; records services also get ``{route}_batch`` taking ``{batch_field: [records]}``
         unless ``batch_route`` is ``False``.
+    ``compliance``, ``rule_reasons``
+        for the audit trail: named checks over each row and its answer (:class:`Compliance`), and
+        which of the rule stage's rules fired for a row.
     """
     records = request is not None and not tensor_fields(request)
     derived = (f"{route}_batch" if batch_route and records else None) if isinstance(batch_route, bool) else batch_route
@@ -441,6 +467,8 @@ def ballast_service(
         learn_ranges=learn_ranges,
         description=description,
         examples=tuple(examples),
+        compliance=tuple(compliance),
+        rule_reasons=rule_reasons,
     )
     declaration.check_answer()
     attributes: dict[str, Any] = {

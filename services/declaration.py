@@ -47,6 +47,8 @@ from runtime import (
     ValidatedRequest,
     columns_of,
 )
+from runtime.audit.hook import MAX_LISTED
+from runtime.core.record import RequestRecord
 from runtime.core.settings import STAGE_FIELDS
 from runtime.engine.validation import Schema
 
@@ -137,6 +139,17 @@ def signature_row_schema(spec: TensorSpec) -> dict[str, Any]:
     return item
 
 
+@dataclass(frozen=True)
+class Compliance:
+    """A check the audit trail records with each answer: a named predicate over one row's request
+    and its answer (``amount_over_reporting_threshold``); each row of the trail lists the rows of
+    the request for which it held."""
+
+    name: str
+    check: Callable[[Any, Mapping[str, Any]], bool]
+    description: str = ""
+
+
 # --- the declaration ------------------------------------------------------------------------------
 
 
@@ -157,6 +170,9 @@ class Declaration:
     learn_ranges: bool = False
     description: str = ""
     examples: tuple[Any, ...] = field(default=(), compare=False)
+    compliance: tuple[Compliance, ...] = ()
+    rule_reasons: Callable[[Any], Sequence[str]] | None = None
+    """Which of the rule stage's rules fired for a row (for the audit trail)."""
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -173,6 +189,10 @@ class Declaration:
             raise ValueError(f"{self.name}: a rule stage needs a declared request type to read")
         if self.answer is not None and self.kind == "signature":
             raise ValueError(f"{self.name}: an answer function needs a declared request type")
+        if self.compliance and self.kind != "records":
+            raise ValueError(f"{self.name}: compliance checks read records: declare a records request type")
+        if len({c.name for c in self.compliance}) != len(self.compliance):
+            raise ValueError(f"{self.name}: two compliance checks share a name")
 
     @property
     def kind(self) -> Kind:
@@ -226,13 +246,16 @@ class Declaration:
         declared = ModelSignature(tuple(t.spec(n) for n, t in tensors.items()), ())
         return TensorSchema(declared, max_rows=max_rows, ranges=ranges, feeds=feeds)
 
+    @property
+    def rule_stage_name(self) -> str | None:
+        return getattr(self.rules, "__name__", "rules").replace("_", "-") if self.rules is not None else None
+
     def rule_stage(self, version: str = "1") -> RuleStage | None:
         """The declared rule function as the chain's last stage (it reads the typed records, or the
         validated rows of a tensor request)."""
-        rules = self.rules
-        if rules is None:
+        rules, name = self.rules, self.rule_stage_name
+        if rules is None or name is None:
             return None
-        name = getattr(rules, "__name__", "rules").replace("_", "-")
 
         def answer(request: ValidatedRequest) -> Outputs:
             rows = request.records if request.records is not None else [request.row(i) for i in range(request.rows)]
@@ -250,6 +273,28 @@ class Declaration:
         names = list(outputs)
         columns = [outputs[name].tolist() for name in names]
         return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def audit_facts(self, record: RequestRecord, settings: BaseSettings | None) -> dict[str, Any]:
+        """What the service adds to an answer's audit row: its answers (when at most ``MAX_LISTED``
+        rows), the compliance checks that held (check -> row indexes), and the rules that fired
+        when the rule stage answered (one list per row)."""
+        facts: dict[str, Any] = {}
+        if record.outputs is None or record.rows > MAX_LISTED:
+            return facts
+        answers = self.answer_rows(record.outputs, settings)
+        facts["answers"] = answers
+        records = record.records
+        if records is None:
+            return facts
+        if self.compliance:
+            held = {
+                c.name: [i for i, (r, a) in enumerate(zip(records, answers, strict=True)) if c.check(r, a)]
+                for c in self.compliance
+            }
+            facts["checks"] = {name: rows for name, rows in held.items() if rows}
+        if self.rule_reasons is not None and record.served_by == self.rule_stage_name:
+            facts["rules"] = [list(self.rule_reasons(r)) for r in records]
+        return facts
 
     def answer_type(self) -> type[BaseModel] | None:
         """The row type the ``answer`` function returns, from its annotation (for the schema)."""

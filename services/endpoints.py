@@ -134,6 +134,7 @@ class Endpoints:
                 timeout_s=info.timeout_s,
                 cache=not (info.no_cache or traffic.comparing),
                 route=arm.value,
+                principal=info.principal,
             )
         except (ValidationFailed, BadRequest, Overloaded):
             raise  # the caller's request or the load, not the model

@@ -1,7 +1,8 @@
 """Fraud scoring: ``POST /score`` (one card transaction) and ``POST /score_batch`` (several).
 
 Chain: gradient-boosted trees (``fraud-gbt``) -> logistic regression (``fraud-logreg``) -> the domain
-rules of :func:`models.fraud.rule_score`. Every answer says which stage produced it.
+rules of :func:`models.fraud.rule_score`. Every answer says which stage produced it. With the audit
+trail on, each answer's row records the compliance checks that held and the rules that fired.
 Serve with ``make serve`` (``bentoml serve services.fraud:Fraud``).
 """
 
@@ -13,8 +14,8 @@ import numpy as np
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.fraud import RULES, Transaction, rule_score
-from services import ballast_service
+from models.fraud import RULES, Transaction, rule_reasons, rule_score
+from services import Compliance, ballast_service
 
 
 class FraudSettings(BaseSettings):
@@ -50,6 +51,24 @@ def score(outputs: dict[str, np.ndarray], settings: FraudSettings) -> list[Score
     ]
 
 
+REPORTING_THRESHOLD = 10_000.0
+"""Cash-equivalent amounts from which a transaction is reportable in many jurisdictions."""
+
+COMPLIANCE = (
+    Compliance(
+        "amount_over_reporting_threshold",
+        lambda t, _: t.amount >= REPORTING_THRESHOLD,
+        f"the amount is at least {REPORTING_THRESHOLD:,.0f}: the transaction may have to be reported",
+    ),
+    Compliance(
+        "declined_cross_border",
+        lambda t, answer: t.country_mismatch and answer["decision"] == "decline",
+        "a cross-border transaction was declined (a customer may ask why)",
+    ),
+)
+"""What the audit trail records about each answer, for compliance reviews."""
+
+
 def fraud_rules(transactions: list[Transaction]) -> dict[str, np.ndarray]:
     """The last stage: domain rules, in the models' output format."""
     scores = np.array([rule_score(t) for t in transactions], dtype=np.float32)
@@ -62,6 +81,8 @@ Fraud = ballast_service(
     request=Transaction,
     checks=RULES,
     rules=fraud_rules,
+    rule_reasons=rule_reasons,
+    compliance=COMPLIANCE,
     answer=score,
     settings=FraudSettings,
     route="/score",

@@ -53,4 +53,9 @@ class ServerSettings(BaseSettings):
     "bo": {"token": "...", "roles": ["approver"]}}``. Operators start and stop rollouts; an approver who
     did not start a rollout approves its promotion; an auditor reads the audit trail and nothing else."""
     api_key: SecretStr | None = None
-    """When set, prediction endpoints require it in ``X-API-Key`` (401 without, 403 wrong)."""
+    """When set, prediction endpoints require it in ``X-API-Key`` (401 without, 403 wrong); its
+    caller is the principal ``api`` in the audit trail."""
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    """API keys by caller, as JSON: ``{"checkout": "...", "batch-scoring": "..."}`` (each at least 16
+    characters). When any is set, prediction endpoints require one in ``X-API-Key``; the audit trail
+    records the caller's name with every prediction."""

@@ -1,4 +1,6 @@
-"""The audit trail in an embedded SQLite database (WAL): one row per prediction, chained by hash.
+"""The audit trail in an embedded SQLite database (WAL): one row per prediction, chained by hash;
+sampled payloads beside it, outside the chain (they are purged sooner, and a payload is not evidence
+of what was decided, the metadata is).
 
 Each row is stored as its canonical JSON with its sequence number, the previous row's hash and its
 own (runtime/audit/chain.py); the columns that queries filter on (request id, time, version, route)
@@ -12,11 +14,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..core.sqlite import SharedDatabase
-from .chain import GENESIS, row_hash, verify
+from .chain import GENESIS, canonical, text_hash, verify
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -27,16 +32,44 @@ CREATE TABLE IF NOT EXISTS audit (
     request_id TEXT GENERATED ALWAYS AS (json_extract(row, '$.request_id')) VIRTUAL,
     at REAL GENERATED ALWAYS AS (json_extract(row, '$.at')) VIRTUAL,
     version TEXT GENERATED ALWAYS AS (json_extract(row, '$.version')) VIRTUAL,
-    route TEXT GENERATED ALWAYS AS (json_extract(row, '$.route')) VIRTUAL
+    route TEXT GENERATED ALWAYS AS (json_extract(row, '$.route')) VIRTUAL,
+    kind TEXT GENERATED ALWAYS AS (json_extract(row, '$.kind')) VIRTUAL
 );
 CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE TABLE IF NOT EXISTS payloads (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payloads_request ON payloads (request_id);
+CREATE INDEX IF NOT EXISTS payloads_at ON payloads (at);
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    pairs TEXT NOT NULL,
+    service TEXT,
+    version TEXT,
+    predicted_at REAL NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_predicted ON feedback (predicted_at);
 CREATE TABLE IF NOT EXISTS audit_anchor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each kind of record is kept, in seconds (``None``: for ever)."""
+
+    metadata_s: float | None = None
+    payloads_s: float | None = None
+    feedback_s: float | None = None
 
 
 class AuditStore(SharedDatabase):
@@ -51,16 +84,27 @@ class AuditStore(SharedDatabase):
         return (int(anchor[0]), str(anchor[1])) if anchor is not None else (0, GENESIS)
 
     def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Add ``rows`` at the end of the chain, in one transaction; the last sequence number."""
+        """Add ``rows`` at the end of the chain (payload rows to their own table), in one transaction;
+        the last sequence number."""
+        payloads = [
+            (row["request_id"], row["at"], orjson.dumps(dict(row)).decode())
+            for row in rows
+            if row.get("kind") == "payload"
+        ]
         with self._write() as db:
             seq, previous = self._tail(db)
             values = []
             for row in rows:
+                if row.get("kind") == "payload":
+                    continue
                 seq += 1
-                digest = row_hash(previous, row)
-                values.append((seq, previous, digest, json.dumps(row, sort_keys=True, separators=(",", ":"))))
+                text = canonical(row)
+                digest = text_hash(previous, text)
+                values.append((seq, previous, digest, text.decode()))
                 previous = digest
             db.executemany("INSERT INTO audit (seq, prev_hash, hash, row) VALUES (?, ?, ?, ?)", values)
+            if payloads:
+                db.executemany("INSERT INTO payloads (request_id, at, row) VALUES (?, ?, ?)", payloads)
         return seq
 
     def verify(self) -> list[str]:
@@ -68,7 +112,7 @@ class AuditStore(SharedDatabase):
         with self._lock:
             anchor = self._db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
             rows = self._db.execute("SELECT seq, prev_hash, hash, row FROM audit ORDER BY seq").fetchall()
-        return verify([(s, p, h, json.loads(r)) for s, p, h, r in rows], tuple(anchor) if anchor else None)
+        return verify([(s, p, h, r.encode()) for s, p, h, r in rows], tuple(anchor) if anchor else None)
 
     def purge_before(self, at: float, batch: int = 1000) -> int:
         """Delete rows written before ``at`` (seconds since the epoch), oldest first, at most ``batch``
@@ -97,12 +141,18 @@ class AuditStore(SharedDatabase):
         until: float | None = None,
         version: str | None = None,
         route: str | None = None,
+        kind: str | None = None,
+        decision: str | None = None,
         after_seq: int = 0,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Rows matching every filter given, oldest first, each with its ``seq``; only those after
-        ``after_seq`` (to page through the trail)."""
-        clauses, params = [], []
+        ``after_seq`` (to page through the trail). ``decision``: one of the row's answers has it."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if decision is not None:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(row, '$.answers') WHERE value ->> '$.decision' = ?)")
+            params.append(decision)
         for column, op, value in (
             ("seq", ">", after_seq or None),
             ("request_id", "=", request_id),
@@ -110,6 +160,7 @@ class AuditStore(SharedDatabase):
             ("at", "<", until),
             ("version", "=", version),
             ("route", "=", route),
+            ("kind", "=", kind),
         ):
             if value is not None:
                 clauses.append(f"{column} {op} ?")  # our column names and operators only
@@ -124,3 +175,51 @@ class AuditStore(SharedDatabase):
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+
+    def payloads(self, request_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Sampled payloads, oldest first (of one request, if given)."""
+        where, params = ("WHERE request_id = ?", [request_id]) if request_id is not None else ("", [])
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT row FROM payloads {where} ORDER BY id LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [json.loads(row) for (row,) in rows]
+
+    def purge_payloads_before(self, at: float, batch: int = 1000) -> int:
+        """Delete at most ``batch`` payloads captured before ``at``, oldest first."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE at < ? ORDER BY id LIMIT ?)",
+                (at, batch),
+            )
+        return cursor.rowcount
+
+    def purge_feedback_before(self, at: float, batch: int = 1000) -> int:
+        """Delete at most ``batch`` labels of predictions made before ``at``."""
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM feedback WHERE request_id IN "
+                "(SELECT request_id FROM feedback WHERE predicted_at < ? ORDER BY predicted_at LIMIT ?)",
+                (at, batch),
+            )
+        return cursor.rowcount
+
+    def purge_expired(self, retention: Retention, now: float, batch: int = 1000, most: int = 100_000) -> dict[str, int]:
+        """Delete what ``retention`` no longer keeps, ``batch`` rows per transaction (so that writers
+        wait at most one batch), at most ``most`` rows of a kind per call; how many of each went."""
+        purged: dict[str, int] = {}
+        for kind, keep_s, purge in (
+            ("metadata", retention.metadata_s, self.purge_before),
+            ("payloads", retention.payloads_s, self.purge_payloads_before),
+            ("feedback", retention.feedback_s, self.purge_feedback_before),
+        ):
+            if keep_s is None:
+                continue
+            total = 0
+            while total < most:
+                gone = purge(now - keep_s, batch)
+                total += gone
+                if gone < batch:
+                    break
+            purged[kind] = total
+        return purged

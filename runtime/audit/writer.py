@@ -1,15 +1,18 @@
 """Writing the audit trail off the request path: a bounded queue and one thread that commits it in
 batches.
 
-``offer(row)`` is O(1) and never blocks a request: a full queue drops the row and counts it
-(``queue_full``) under the default policy. Under ``fail_closed`` the service asks :attr:`accepting`
-before it serves a request and answers 503 while the queue is full; the rows of requests already
-admitted are still taken, up to twice ``max_queue`` (then dropped and counted): memory stays bounded.
-The thread takes up to ``batch_rows`` at a time and appends them
-in one transaction; a write that fails (a full or stalled disk) is retried with a growing pause while
-the queue stays bounded, and writing resumes when the disk does. ``close`` flushes what it can within
-its deadline; what is left is dropped and counted (``shutdown``). Nothing is lost silently: every row
-offered is written or counted as dropped, by reason.
+``offer(item)`` is O(1) and never blocks a request: an item is a row, or a function that builds a
+request's rows on the writer's thread (so that digests and descriptions cost the request nothing).
+Under the default policy a full queue drops the item and counts it (``queue_full``); sampled
+payloads go first: past half the queue none is taken (``payload_shed``), so the metadata keeps its
+room. Under ``fail_closed`` the service asks :attr:`accepting` before it serves a request and
+answers 503 while the queue is full; the rows of requests already admitted are still taken, up to
+twice ``max_queue`` (then dropped and counted): memory stays bounded. The thread takes up to
+``batch_rows`` at a time and appends them in one transaction; a write that fails (a full or stalled
+disk) is retried with a growing pause while the queue stays bounded, and writing resumes when the
+disk does. ``close`` flushes what it can within its deadline; what is left is dropped and counted
+(``shutdown``). Nothing is lost silently: every row offered is written or counted as dropped, by
+reason.
 """
 
 from __future__ import annotations
@@ -18,24 +21,30 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
-from .store import AuditStore
+from .store import AuditStore, Retention
 
 log = logging.getLogger(__name__)
 
 
+Row: TypeAlias = Mapping[str, Any]
+Item: TypeAlias = Row | Callable[[], Sequence[Row]]
+"""What the writer takes: a row, or a function that builds a request's rows on the writer's thread."""
+
+
 class Overflow(StrEnum):
     DROP = "drop"
-    """Count and drop a row that finds the queue full; the request is answered."""
+    """Keep the metadata, shed the payloads: past half the queue no payload is taken, and a row
+    that finds the queue full is dropped and counted; the request is answered."""
     FAIL_CLOSED = "fail_closed"
     """The service refuses requests (503) while the queue is full (see :attr:`AuditWriter.accepting`)."""
 
 
 class AuditObserver(Protocol):
-    def on_queued(self) -> None: ...
+    def on_queued(self, rows: int) -> None: ...
 
     def on_written(self, rows: int, seconds: float) -> None: ...
 
@@ -53,7 +62,11 @@ class AuditWriter:
         overflow: Overflow = Overflow.DROP,
         observer: AuditObserver | None = None,
         retry_max_s: float = 5.0,
+        retention: Retention | None = None,
+        purge_every_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``retention``: what the thread purges every ``purge_every_s`` (by ``clock``), between batches."""
         if max_queue < 1 or batch_rows < 1:
             raise ValueError(f"max_queue and batch_rows must be >= 1, got {max_queue}, {batch_rows}")
         self.store = store
@@ -63,10 +76,17 @@ class AuditWriter:
         self.overflow = overflow
         self.observer = observer
         self.retry_max_s = retry_max_s
+        self.retention = retention
+        self.purge_every_s = purge_every_s
+        self.purged: dict[str, int] = {}
+        self._clock = clock
+        self._next_purge = clock()
+        self.queued = 0
+        self._queued_told = 0
         self.written = 0
         self.dropped: dict[str, int] = {}
         self.write_errors = 0
-        self._queue: deque[Mapping[str, Any]] = deque()
+        self._queue: deque[Item] = deque()
         self._writing = 0
         self._wake = threading.Condition()
         self._closing = False
@@ -82,19 +102,34 @@ class AuditWriter:
     def accepting(self) -> bool:
         return not self._closing and self.held < self.max_queue
 
-    def offer(self, row: Mapping[str, Any]) -> bool:
-        """Queue ``row``; ``False`` when it was dropped (and counted)."""
+    @property
+    def room_for_payloads(self) -> bool:
+        """Whether a sampled payload may be queued: the queue is less than half full."""
+        return self.held < self.max_queue // 2
+
+    def offer(self, row: Item) -> bool:
+        """Queue ``row`` (a row, or what builds a request's rows); ``False`` when it was dropped (and
+        counted)."""
         bound = self.max_queue * (2 if self.overflow is Overflow.FAIL_CLOSED else 1)
         if self._closing or self.held >= bound:
             self._drop("shutdown" if self._closing else "queue_full", 1)
             return False
         self._queue.append(row)  # deque.append is atomic: no lock on the request path
-        if self.observer is not None:
-            self.observer.on_queued()
+        self.queued += 1  # told to the observer from the writer's thread, per batch
         if len(self._queue) >= self.batch_rows:
             with self._wake:
                 self._wake.notify()
         return True
+
+    def _tell_queued(self) -> None:
+        queued = self.queued
+        if self.observer is not None and queued > self._queued_told:
+            self.observer.on_queued(queued - self._queued_told)
+        self._queued_told = queued
+
+    def count_dropped(self, reason: str, rows: int = 1) -> None:
+        """Count rows the caller dropped (a payload shed before it was offered)."""
+        self._drop(reason, rows)
 
     def _drop(self, reason: str, rows: int) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + rows
@@ -106,12 +141,20 @@ class AuditWriter:
             with self._wake:
                 if not self._queue and not self._closing:
                     self._wake.wait(self.flush_s)
+            if not self._closing:
+                self._purge()
             if not self._queue:
                 if self._closing:
                     return
                 continue
-            batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
-            self._writing = len(batch)
+            items = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
+            self._tell_queued()
+            self._writing = len(items)
+            batch = self._build(items)
+            if not batch:
+                self._writing = 0
+                continue
+            chained = sum(1 for row in batch if row.get("kind") != "payload")
             pause = 0.05
             while True:
                 started = time.perf_counter()
@@ -120,17 +163,40 @@ class AuditWriter:
                 except Exception:  # a full or stalled disk, a locked file: retry, bounded
                     self.write_errors += 1
                     if self._closing:
-                        self._drop("write_failed", len(batch))
+                        self._drop("write_failed", chained)
                         break
                     log.warning("audit write failed; retrying in %.2f s", pause, exc_info=True)
                     time.sleep(pause)
                     pause = min(pause * 2, self.retry_max_s)
                     continue
-                self.written += len(batch)
+                self.written += chained
                 if self.observer is not None:
-                    self.observer.on_written(len(batch), time.perf_counter() - started)
+                    self.observer.on_written(chained, time.perf_counter() - started)
                 break
             self._writing = 0
+
+    def _purge(self) -> None:
+        if self.retention is None or self._clock() < self._next_purge:
+            return
+        self._next_purge = self._clock() + self.purge_every_s
+        try:
+            for kind, rows in self.store.purge_expired(self.retention, self._clock()).items():
+                self.purged[kind] = self.purged.get(kind, 0) + rows
+        except Exception:  # a locked or failing disk: the next round tries again
+            log.warning("audit purge failed", exc_info=True)
+
+    def _build(self, items: list[Item]) -> list[Row]:
+        rows: list[Row] = []
+        for item in items:
+            if isinstance(item, Mapping):
+                rows.append(item)
+                continue
+            try:
+                rows.extend(item())
+            except Exception:  # a bug in a description must not stop the trail: count it, go on
+                log.exception("an audit row could not be built")
+                self._drop("build_failed", 1)
+        return rows
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush within ``timeout_s``; rows still held then are dropped and counted (``shutdown``)."""
@@ -138,6 +204,8 @@ class AuditWriter:
         with self._wake:
             self._wake.notify()
         self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            self._tell_queued()
         if self._thread.is_alive() or self._queue:
             left = len(self._queue)
             self._queue.clear()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -46,6 +46,12 @@ class RequestRecord:
     """The answer's outputs (when there is one)."""
     route: str = "production"
     """How the request reached the deployment: ``production`` or ``canary``."""
+    principal: str | None = None
+    """Who asked: the name of the API key the request came with (``None``: no key needed)."""
+    artifact: str | None = None
+    """SHA-256 of the model file that answered (``None``: the rule stage)."""
+    records: list[Any] | None = field(default=None, repr=False)
+    """The typed records of a records request (what rules and compliance checks read)."""
     _input_hash: str | None = field(default=None, repr=False)
 
     @property

@@ -151,8 +151,21 @@ class Settings(BaseSettings):
     audit_max_queue: int = Field(10_000, ge=1, le=10_000_000)
     """Audit rows a worker holds before they are written; beyond it a row is dropped and counted."""
     audit_overflow: Literal["drop", "fail_closed"] = "drop"
-    """When the audit queue is full: ``drop`` (answer, drop the row, count it) or ``fail_closed``
-    (answer 503 with Retry-After, reason ``audit_behind``, until the queue has room)."""
+    """When the audit falls behind: ``drop`` (keep the metadata, shed the payloads: past half the
+    queue no payload is captured; a row that finds the queue full is dropped and counted; every
+    request is answered) or ``fail_closed`` (answer 503 with Retry-After, reason ``audit_behind``,
+    while the queue is full)."""
+    audit_payload_share: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of answered requests whose full input and output are kept too (redacted by the request
+    fields' classification), in a table apart from the trail, for retraining; 0 = none."""
+    audit_retain_days: float | None = Field(None, gt=0)
+    """Days the trail's rows are kept (purged oldest first, the chain still verifiable); unset: for ever."""
+    audit_payload_retain_days: float | None = Field(30.0, gt=0)
+    """Days captured payloads are kept; unset: for ever."""
+    feedback_retain_days: float | None = Field(None, gt=0)
+    """Days labels are kept (by the time of their prediction); unset: for ever."""
+    feedback_window_s: float = Field(86_400.0, gt=0, le=90 * 86_400.0)
+    """The rolling window (by prediction time) of the label coverage and accuracy metrics."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -401,8 +401,8 @@ class AuditMetrics:
         self._written = metrics.audit_written.labels(pipeline)
         self._seconds = metrics.audit_write_seconds.labels(pipeline)
 
-    def on_queued(self) -> None:
-        self._queued.inc()
+    def on_queued(self, rows: int) -> None:
+        self._queued.inc(rows)
 
     def on_written(self, rows: int, seconds: float) -> None:
         self._written.inc(rows)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..audit.hook import ShadowRun
 from ..core.codes import Arm
 from ..engine.session import OnnxModel
 from ..engine.validation.request import all_finite
@@ -128,6 +129,8 @@ class Lifecycle:
         self._watch_baseline: tuple[int, dict[str, float]] | None = None
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.on_shadow: Callable[[ShadowRun], None] | None = None
+        """Told of each shadow run (the audit trail's row of it)."""
 
     @property
     def model(self) -> str:
@@ -160,10 +163,38 @@ class Lifecycle:
         if running is None or not running.shadow or not answer.inputs:
             return
         rows = next(iter(answer.inputs.values())).shape[0]
-        copy = Copy(answer.inputs, answer.outputs, answer.degraded, rows)
+        copy = Copy(answer.inputs, answer.outputs, answer.degraded, rows, answer.request_id)
         model = running.candidate.pipeline.chain.primary.model
-        if not self.mirror.mirror(copy, model.run_async, self._judge, shadow_rows(model)) and self.metrics is not None:
+        judge = self._judge if self.on_shadow is None else self._judge_and_tell(running.candidate.pipeline)
+        if not self.mirror.mirror(copy, model.run_async, judge, shadow_rows(model)) and self.metrics is not None:
             self.metrics.series(self.metrics.shadow_dropped, self.model).inc()
+
+    def _judge_and_tell(
+        self, pipeline: Pipeline
+    ) -> Callable[[Copy, Mapping[str, np.ndarray] | None, float], Comparison]:
+        """:meth:`_judge`, then :attr:`on_shadow` told of the run."""
+        model = pipeline.chain.primary.model
+
+        def judge(copy: Copy, theirs: Mapping[str, np.ndarray] | None, seconds: float) -> Comparison:
+            comparison = self._judge(copy, theirs, seconds)
+            if self.on_shadow is not None:
+                outputs = None if comparison.failed else theirs
+                run = ShadowRun(
+                    copy.request_id,
+                    pipeline.name,
+                    model.name,
+                    model.version,
+                    model.sha256,
+                    copy.inputs,
+                    outputs,
+                    comparison.agreed,
+                    comparison.distance,
+                    seconds,
+                )
+                self.on_shadow(run)
+            return comparison
+
+        return judge
 
     def _judge(self, copy: Copy, theirs: Mapping[str, np.ndarray] | None, seconds: float) -> Comparison:
         """The candidate's outputs for a copy against production's: failed when it raised, or gave an

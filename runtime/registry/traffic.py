@@ -91,6 +91,7 @@ class Copy:
     outputs: Mapping[str, np.ndarray]
     degraded: bool
     rows: int
+    request_id: str = ""
 
 
 Run = Callable[[Mapping[str, np.ndarray]], Awaitable[Mapping[str, np.ndarray]]]

@@ -1,5 +1,6 @@
-"""Who may call what: an optional API key for prediction endpoints; bearer tokens for the admin
-endpoints, each token naming a principal and the roles it holds.
+"""Who may call what: optional API keys for prediction endpoints, each naming the caller (the
+principal the audit trail records); bearer tokens for the admin endpoints, each token naming a
+principal and the roles it holds.
 
 Roles: ``operator`` (reload, faults, breakers; start, pause, resume, abort and roll back rollouts) and
 ``approver`` (approve a rollout's promotion; roll back). The admin token (``BALLAST_ADMIN_TOKEN``) is
@@ -28,6 +29,8 @@ from .routes import Route
 MIN_SECRET_CHARS = 16
 ROLES = frozenset({"operator", "approver", "auditor"})
 ADMIN = "admin"
+API = "api"
+"""The principal of the one shared API key (``BALLAST_API_KEY``)."""
 
 
 class Unauthorized(HTTPError):
@@ -63,8 +66,13 @@ def _matches(given: bytes, expected: bytes) -> bool:
 class Credentials:
     tokens: tuple[tuple[bytes, Principal], ...] = field(default=())
     """SHA-256 of each admin-route token, and whose it is; none: admin endpoints are off."""
-    api_key: bytes | None = None
-    """SHA-256 of the API key; ``None``: prediction endpoints are open."""
+    api_keys: tuple[tuple[bytes, Principal], ...] = field(default=())
+    """SHA-256 of each API key, and whose it is; none: prediction endpoints are open."""
+
+    @property
+    def api_key(self) -> bool:
+        """Whether prediction endpoints need an API key."""
+        return bool(self.api_keys)
 
     @classmethod
     def from_secrets(
@@ -72,8 +80,10 @@ class Credentials:
         admin_token: SecretStr | None,
         api_key: SecretStr | None,
         tokens: Mapping[str, tuple[SecretStr, Sequence[str]]] | None = None,
+        api_keys: Mapping[str, SecretStr] | None = None,
     ) -> Credentials:
-        """``tokens``: principal name -> (token, roles)."""
+        """``tokens``: principal name -> (token, roles); ``api_keys``: caller name -> API key (with
+        ``api_key``, the caller ``api``)."""
         found: list[tuple[bytes, Principal]] = []
         admin = _digest(admin_token, "BALLAST_ADMIN_TOKEN")
         if admin is not None:
@@ -89,7 +99,19 @@ class Credentials:
             found.append((digest, Principal(name, frozenset(roles))))
         if len({d for d, _ in found}) != len(found):
             raise ValueError("two principals share a token")
-        return cls(tuple(found), _digest(api_key, "BALLAST_API_KEY"))
+        callers: list[tuple[bytes, Principal]] = []
+        shared = _digest(api_key, "BALLAST_API_KEY")
+        if shared is not None:
+            callers.append((shared, Principal(API, frozenset())))
+        for name, secret in (api_keys or {}).items():
+            if name == API and shared is not None:
+                raise ValueError(f"BALLAST_API_KEYS: the name {API!r} is BALLAST_API_KEY's")
+            digest = _digest(secret, f"BALLAST_API_KEYS: {name}'s key")
+            assert digest is not None
+            callers.append((digest, Principal(name, frozenset())))
+        if len({d for d, _ in callers}) != len(callers):
+            raise ValueError("two callers share an API key")
+        return cls(tuple(found), tuple(callers))
 
     def check(self, found: Route, headers: Headers) -> Principal | None:
         """Who calls ``found`` (for admin routes), or :class:`Unauthorized` / :class:`Forbidden`."""
@@ -112,10 +134,15 @@ class Credentials:
                     f"{principal.name} may not call {found.path} (it needs {' or '.join(sorted(found.roles))})"
                 )
             return principal
-        if self.api_key is not None:
+        if self.api_keys:
             key = header(headers, b"x-api-key")
             if key is None:
                 raise Unauthorized("send the API key in X-API-Key", 'ApiKey header="X-API-Key"')
-            if not _matches(key, self.api_key):
+            caller = None
+            for digest, owner in self.api_keys:  # every key, whatever matched: no timing of which
+                if _matches(key, digest):
+                    caller = owner
+            if caller is None:
                 raise Forbidden("the API key is not valid")
+            return caller
         return None

@@ -108,3 +108,74 @@ def test_a_stalled_audit_database_fails_closed_then_recovers(serve: Callable[...
     assert store.count() == 3  # the two before the stall and the one after: every answer has its row
     assert store.verify() == []
     assert "ballast_audit_dropped_total" not in text or 'reason="queue_full"' not in text
+
+
+PLANTED = {
+    "card": "4111111111111111",
+    "email": "planted.person@example.org",
+    "phone": "+1 415 555 0100",
+    "card_in_text": "5500 0055 5555 5559",
+}
+
+
+def test_planted_personal_data_is_nowhere_and_rows_say_who_asked_and_what_held(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "audit.sqlite"
+    admin = "an-admin-token-0123456789"
+    env = {
+        "BALLAST_AUDIT_KEY": "an-audit-key-for-the-test",
+        "BALLAST_AUDIT_PATH": str(path),
+        "BALLAST_AUDIT_PAYLOAD_SHARE": "1.0",
+        "BALLAST_API_KEYS": json.dumps({"checkout": "checkout-key-0123456789"}),
+        "BALLAST_ADMIN_TOKEN": admin,
+    }
+    key = {"X-API-Key": "checkout-key-0123456789"}
+    planted = {
+        **TRANSACTIONS[0],
+        "amount": 12_000.0,
+        "card_number": PLANTED["card"],
+        "customer_email": PLANTED["email"],
+        "note": f"call me on {PLANTED['phone']} or mail {PLANTED['email']}; card {PLANTED['card_in_text']}",
+    }
+    with serve("services.fraud:Fraud", **env) as url:
+        first = httpx.post(f"{url}/score", json=planted, headers=key, timeout=10)
+        assert first.status_code == 200
+        wrong = httpx.post(f"{url}/score", json={**planted, "card_number": PLANTED["card_in_text"]}, headers=key)
+        assert wrong.status_code == 422
+        assert [f["path"] for f in wrong.json()["error"]["fields"]] == ["card_number"]
+        for model in ("fraud-gbt", "fraud-logreg"):  # every model fails: the rule stage answers
+            faults = {"error_rate": 1.0, "model": model}
+            hurt = httpx.post(f"{url}/admin/faults", json=faults, headers={"Authorization": f"Bearer {admin}"})
+            assert hurt.status_code == 200
+        night = {**planted, "hour": 2, "merchant_category": "jewelry", "device_change": True, "country_mismatch": True}
+        ruled = httpx.post(f"{url}/score", json=night, headers=key, timeout=10)
+        assert ruled.status_code == 200
+        assert ruled.json()["served_by"] == "fraud-rules"
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    store = AuditStore(path)
+    assert store.verify() == []
+    model_row, rule_row = store.query()
+    assert (model_row["principal"], model_row["request_id"]) == ("checkout", first.headers["x-request-id"])
+    assert re.fullmatch(r"[0-9a-f]{64}", model_row["artifact"])
+    assert model_row["checks"] == {"amount_over_reporting_threshold": [0]}
+    assert model_row["answers"] == [{k: first.json()[k] for k in ("fraud_probability", "decision")}]
+    assert model_row["confidence"] == [round(max(p, 1 - p), 6) for p in [model_row["outputs"]["probabilities"][0][1]]]
+    assert rule_row["model"] == "fraud-rules"
+    assert rule_row["artifact"] is None
+    assert rule_row["rules"] == [["new_device_abroad", "large_on_new_device_or_card", "night_risky_merchant"]]
+    [payload] = store.payloads(first.headers["x-request-id"])
+    [kept] = payload["inputs"]
+    assert "card_number" not in kept
+    assert kept["customer_email"].startswith("[REDACTED len=26 hmac=")
+    assert kept["note"] == "call me on [PHONE] or mail [EMAIL]; card [CARD]"
+    assert kept["amount"] == 12_000.0
+    places = {
+        "database": path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("audit.sqlite-*")),
+        "log": url.log.read_bytes(),
+        "metrics": metrics.encode(),
+    }
+    for where, content in places.items():
+        for what, value in PLANTED.items():
+            for form in {value, value.replace(" ", ""), value.replace(" ", "").replace("+", "")}:
+                assert form.encode() not in content, f"{what} found in the {where}"

@@ -2,8 +2,10 @@
 encoded as one row of the model's ``float32[N, fields]`` input (columns in field order).
 
 A record model's fields are ``float``, ``int``, ``bool`` or ``Literal[...]`` of strings (a category;
-its column holds the value's position in the ``Literal``). Constraints on the fields (``ge``, ``le``,
-...) are the content rules. Whatever the model's own configuration, Ballast validates strictly:
+its column holds the value's position in the ``Literal``); a ``str`` field is context (a note, an
+e-mail address) that rules, checks and the audit read and the model never sees. Constraints on the
+fields (``ge``, ``le``, ...) are the content rules. Whatever the model's own configuration, Ballast
+validates strictly:
 
 * no coercion: ``"5"`` is not a number, ``true`` is not a number, ``1`` is not ``true``;
 * an integer field takes a whole-number float (``14.0``, which is JSON's ``14``), as JSON Schema does;
@@ -22,7 +24,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import numpy as np
@@ -57,11 +60,20 @@ class Column:
         return Bounds(-np.inf if self.low is None else self.low, np.inf if self.high is None else self.high)
 
 
+def is_context(annotation: Any) -> bool:
+    """A ``str`` (or optional ``str``) field: context for rules and the audit, not a model column."""
+    optional = get_origin(annotation) in (Union, UnionType) and set(get_args(annotation)) == {str, type(None)}
+    return annotation is str or optional
+
+
 def columns_of(model: type[BaseModel]) -> tuple[Column, ...]:
-    """The columns a record model encodes into, with the bounds its fields declare."""
+    """The columns a record model encodes into, with the bounds its fields declare (context fields,
+    ``str``, are none of them)."""
     columns = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
+        if is_context(annotation):
+            continue
         categories: tuple[str, ...] = ()
         kind: Kind
         if annotation is bool:

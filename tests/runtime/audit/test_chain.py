@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from runtime.audit import AuditStore, keyed_digest
+from runtime.audit.store import Retention
 
 
 def rows(n: int, start: int = 0, at: float = 1000.0) -> list[dict[str, Any]]:
@@ -91,3 +92,31 @@ def test_inputs_are_stored_only_as_keyed_digests() -> None:
     assert keyed_digest(x, key) != keyed_digest({"input": np.array([[120.6, 1.0, 3.0]], np.float32)}, key)
     with pytest.raises(ValueError, match="an audit key is needed"):
         keyed_digest(x, b"")
+
+
+def test_rows_are_found_by_kind_and_by_decision(store: AuditStore) -> None:
+    store.append(
+        [
+            {**rows(1)[0], "kind": "prediction", "answers": [{"decision": "approve"}, {"decision": "decline"}]},
+            {**rows(1, 1)[0], "kind": "prediction", "answers": [{"decision": "review"}]},
+            {**rows(1, 2)[0], "kind": "shadow"},
+        ]
+    )
+    assert [r["request_id"] for r in store.query(decision="decline")] == ["r0"]
+    assert [r["request_id"] for r in store.query(decision="review")] == ["r1"]
+    assert [r["request_id"] for r in store.query(kind="shadow")] == ["r2"]
+    assert store.query(decision="approve", kind="shadow") == []
+
+
+def test_retention_purges_each_kind_in_bounded_batches_and_the_chain_still_verifies(store: AuditStore) -> None:
+    day = 86_400.0
+    now = 100 * day
+    store.append(rows(30, at=now - 10 * day))  # rows 1-30: ten days old
+    store.append(rows(5, start=30, at=now - 60))  # rows 31-35: a minute old
+    store.append([{"kind": "payload", "request_id": f"p{i}", "at": now - i * day} for i in range(10)])
+    retention = Retention(metadata_s=7 * day, payloads_s=3 * day, feedback_s=None)
+    assert store.purge_expired(retention, now, batch=7) == {"metadata": 30, "payloads": 6}
+    assert store.count() == 5
+    assert [p["request_id"] for p in store.payloads()] == ["p0", "p1", "p2", "p3"]
+    assert store.verify() == []
+    assert store.purge_expired(retention, now) == {"metadata": 0, "payloads": 0}

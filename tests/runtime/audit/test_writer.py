@@ -90,3 +90,41 @@ def test_close_flushes_within_its_deadline_and_counts_what_it_could_not(tmp_path
     assert set(writer.dropped) <= {"shutdown", "write_failed"}
     assert not writer.offer(row(100))
     assert writer.dropped["shutdown"] >= 1
+
+
+def test_payloads_are_shed_first_and_counted(tmp_path: Path) -> None:
+    store = Failing(tmp_path / "audit.sqlite")
+    store.broken.set()  # nothing leaves the queue
+    writer = AuditWriter(store, max_queue=10, flush_s=0.01, retry_max_s=0.02)
+    room = []
+    for i in range(10):
+        room.append(writer.room_for_payloads)
+        assert writer.offer(row(i))
+    assert room == [True] * 5 + [False] * 5  # no payload past half the queue
+    writer.count_dropped("payload_shed")
+    assert writer.offer(row(99)) is False  # the metadata had the queue to the full
+    assert writer.dropped == {"payload_shed": 1, "queue_full": 1}
+    store.broken.clear()
+    writer.close()
+    assert store.count() == 10
+
+
+def test_rows_are_built_on_the_writer_thread_and_a_failing_build_is_counted(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    writer = AuditWriter(store, flush_s=0.01)
+    built_on: list[str] = []
+
+    def build(i: int) -> list[dict[str, Any]]:
+        built_on.append(threading.current_thread().name)
+        if i == 3:
+            raise KeyError("a bug in a description")
+        return [row(i), {**row(i), "kind": "payload"}]
+
+    for i in range(5):
+        writer.offer(lambda i=i: build(i))  # type: ignore[misc]
+    writer.close()
+    assert set(built_on) == {"ballast-audit"}
+    assert store.count() == 4  # chained rows; payloads apart
+    assert len(store.payloads()) == 4
+    assert writer.written == 4
+    assert writer.dropped == {"build_failed": 1}

@@ -41,7 +41,9 @@ def test_the_right_token_and_key_pass_and_say_who_called(credentials: Credential
     assert admin is not None
     assert (admin.name, admin.roles) == ("admin", frozenset({"operator", "approver", "auditor"}))
     credentials.check(ADMIN, [(b"authorization", f"bearer  {TOKEN}".encode())])
-    assert credentials.check(PREDICT, [(b"x-api-key", KEY.encode())]) is None
+    caller = credentials.check(PREDICT, [(b"x-api-key", KEY.encode())])
+    assert caller is not None
+    assert (caller.name, caller.roles) == ("api", frozenset())
 
 
 def test_each_principal_may_call_only_what_its_roles_allow() -> None:
@@ -103,3 +105,25 @@ def test_a_short_secret_fails_at_start_without_showing_it() -> None:
     with pytest.raises(ValueError, match="at least 16") as raised:
         Credentials.from_secrets(SecretStr("short-secret"), None)
     assert "short-secret" not in str(raised.value)
+
+
+def test_each_api_key_names_its_caller() -> None:
+    checkout, batch = "checkout-key-0123456789", "batch-key-0123456789ab"
+    credentials = Credentials.from_secrets(
+        None, SecretStr(KEY), api_keys={"checkout": SecretStr(checkout), "batch": SecretStr(batch)}
+    )
+    assert credentials.api_key
+    found = {key: credentials.check(PREDICT, [(b"x-api-key", key.encode())]) for key in (KEY, checkout, batch)}
+    assert {key: p.name for key, p in found.items() if p is not None} == {
+        KEY: "api",
+        checkout: "checkout",
+        batch: "batch",
+    }
+    assert all(not p.roles for p in found.values() if p is not None)  # a caller holds no admin role
+    with pytest.raises(Forbidden):
+        credentials.check(PREDICT, [(b"x-api-key", (checkout + "x").encode())])
+
+
+def test_two_callers_may_not_share_a_key() -> None:
+    with pytest.raises(ValueError, match="share an API key"):
+        Credentials.from_secrets(None, SecretStr(KEY), api_keys={"checkout": SecretStr(KEY)})

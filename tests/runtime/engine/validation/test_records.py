@@ -214,10 +214,28 @@ def test_learned_bounds_fill_only_undeclared_ones() -> None:
 
 def test_fields_a_record_cannot_encode_are_refused_when_declared() -> None:
     class Free(BaseModel):
-        note: str
+        tags: list[int]
 
-    with pytest.raises(TypeError, match=r"Free.note: a record field is float, int, bool or Literal"):
+    with pytest.raises(TypeError, match=r"Free.tags: a record field is float, int, bool or Literal"):
         columns_of(Free)
+
+
+def test_text_fields_are_context_that_the_model_never_sees() -> None:
+    class Noted(BaseModel):
+        amount: float = Field(ge=0)
+        note: str | None = Field(None, max_length=10)
+        email: str = ""
+
+    schema = RecordSchema(Noted, input_name="x", max_rows=2)
+    assert [c.name for c in schema.columns] == ["amount"]
+    validator = Validator(schema)
+    request = validator.validate({"amount": 2.0, "note": "hi", "email": "a@b.cd"})
+    assert request.inputs["x"].tolist() == [[2.0]]
+    assert request.records is not None
+    assert (request.records[0].note, request.records[0].email) == ("hi", "a@b.cd")
+    with pytest.raises(ValidationFailed) as raised:
+        validator.validate({"amount": 2.0, "note": "far too long a note", "email": 5})
+    assert {e.path for e in raised.value.errors} == {"note", "email"}
 
 
 def test_content_checks_can_be_switched_off_but_the_schema_layer_cannot(record_validator: Validator) -> None:

@@ -1,0 +1,263 @@
+"""What the audit trail costs the fraud chain's throughput: two fraud servers, one with the audit
+trail off and one with it on (``BALLAST_AUDIT_KEY``), at saturation, in interleaved rounds.
+
+    python -m benchmarks.audit_cost [--rounds 6] [--seconds 10]    (make audit-cost)
+    python -m benchmarks.audit_cost --smoke                         one short round: checks it works
+
+1. Both servers are started at once, each pinned to CPU 0 (one worker, a lifecycle database and, for
+   the one with the trail, an audit database of their own); the load generator runs on CPU 1. Only
+   one server is loaded at a time; the other idles.
+2. Rounds: wrk, closed loop with ``--connections`` (16: past the fraud chain's saturation on one
+   core), posts one transaction to ``/score`` for ``--seconds``, to each server in turn (each first
+   in turn). After a round on the server with the trail, the harness waits until its writer has
+   written (or dropped) every row queued, so that the writer's tail runs inside that round's CPU
+   account and not during the other server's round.
+
+Reported per variant (median over rounds): req/s, p50 and p95 (wrk's), the server's CPU per answer
+(its process tree's utime + stime from the start of the round to the writer's catch-up, over the
+answers it counted on ``/metrics``); the ratio of req/s with the trail to without, per round and
+its median (target: >= 0.95); the writer's time per row (``ballast_audit_write_seconds_total`` over
+``ballast_audit_written_total``: wall time of the batch appends on the writer's thread, an upper
+bound on their CPU); rows written against the answers the server counted, rows dropped, and whether
+the chain verifies once the server has stopped. Result: benchmarks/results/audit-cost.md (not with
+``--smoke``, which exits 1 when the harness measured nothing or a row went missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .compare import drive
+from .overload import RESULTS, Target, count_delta, server_counts, start_pinned
+from .processes import cpu_and_rss
+
+AUDIT_KEY = "audit-cost-key-0123456789"
+OFF, ON = "audit off", "audit on"
+COUNTERS = {
+    "ballast_audit_queued": "queued",
+    "ballast_audit_written": "written",
+    "ballast_audit_write_seconds": "write_s",
+    "ballast_audit_dropped": "dropped",
+}
+"""The audit writer's counters on /metrics (family names, without ``_total``), by short name."""
+
+
+def audit_counts(url: str) -> dict[str, float]:
+    """The audit writer's counters on ``url``'s ``/metrics``: rows queued, written and dropped (all
+    reasons, and ``dropped REASON`` each), seconds writing; 0 for a counter with no sample yet."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts = dict.fromkeys(COUNTERS.values(), 0.0)
+    for family in text_string_to_metric_families(text):
+        key = COUNTERS.get(family.name)
+        if key is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                counts[key] += sample.value
+                if key == "dropped":
+                    reason = f"dropped {sample.labels['reason']}"
+                    counts[reason] = counts.get(reason, 0.0) + sample.value
+    return counts
+
+
+def settle(url: str, timeout_s: float = 30.0) -> dict[str, float]:
+    """The audit counters once every row queued is written or dropped (or ``timeout_s`` passed)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = audit_counts(url)
+        if counts["written"] + counts["dropped"] >= counts["queued"] or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
+def answered(counts: dict[str, int]) -> int:
+    """Requests the pipeline answered (a model or the rule stage), from a delta of ``server_counts``."""
+    return counts.get("requests success", 0) + counts.get("requests fallback", 0)
+
+
+@dataclass
+class Round:
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    not_2xx: int
+    """wrk's non-2xx answers and socket errors."""
+    answers: int
+    """Answers the server counted (/metrics)."""
+    cpu_us: float
+    """The server's CPU per answer, the writer's catch-up included."""
+    queued: int
+    written: int
+    dropped: int
+    write_s: float
+
+
+def measure(target: Target, connections: int, seconds: int) -> Round:
+    """One round of wrk on ``target``; the server's counters and CPU from before it to the writer's catch-up."""
+    server = target.server
+    counted, audit = server_counts(server.url), audit_counts(server.url)
+    cpu0, _ = cpu_and_rss(server.process.pid)
+    rung = drive(server, target.path, target.body, target.script, connections, seconds, 1, "application/json")
+    after = settle(server.url)
+    cpu1, _ = cpu_and_rss(server.process.pid)
+    answers = answered(count_delta(counted, server_counts(server.url)))
+    return Round(
+        rps=rung.rps,
+        p50_ms=rung.p50_ms,
+        p95_ms=rung.p95_ms,
+        not_2xx=rung.bad,
+        answers=answers,
+        cpu_us=(cpu1 - cpu0) / max(answers, 1) * 1e6,
+        queued=int(after["queued"] - audit["queued"]),
+        written=int(after["written"] - audit["written"]),
+        dropped=int(after["dropped"] - audit["dropped"]),
+        write_s=after["write_s"] - audit["write_s"],
+    )
+
+
+def verify(path: Path) -> tuple[int, list[str]]:
+    """Rows in the audit database at ``path`` and the chain's problems (empty: it verifies)."""
+    from runtime.audit import AuditStore
+
+    store = AuditStore(path)
+    try:
+        return store.count(), store.verify()
+    finally:
+        store.close()
+
+
+def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[Round]], int, list[str]]:
+    """The measured rounds per variant, the rows in the audit database once the servers stopped, and
+    what is wrong with its chain (or with its count against the rows the server wrote)."""
+    audit_path = work / "on" / "audit.sqlite"
+    targets: dict[str, Target] = {}
+    results: dict[str, list[Round]] = {OFF: [], ON: []}
+    try:
+        for label, extra in ((OFF, []), (ON, [f"BALLAST_AUDIT_KEY={AUDIT_KEY}", f"BALLAST_AUDIT_PATH={audit_path}"])):
+            variant = work / label.split()[-1]
+            variant.mkdir()
+            settings = [f"BALLAST_STATE_PATH={variant / 'lifecycle.sqlite'}", *extra]
+            targets[label] = start_pinned("fraud", variant, settings, "audit-cost")
+        for target in targets.values():  # both up before either is measured
+            target.server.wait(target.path, target.body.read_bytes())
+        labels = list(results)
+        for round_ in range(-args.warmup_rounds, args.rounds):
+            for label in labels[round_ % 2 :] + labels[: round_ % 2]:
+                measured = measure(targets[label], args.connections, args.seconds)
+                if round_ >= 0:
+                    results[label].append(measured)
+                shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(measured).items()}
+                print(f"round {round_ + 1} {label}: {shown}", flush=True)
+                time.sleep(1)
+        written = settle(targets[ON].server.url)["written"]  # warm-up rounds and readiness probe included
+    finally:
+        for target in targets.values():
+            target.server.stop()
+    rows, problems = verify(audit_path)
+    if rows != written:
+        problems.append(f"{rows} rows in the database, {written:.0f} written before the stop")
+    return results, rows, problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per variant")
+    parser.add_argument("--seconds", type=int, default=10, help="of load per round and variant")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's connections (closed loop)")
+    parser.add_argument("--warmup-rounds", type=int, default=1, help="rounds per variant run first, not reported")
+    parser.add_argument("--smoke", action="store_true", help="one round of 2 s, no warm-up, no result file")
+    args = parser.parse_args()
+    if args.smoke:
+        args.rounds, args.seconds, args.warmup_rounds, args.connections = 1, 2, 0, 8
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    work = Path(tempfile.mkdtemp(prefix="ballast-audit-cost-"))
+    try:
+        results, rows, problems = run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = report(results, rows, problems, args, started)
+    print(text)
+    if args.smoke:
+        on, off = results[ON], results[OFF]
+        broken = [
+            *(["a variant answered badly or not at all"] if any(r.not_2xx or not r.answers for r in on + off) else []),
+            *(["the server without the trail queued rows"] if any(r.queued for r in off) else []),
+            *(["rows written differ from answers"] if sum(r.written for r in on) != sum(r.answers for r in on) else []),
+            *problems[:5],
+        ]
+        if broken:
+            sys.exit(f"smoke: {'; '.join(broken)}")
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "audit-cost.md").write_text(text + "\n")
+
+
+def report(
+    results: dict[str, list[Round]], rows: int, problems: list[str], args: argparse.Namespace, started: str
+) -> str:
+    def mid(label: str, key: str) -> float:
+        return float(np.median([getattr(r, key) for r in results[label]]))
+
+    def total(key: str) -> float:
+        return float(sum(getattr(r, key) for r in results[ON]))
+
+    ratios = [on.rps / off.rps for off, on in zip(results[OFF], results[ON], strict=True)]
+    ratio = float(np.median(ratios))
+    written, answers, dropped = int(total("written")), int(total("answers")), int(total("dropped"))
+    command = " ".join(["python -m benchmarks.audit_cost", *sys.argv[1:]])
+    lines = [
+        f"# The audit trail's cost{' (smoke: not a measurement)' if args.smoke else ''}",
+        "",
+        f"`{command}`, {started}; {platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}.",
+        "",
+        "Two fraud servers (services.fraud:Fraud, one worker each), the audit trail off and on, both on "
+        f"CPU 0, loaded one at a time; wrk on CPU 1, closed loop, {args.connections} connections, POST /score "
+        f"with one transaction. {args.rounds} rounds of {args.seconds} s per variant, interleaved (each first "
+        f"in turn), after {args.warmup_rounds} warm-up round(s); medians over rounds.",
+        "",
+        "| variant | req/s | p50 ms | p95 ms | CPU per answer | answers | rows queued | rows written | dropped "
+        "| non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label in results:
+        lines.append(
+            f"| {label} | {mid(label, 'rps'):,.0f} | {mid(label, 'p50_ms'):.2f} | {mid(label, 'p95_ms'):.2f} | "
+            f"{mid(label, 'cpu_us'):.0f} us | {mid(label, 'answers'):,.0f} | {mid(label, 'queued'):,.0f} | "
+            f"{mid(label, 'written'):,.0f} | {mid(label, 'dropped'):,.0f} | {mid(label, 'not_2xx'):.0f} |"
+        )
+    verdict = "meets" if ratio >= 0.95 else "MISSES"
+    cpu_delta = [on.cpu_us - off.cpu_us for off, on in zip(results[OFF], results[ON], strict=True)]
+    chain = "verifies" if not problems else f"{len(problems)} problem(s): {'; '.join(problems[:3])}"
+    lines += [
+        "",
+        f"- req/s with the trail / without, per round: {', '.join(f'{r:.3f}' for r in ratios)}; median "
+        f"**{ratio:.3f}** ({verdict} the target >= 0.95).",
+        f"- CPU per answer with the trail minus without, per round: {', '.join(f'{d:+.0f}' for d in cpu_delta)} us; "
+        f"median {float(np.median(cpu_delta)):+.0f} us (the hook's digests, the queue and the writer).",
+        f"- the writer's time per row: {total('write_s') / max(written, 1) * 1e6:.1f} us "
+        "(ballast_audit_write_seconds_total / ballast_audit_written_total over the measured rounds; wall "
+        "time of the batch appends on the writer's thread, an upper bound on their CPU).",
+        f"- rows written {written:,} for {answers:,} answers the server counted in the measured rounds "
+        f"({'equal' if written == answers else 'NOT equal'}); dropped {dropped:,}.",
+        f"- the audit database after the stop (warm-up rounds included): {rows:,} rows; the chain {chain}.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
