@@ -204,7 +204,9 @@ class AuditQuery(BaseModel):
     since: float | None = Field(None, ge=0, description="seconds since the epoch, inclusive")
     until: float | None = Field(None, ge=0, description="seconds since the epoch, exclusive")
     version: str | None = Field(None, pattern=VERSION_PATTERN)
-    route: Literal["production", "canary"] | None = None
+    route: Literal["production", "canary", "shadow"] | None = None
+    kind: Literal["prediction", "shadow"] | None = None
+    decision: str | None = Field(None, min_length=1, max_length=64, description="one of the row's answers has it")
     after_seq: int = Field(0, ge=0, description="only rows after this sequence number (paging)")
     limit: int = Field(100, ge=1, le=1000)
 
@@ -398,7 +400,7 @@ class Admin:
             RouteDoc(
                 query,
                 "admin_audit_query",
-                "Audit rows by request id, time, version or route (auditors only)",
+                "Audit rows by request id, time, version, route, kind or decision (auditors only)",
                 inline(AuditQuery.model_json_schema()),
                 inline(AuditRows.model_json_schema()),
                 {"request_id": "4f2a9c0e1b7d3a55"},

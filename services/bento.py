@@ -55,16 +55,18 @@ from runtime import (
     rejections,
 )
 from runtime.audit import AuditHook, AuditStore, AuditWriter, Overflow
+from runtime.audit.feedback import Feedback, Performance, Received
 from runtime.audit.redact import Redactor
 from runtime.audit.store import Retention
 from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
-from runtime.observe.metrics import AuditMetrics
+from runtime.observe.metrics import AuditMetrics, FeedbackMetrics
 from runtime.registry import Lifecycle, LifecycleStore
 
 from .admin import Admin
 from .declaration import Compliance, Declaration, Outputs, Stage, tensor_fields
 from .endpoints import Endpoints
+from .feedback import FeedbackRoutes
 from .http import openapi, protocol
 from .http.admission import Admission
 from .http.auth import Credentials
@@ -191,6 +193,7 @@ class ServedService:
         self.service_settings = d.settings() if d.settings is not None else None
         self.audit: AuditWriter | None = None
         self.audit_hook: AuditHook | None = None
+        self.feedback: Feedback | None = None
         if runtime.audit_key is not None:
             metrics = default_metrics() if self.settings.drills.metrics_enabled else None
             self.audit = AuditWriter(
@@ -218,6 +221,7 @@ class ServedService:
                 redactor=Redactor(d.request if d.kind == "records" else None, key),
             )
             self.lifecycle.on_shadow = self.audit_hook.on_shadow
+            self.feedback = Feedback(self.audit.store)
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
@@ -316,15 +320,21 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             return writer.store if writer is not None else None
 
         admin = Admin(lambda: instance().lifecycle, audit)
+        report = functools.partial(_report_feedback, declaration.name)
+        feedback = FeedbackRoutes(
+            lambda: instance().feedback,
+            window_s=settings.runtime.feedback_window_s,
+            on_received=report if settings.drills.metrics_enabled else None,
+        )
         tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
         credentials = Credentials.from_secrets(
             settings.server.admin_token, settings.server.api_key, tokens, settings.server.api_keys
         )
-        documents = Documents(self, declaration, endpoints, admin, instance, api_key=credentials.api_key)
+        documents = Documents(self, declaration, endpoints, admin, feedback, instance, api_key=credentials.api_key)
         metrics = default_metrics if settings.drills.metrics_enabled else None
         protocol.install()
         return FrontDoor(
-            [*endpoints.routes, *admin.routes],
+            [*endpoints.routes, *feedback.routes, *admin.routes],
             super().to_asgi(is_main),
             max_body_bytes=settings.server.max_body_bytes,
             read_timeout_s=settings.server.read_timeout_s,
@@ -342,8 +352,29 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
                 "/schema.json": documents.bentoml_schema,
             },
             count_refusal=lambda path, reason: _count_refusal(metrics, path, reason),
-            before_metrics=(lambda: default_metrics().buffer.flush()) if metrics else None,
+            before_metrics=(lambda: _before_metrics(instance())) if metrics else None,
         )
+
+
+def _before_metrics(service: ServedService) -> None:
+    default_metrics().buffer.flush()
+    if service.audit is not None:
+        service.audit.report()
+
+
+def _report_feedback(service: str, received: Received, figures: list[Performance]) -> None:
+    reported = FeedbackMetrics(default_metrics(), service)
+    counts = {
+        "accepted": len(received.accepted),
+        "duplicate": len(received.duplicates),
+        "conflict": len(received.conflicts),
+        "unknown": len(received.unknown),
+        "mismatched": len(received.mismatched),
+    }
+    reported.received(counts, received.delays_s)
+    for found in figures:
+        if found.service == service:
+            reported.figures(found.version, found.coverage, found.accuracy, found.roc_auc, found.labelled)
 
 
 def _count_refusal(metrics: Callable[[], Any] | None, route: str, reason: str) -> None:
@@ -362,6 +393,7 @@ class Documents:
         declaration: Declaration,
         endpoints: Endpoints,
         admin: Admin,
+        feedback: FeedbackRoutes,
         instance: Callable[[], ServedService],
         *,
         api_key: bool,
@@ -370,6 +402,7 @@ class Documents:
         self._declaration = declaration
         self._endpoints = endpoints
         self._admin = admin
+        self._feedback = feedback
         self._instance = instance
         self._api_key = api_key
         self._built: tuple[int, dict[str, Any], list[openapi.RouteDoc]] | None = None
@@ -380,7 +413,7 @@ class Documents:
             raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
         pipeline = registry.pick()
         if self._built is None or self._built[0] != id(pipeline):
-            docs = [*self._endpoints.docs(pipeline), *self._admin.docs()]
+            docs = [*self._endpoints.docs(pipeline), *self._feedback.docs(), *self._admin.docs()]
             d = self._declaration
             spec = openapi.document(f"Ballast {d.name}", d.description, docs, api_key=self._api_key)
             self._built = (id(pipeline), spec, docs)

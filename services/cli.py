@@ -7,6 +7,7 @@
     ballast rollback --reason TEXT
     ballast audit verify                        the audit trail's hash chain (exit 1 if broken)
     ballast audit query|export [--request-id ID] [--since T] [--until T] [--version V] [--route R]
+                               [--kind prediction|shadow] [--decision D]
 
 ``--url`` (or ``BALLAST_URL``, default http://127.0.0.1:3000) names the service, ``--token`` (or
 ``BALLAST_TOKEN``) the caller's bearer token; ``--json`` prints the API's answer as it is. A refusal
@@ -107,6 +108,8 @@ def audit_command(args: argparse.Namespace) -> int:
             "until": args.until,
             "version": args.version,
             "route": args.route,
+            "kind": args.kind,
+            "decision": args.decision,
         }.items()
         if v is not None
     }
@@ -155,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         reading.add_argument("--since", type=float, help="seconds since the epoch")
         reading.add_argument("--until", type=float, help="seconds since the epoch")
         reading.add_argument("--version")
-        reading.add_argument("--route", choices=["production", "canary"])
+        reading.add_argument("--route", choices=["production", "canary", "shadow"])
+        reading.add_argument("--kind", choices=["prediction", "shadow"])
+        reading.add_argument("--decision", help="rows with an answer of this decision (e.g. decline)")
         if name == "query":
             reading.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)

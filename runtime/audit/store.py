@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,16 @@ class Retention:
 class AuditStore(SharedDatabase):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, SCHEMA)
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the trail's database (the feedback's labels are written in one)."""
+        return self._write()
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads, while no other thread of this process uses it."""
+        with self._lock:
+            yield self._db
 
     def _tail(self, db: sqlite3.Connection) -> tuple[int, str]:
         last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()

@@ -83,6 +83,7 @@ class AuditWriter:
         self._next_purge = clock()
         self.queued = 0
         self._queued_told = 0
+        self._told = threading.Lock()
         self.written = 0
         self.dropped: dict[str, int] = {}
         self.write_errors = 0
@@ -121,11 +122,17 @@ class AuditWriter:
                 self._wake.notify()
         return True
 
+    def report(self) -> None:
+        """Bring the observer's count of queued rows up to date (the writer's thread does so per
+        batch; call it before the metrics are read)."""
+        self._tell_queued()
+
     def _tell_queued(self) -> None:
-        queued = self.queued
-        if self.observer is not None and queued > self._queued_told:
-            self.observer.on_queued(queued - self._queued_told)
-        self._queued_told = queued
+        with self._told:
+            queued = self.queued
+            if self.observer is not None and queued > self._queued_told:
+                self.observer.on_queued(queued - self._queued_told)
+            self._queued_told = queued
 
     def count_dropped(self, reason: str, rows: int = 1) -> None:
         """Count rows the caller dropped (a payload shed before it was offered)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.codes import BreakerState, Outcome, ShedReason
@@ -310,6 +311,31 @@ class RuntimeMetrics:
             namespace=ns,
             registry=reg,
         )
+        self.feedback_labels = Counter(
+            "feedback_labels_total",
+            "Labels received, by what became of them (accepted, duplicate, conflict, unknown, mismatched).",
+            ["pipeline", "result"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.feedback_delay = Histogram(
+            "feedback_label_delay_seconds",
+            "Time from a prediction to its label.",
+            ["pipeline"],
+            namespace=ns,
+            registry=reg,
+            buckets=(60, 600, 3600, 6 * 3600, 86_400, 7 * 86_400, 30 * 86_400),
+        )
+        performance = (
+            ("feedback_coverage", "Share of the version's predictions in the feedback window that have a label."),
+            ("feedback_accuracy", "Accuracy of the version's labelled predictions in the feedback window."),
+            ("feedback_roc_auc", "ROC AUC of the version's labelled scores in the feedback window (0/1 labels)."),
+            ("feedback_labelled", "Labelled predictions of the version in the feedback window."),
+        )
+        self.feedback_figures = {
+            name: Gauge(name, text, ["pipeline", "version"], namespace=ns, registry=reg, multiprocess_mode="livemax")
+            for name, text in performance
+        }
         self.refused = Counter(
             "refused_total",
             "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",
@@ -410,6 +436,32 @@ class AuditMetrics:
 
     def on_dropped(self, reason: str, rows: int) -> None:
         self._metrics.audit_dropped.labels(self._pipeline, reason).inc(rows)
+
+
+class FeedbackMetrics:
+    """What labelled feedback says, for one service (figures come from the shared database, so every
+    worker reports the same; the largest is shown)."""
+
+    def __init__(self, metrics: RuntimeMetrics, pipeline: str) -> None:
+        self._metrics, self._pipeline = metrics, pipeline
+
+    def received(self, counts: Mapping[str, int], delays_s: Sequence[float]) -> None:
+        m = self._metrics
+        for result, n in counts.items():
+            if n:
+                m.feedback_labels.labels(self._pipeline, result).inc(n)
+        delay = m.feedback_delay.labels(self._pipeline)
+        for seconds in delays_s:
+            delay.observe(seconds)
+
+    def figures(self, version: str, coverage: float, accuracy: float | None, auc: float | None, labelled: int) -> None:
+        gauges = self._metrics.feedback_figures
+        gauges["feedback_coverage"].labels(self._pipeline, version).set(coverage)
+        gauges["feedback_labelled"].labels(self._pipeline, version).set(labelled)
+        if accuracy is not None:
+            gauges["feedback_accuracy"].labels(self._pipeline, version).set(accuracy)
+        if auc is not None:
+            gauges["feedback_roc_auc"].labels(self._pipeline, version).set(auc)
 
 
 class PrometheusHook:

@@ -179,3 +179,52 @@ def test_planted_personal_data_is_nowhere_and_rows_say_who_asked_and_what_held(
         for what, value in PLANTED.items():
             for form in {value, value.replace(" ", ""), value.replace(" ", "").replace("+", "")}:
                 assert form.encode() not in content, f"{what} found in the {where}"
+
+
+def test_feedback_is_joined_to_the_trail_and_its_figures_reach_the_metrics(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    env = {"BALLAST_AUDIT_KEY": "an-audit-key-for-the-test", "BALLAST_AUDIT_PATH": str(tmp_path / "audit.sqlite")}
+    transactions, labels = fraud.generate(60, seed=31)
+    with serve("services.fraud:Fraud", **env) as url:
+        ids = []
+        for transaction in transactions[:50]:
+            answer = httpx.post(f"{url}/score", json=transaction, timeout=10)
+            assert answer.status_code == 200
+            ids.append(answer.headers["x-request-id"])
+        batch = httpx.post(f"{url}/score_batch", json={"transactions": transactions[50:]}, timeout=10)
+        store = AuditStore(tmp_path / "audit.sqlite")
+        deadline = time.monotonic() + 10
+        while store.count() < 51 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        one = httpx.post(f"{url}/v1/feedback", json={"request_id": ids[0], "label": int(labels[0])}, timeout=10)
+        assert one.json() == {"accepted": 1, "duplicates": [], "conflicts": [], "unknown": [], "mismatched": []}
+        sent = [{"request_id": rid, "label": int(y)} for rid, y in zip(ids[:40], labels[:40], strict=True)]
+        sent += [
+            {"request_id": "never-seen", "label": 1},
+            {"request_id": batch.headers["x-request-id"], "label": [int(y) for y in labels[50:]]},
+            {"request_id": ids[45], "label": [0, 1]},
+        ]
+        many = httpx.post(f"{url}/v1/feedback", json={"labels": sent}, timeout=10).json()
+        assert many == {
+            "accepted": 40,  # 39 new and the batch request's ten rows
+            "duplicates": [ids[0]],
+            "conflicts": [],
+            "unknown": ["never-seen"],
+            "mismatched": [ids[45]],
+        }
+        bad = httpx.post(f"{url}/v1/feedback", json={"labels": [{"request_id": "", "label": "yes"}]}, timeout=10)
+        assert bad.status_code == 422
+        assert {f["path"] for f in bad.json()["error"]["fields"]} >= {"labels.0.request_id", "labels.0.label"}
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    version = store.query(limit=1)[0]["version"]
+
+    def gauge(name: str) -> float:
+        found = re.search(rf'^ballast_{name}\{{pipeline="fraud",version="{version}"\}} (\S+)$', text, re.M)
+        assert found is not None, name
+        return float(found.group(1))
+
+    assert gauge("feedback_labelled") == 41
+    assert gauge("feedback_coverage") == pytest.approx(41 / 51)
+    assert 0.5 < gauge("feedback_accuracy") <= 1.0
+    assert re.search(r'^ballast_feedback_labels_total\{pipeline="fraud",result="unknown"\} 1\.0$', text, re.M)
