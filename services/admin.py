@@ -61,6 +61,10 @@ class PolicyRequest(BaseModel):
     watch_min_requests: int | None = Field(None, ge=1)
     watch_failure_increase: float | None = Field(None, gt=0, lt=1)
     watch_latency_ratio: float | None = Field(None, gt=1)
+    watch_accuracy_drop: float | None = Field(
+        None, gt=0, lt=1, description="roll back on a significant drop of labelled accuracy this large (off if unset)"
+    )
+    watch_min_labels: int | None = Field(None, ge=1)
     cooldown_s: float | None = Field(None, ge=0, description="after a rollback: how long before another rollout")
     metric_floors: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
         None, description='held-out metrics the candidate must keep within a drop of production\'s: {"roc_auc": 0.01}'

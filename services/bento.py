@@ -222,6 +222,7 @@ class ServedService:
             )
             self.lifecycle.on_shadow = self.audit_hook.on_shadow
             self.feedback = Feedback(self.audit.store)
+            self.lifecycle.labelled = self.feedback.accuracy
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""

@@ -179,3 +179,13 @@ class Feedback:
                 )
             )
         return found
+
+    def accuracy(self, version: str, since: float, until: float) -> tuple[int, int]:
+        """(correct, labelled rows) of ``version``'s predictions made from ``since`` until ``until``."""
+        with self.store.reading() as db:
+            found = db.execute(
+                "SELECT pairs FROM feedback WHERE version = ? AND predicted_at >= ? AND predicted_at < ?",
+                (version, since, until),
+            ).fetchall()
+        judged = [(p, y) for (pairs,) in found for _, p, y in json.loads(pairs) if p is not None]
+        return sum(p == y for p, y in judged), len(judged)

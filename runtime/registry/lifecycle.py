@@ -131,6 +131,9 @@ class Lifecycle:
         self._task: asyncio.Task[None] | None = None
         self.on_shadow: Callable[[ShadowRun], None] | None = None
         """Told of each shadow run (the audit trail's row of it)."""
+        self.labelled: Callable[[str, float, float], tuple[int, int]] | None = None
+        """(correct, labelled rows) of a version's predictions made from one time to another (the
+        labelled feedback), for a watch whose policy judges accuracy."""
 
     @property
     def model(self) -> str:
@@ -270,13 +273,24 @@ class Lifecycle:
             elif record.state == Phase.WATCHING:
                 window_s = Policy.from_dict(record.policy).watch_window_s
                 window = self.store.watch_evidence(record.id, self._slot(now - window_s) + 1)
-                decision = watch(record, window, self._previous_evidence(record), now, seed=record.id)
+                labelled = await self._labelled(record, now)
+                decision = watch(record, window, self._previous_evidence(record), now, record.id, labelled)
             else:
                 return
             if decision is not None:
                 await self._apply(
                     record, decision.action, decision.reason, decision.phase, decision.stage, decision.gate
                 )
+
+    async def _labelled(self, record: RolloutRecord, now: float) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """Labelled accuracy of the promoted version since its promotion and of the previous one during
+        the rollout, when the rollout's policy judges it."""
+        labelled = self.labelled
+        if labelled is None or record.previous is None or Policy.from_dict(record.policy).watch_accuracy_drop is None:
+            return None
+        ours = await asyncio.to_thread(labelled, record.version, record.stage_since, now)
+        theirs = await asyncio.to_thread(labelled, record.previous, record.started_at, record.stage_since)
+        return ours, theirs
 
     @staticmethod
     def _slot(at: float) -> int:

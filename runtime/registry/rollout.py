@@ -29,9 +29,11 @@ worker can ask it and they all answer alike; the one whose write lands first mov
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from statistics import NormalDist
 from typing import Any, Self
 
 import numpy as np
@@ -93,6 +95,12 @@ class Policy:
     """A rise of the failure rate (errors, fallbacks) over the previous version's that rolls back."""
     watch_latency_ratio: float = 2.0
     """A p95 latency this many times the previous version's rolls back."""
+    watch_accuracy_drop: float | None = None
+    """An accuracy (from labelled feedback) this far below the previous version's rolls back, when the
+    drop is also significant (one-sided two-proportion test at the watch's confidence) and both have
+    ``watch_min_labels`` labelled rows: the promoted version's since the promotion, the previous one's
+    during the rollout. Off by default: labels must arrive within the watch for it to judge."""
+    watch_min_labels: int = 200
     metric_floors: dict[str, float] = field(default_factory=dict)
     """Held-out metrics (higher is better: ``roc_auc``, ``accuracy``, ...) the candidate's metadata must
     hold within the given drop of production's, or the rollout does not start: ``{"roc_auc": 0.01}``."""
@@ -106,6 +114,8 @@ class Policy:
             raise ValueError(f"stages must rise within (0, 1] and end at 1.0, got {list(shares)}")
         if not 0 < self.watch_failure_increase < 1 or self.watch_latency_ratio <= 1:
             raise ValueError("watch_failure_increase must be within (0, 1) and watch_latency_ratio > 1")
+        if self.watch_accuracy_drop is not None and not 0 < self.watch_accuracy_drop < 1:
+            raise ValueError(f"watch_accuracy_drop must be within (0, 1), got {self.watch_accuracy_drop}")
 
     def as_dict(self) -> dict[str, Any]:
         found = asdict(self)
@@ -156,7 +166,7 @@ class Decision:
     """Each gate's verdict, for the record."""
     gate: str = ""
     """The gate that failed, for a rollback: ``agreement``, ``shadow_failures``, ``failures``, ``latency``,
-    ``watch_failures``, ``watch_latency``."""
+    ``watch_failures``, ``watch_latency``, ``watch_accuracy``."""
 
 
 def decide(
@@ -257,16 +267,38 @@ WATCH_CONFIDENCE = 0.998
 one-sided): the window is looked at every second for half an hour."""
 
 
+def accuracy_dropped(policy: Policy, labelled: tuple[tuple[int, int], tuple[int, int]] | None) -> str | None:
+    """Why the promoted version's labelled accuracy rolls it back, or ``None``."""
+    if policy.watch_accuracy_drop is None or labelled is None:
+        return None
+    (correct, rows), (base_correct, base_rows) = labelled
+    if min(rows, base_rows) < policy.watch_min_labels:
+        return None
+    ours, theirs = correct / rows, base_correct / base_rows
+    pooled = (correct + base_correct) / (rows + base_rows)
+    spread = math.sqrt(pooled * (1 - pooled) * (1 / rows + 1 / base_rows))
+    if theirs - ours < policy.watch_accuracy_drop or spread == 0.0:
+        return None
+    if (theirs - ours) / spread < NormalDist().inv_cdf(WATCH_CONFIDENCE):
+        return None
+    return (
+        f"after the promotion {ours:.2%} of {rows} labelled rows were right; the previous version's "
+        f"{theirs:.2%} of {base_rows}"
+    )
+
+
 def watch(
     record: RolloutRecord,
     window: Mapping[str, float],
     baseline: Mapping[str, float],
     now: float,
     seed: int = 0,
+    labelled: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> Decision | None:
     """What a watched rollout should do now, or ``None`` (keep watching). ``window`` is production's
     (the new version's) evidence over the last ``watch_window_s``; ``baseline`` the previous version's,
-    as production during the rollout. A paused watch decides nothing."""
+    as production during the rollout; ``labelled``: (correct, labelled rows) of the new version since
+    the promotion and of the previous one during the rollout. A paused watch decides nothing."""
     if record.paused or not record.active or record.state != Phase.WATCHING:
         return None
     policy = Policy.from_dict(record.policy)
@@ -292,6 +324,9 @@ def watch(
                     f"{ratio:.1f}x the previous version's"
                 )
                 return Decision("rollback", reason, gate="watch_latency")
+    dropped = accuracy_dropped(policy, labelled)
+    if dropped is not None:
+        return Decision("rollback", dropped, gate="watch_accuracy")
     if now - record.stage_since >= policy.watch_s:
         minutes = policy.watch_s / 60
         return Decision("watch_passed", f"watched for {minutes:.0f} minutes after the promotion", Phase.PROMOTED)

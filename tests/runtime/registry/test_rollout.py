@@ -345,3 +345,36 @@ def test_the_watch_leaves_a_version_alone_at_low_traffic_or_slightly_slower(
 def test_a_rise_of_exactly_the_configured_amount_is_caught(capsys: pytest.CaptureFixture[str]) -> None:
     runs = [simulate_watch(s, rps=20, failure=0.03) for s in range(RUNS)]
     assert watch_report("new version failing 3 % against 1 %", runs, capsys).get("rolled_back", 0) >= 0.8
+
+
+def labelled_runs(accuracy: float, previous: float, rows: int, seeds: int = 400) -> float:
+    """Share of seeded runs in which the watch rolls back on labelled accuracy: ``rows`` labelled rows
+    each, the previous version right with probability ``previous``, the promoted one ``accuracy``."""
+    policy = {**POLICY.as_dict(), "watch_accuracy_drop": 0.02}
+    rolled = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        ours, theirs = int(rng.binomial(rows, accuracy)), int(rng.binomial(rows, previous))
+        decision = watch(watched(policy=policy), {}, {}, now=1, labelled=((ours, rows), (theirs, rows)))
+        rolled += decision is not None and decision.gate == "watch_accuracy"
+    return rolled / seeds
+
+
+def test_labelled_accuracy_rolls_back_a_real_drop_and_rarely_an_equal_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    equal = labelled_runs(0.95, 0.95, rows=2000)
+    small = labelled_runs(0.945, 0.95, rows=2000)  # half a point: under the drop that matters
+    dropped = labelled_runs(0.90, 0.95, rows=2000)
+    thin = labelled_runs(0.80, 0.95, rows=100)  # fewer labels than watch_min_labels
+    with capsys.disabled():
+        print(
+            f"\nwatch on labelled accuracy, 400 runs each: equal {equal:.1%}, -0.5 point {small:.1%}, "
+            f"-5 points {dropped:.1%}, -15 points with 100 labels {thin:.1%}"
+        )
+    assert equal <= 0.01
+    assert small <= 0.05  # an observed drop of 2 points happens by chance on a true half point
+    assert dropped >= 0.95
+    assert thin == 0.0
+    off = watch(watched(), {}, {}, now=1, labelled=((1000, 2000), (1900, 2000)))
+    assert off is None  # the policy does not judge accuracy unless asked to
