@@ -242,7 +242,8 @@ class RuntimeMetrics:
         )
         self.rollbacks = Counter(
             "rollbacks_total",
-            "Rollbacks by reason (agreement, failures, latency, shadow_failures, load_failed, operator).",
+            "Rollbacks by reason (agreement, failures, latency, shadow_failures, load_failed, operator, "
+            "watch_failures, watch_latency, watch_accuracy).",
             ["model", "reason"],
             namespace=ns,
             registry=reg,
@@ -299,7 +300,7 @@ class RuntimeMetrics:
         )
         self.audit_dropped = Counter(
             "audit_dropped_total",
-            "Audit rows dropped, by reason (queue_full, write_failed, shutdown).",
+            "Audit rows dropped, by reason (queue_full, payload_shed, write_failed, build_failed, shutdown).",
             ["pipeline", "reason"],
             namespace=ns,
             registry=reg,
