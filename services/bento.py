@@ -326,6 +326,7 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             lambda: instance().feedback,
             window_s=settings.runtime.feedback_window_s,
             on_received=report if settings.drills.metrics_enabled else None,
+            enabled=settings.runtime.audit_key is not None,
         )
         tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
         credentials = Credentials.from_secrets(

@@ -5,7 +5,7 @@ request of several rows takes a list, one outcome per row. The answer says what 
 accepted, a duplicate (the same label again: idempotent), a conflict (another label was there first:
 kept), unknown (no prediction with that id in the audit trail; it may not be written yet: send it
 again), or mismatched (not one outcome per row). Nothing is dropped without being named. It needs the
-audit trail (the labels are joined to its rows): without one the route answers 404. The same API key
+audit trail (the labels are joined to its rows): without one there is no such route. The same API key
 as the prediction routes, when one is set. See runtime/audit/feedback.py for the figures it feeds.
 """
 
@@ -73,12 +73,14 @@ class FeedbackRoutes:
         *,
         window_s: float,
         on_received: Callable[[Received, list[Performance]], None] | None = None,
+        enabled: bool = True,
     ) -> None:
-        """``on_received``: told what became of each batch and the figures over ``window_s`` after it."""
+        """``on_received``: told what became of each batch and the figures over ``window_s`` after it.
+        Not ``enabled`` (a service without an audit trail): no route, nothing documented."""
         self.feedback = feedback
         self.window_s = window_s
         self.on_received = on_received
-        self.routes = [Route("POST", "/v1/feedback", self.receive)]
+        self.routes = [Route("POST", "/v1/feedback", self.receive)] if enabled else []
 
     async def receive(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
         if isinstance(payload, dict) and "labels" in payload:
@@ -103,6 +105,8 @@ class FeedbackRoutes:
         }
 
     def docs(self) -> list[RouteDoc]:
+        if not self.routes:
+            return []
         request = inline(LabelsIn.model_json_schema())
         request = {"oneOf": [inline(LabelIn.model_json_schema()), request]}
         return [

@@ -327,16 +327,38 @@ class RuntimeMetrics:
             registry=reg,
             buckets=(60, 600, 3600, 6 * 3600, 86_400, 7 * 86_400, 30 * 86_400),
         )
-        performance = (
-            ("feedback_coverage", "Share of the version's predictions in the feedback window that have a label."),
-            ("feedback_accuracy", "Accuracy of the version's labelled predictions in the feedback window."),
-            ("feedback_roc_auc", "ROC AUC of the version's labelled scores in the feedback window (0/1 labels)."),
-            ("feedback_labelled", "Labelled predictions of the version in the feedback window."),
+        self.feedback_coverage = Gauge(
+            "feedback_coverage",
+            "Share of the version's predictions in the feedback window that have a label.",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
         )
-        self.feedback_figures = {
-            name: Gauge(name, text, ["pipeline", "version"], namespace=ns, registry=reg, multiprocess_mode="livemax")
-            for name, text in performance
-        }
+        self.feedback_labelled = Gauge(
+            "feedback_labelled",
+            "Labelled predictions of the version in the feedback window.",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.feedback_accuracy = Gauge(
+            "feedback_accuracy",
+            "Accuracy of the version's labelled predictions in the feedback window.",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.feedback_roc_auc = Gauge(
+            "feedback_roc_auc",
+            "ROC AUC of the version's labelled scores in the feedback window (0/1 labels).",
+            ["pipeline", "version"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         self.refused = Counter(
             "refused_total",
             "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",
@@ -456,13 +478,13 @@ class FeedbackMetrics:
             delay.observe(seconds)
 
     def figures(self, version: str, coverage: float, accuracy: float | None, auc: float | None, labelled: int) -> None:
-        gauges = self._metrics.feedback_figures
-        gauges["feedback_coverage"].labels(self._pipeline, version).set(coverage)
-        gauges["feedback_labelled"].labels(self._pipeline, version).set(labelled)
+        m, pipeline = self._metrics, self._pipeline
+        m.feedback_coverage.labels(pipeline, version).set(coverage)
+        m.feedback_labelled.labels(pipeline, version).set(labelled)
         if accuracy is not None:
-            gauges["feedback_accuracy"].labels(self._pipeline, version).set(accuracy)
+            m.feedback_accuracy.labels(pipeline, version).set(accuracy)
         if auc is not None:
-            gauges["feedback_roc_auc"].labels(self._pipeline, version).set(auc)
+            m.feedback_roc_auc.labels(pipeline, version).set(auc)
 
 
 class PrometheusHook:

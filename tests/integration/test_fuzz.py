@@ -36,8 +36,6 @@ ROLLOUTS = {
 }
 """The rollout and audit routes and what a well-formed request gets on a server with no rollout,
 random versions and no audit trail: refusals the documents list, never a 5xx."""
-FEEDBACK = "/v1/feedback"
-"""Labels, on every service; without an audit trail (as here) a well-formed body gets 404."""
 EXAMPLES = 60
 """Per prediction route and mode."""
 ADMIN_EXAMPLES = 20
@@ -83,7 +81,7 @@ def service_url(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def test_every_documented_operation_is_fuzzed(service_url: Callable[[str], str], service: str) -> None:
     spec = httpx.get(f"{service_url(service)}/openapi.json", timeout=10).json()
     documented = sorted(f"{method.upper()} {path}" for path, item in spec["paths"].items() for method in item)
-    posted = [*OPERATIONS[service], FEEDBACK, *ADMIN, *ROLLOUTS]
+    posted = [*OPERATIONS[service], *ADMIN, *ROLLOUTS]
     assert documented == sorted([*(f"POST {path}" for path in posted), "GET /admin/models"])
 
 
@@ -181,16 +179,25 @@ def test_fuzzed_rollout_requests_with_the_token_get_documented_refusals(
         assert seen <= {400, 404, 409, 413, 415, 422} | credentials, statuses
 
 
+@pytest.fixture(scope="module")
+def audited_url(serve: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("audit") / "audit.sqlite"
+    with serve(
+        "services.fraud:Fraud", BALLAST_AUDIT_KEY="fuzz-audit-key-0123456789", BALLAST_AUDIT_PATH=str(path)
+    ) as url:
+        yield str(url)
+
+
 @MODES
-@pytest.mark.parametrize("service", list(OPERATIONS))
-def test_fuzzed_feedback_gets_documented_answers(
-    service_url: Callable[[str], str], service: str, mode: GenerationMode
-) -> None:
-    statuses = fuzz(service_url(service), FEEDBACK, mode, ADMIN_EXAMPLES)
+def test_fuzzed_feedback_never_gets_a_5xx(audited_url: str, mode: GenerationMode) -> None:
+    """Labels for ids the trail never saw are accepted and reported unknown; bad bodies are refused."""
+    spec = httpx.get(f"{audited_url}/openapi.json", timeout=10).json()
+    assert "/v1/feedback" in spec["paths"]
+    statuses = fuzz(audited_url, "/v1/feedback", mode, ADMIN_EXAMPLES)
     seen = {status for status, _ in statuses}
     if mode is GenerationMode.POSITIVE:
-        assert 404 in seen, statuses  # read and understood: this server keeps no audit trail
-        assert seen <= {400, 404}, statuses
+        assert count(statuses, 200) > 0, statuses
+        assert seen <= {200, 400}, statuses
     else:
-        assert seen <= {400, 404, 413, 415, 422}, statuses
-        assert count(statuses, 422) > 0, statuses
+        assert count(statuses, 400, 499) > 0, statuses
+        assert seen <= {200, 400, 413, 415, 422}, statuses
