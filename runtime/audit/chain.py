@@ -38,11 +38,21 @@ def row_hash(previous: str, row: Mapping[str, Any]) -> str:
     return text_hash(previous, canonical(row))
 
 
+_HEADERS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+"""Each tensor's header (name, dtype, shape) as bytes, made once: a service sees few shapes."""
+
+
 def _message(arrays: Mapping[str, np.ndarray]) -> bytes:
     parts: list[bytes] = []
     for name in sorted(arrays):
         array = arrays[name]
-        parts.append(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        key = (name, array.dtype.str, array.shape)
+        header = _HEADERS.get(key)
+        if header is None:
+            header = f"{name}\0{key[1]}\0{key[2]}\0".encode()
+            if len(_HEADERS) < 4096:  # bounded: shapes come from requests
+                _HEADERS[key] = header
+        parts.append(header)
         parts.append(array.tobytes())  # C order, whatever the layout
     return b"".join(parts)
 
