@@ -32,14 +32,14 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .compare import drive
-from .overload import RESULTS, Target, count_delta, server_counts, start_pinned
+from .overload import RESULTS, Target, count_delta, scrape, server_counts, start_pinned
 from .processes import cpu_and_rss
 
 AUDIT_KEY = "audit-cost-key-0123456789"
@@ -53,15 +53,12 @@ COUNTERS = {
 """The audit writer's counters on /metrics (family names, without ``_total``), by short name."""
 
 
-def audit_counts(url: str) -> dict[str, float]:
-    """The audit writer's counters on ``url``'s ``/metrics``: rows queued, written and dropped (all
-    reasons, and ``dropped REASON`` each), seconds writing; 0 for a counter with no sample yet."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
+def audit_counts(url: str, families: list[Any] | None = None) -> dict[str, float]:
+    """The audit writer's counters on ``url``'s ``/metrics`` (or ``families`` already read): rows
+    queued, written and dropped (all reasons, and ``dropped REASON`` each), seconds writing; 0 for a
+    counter with no sample yet."""
     counts = dict.fromkeys(COUNTERS.values(), 0.0)
-    for family in text_string_to_metric_families(text):
+    for family in families if families is not None else scrape(url):
         key = COUNTERS.get(family.name)
         if key is None:
             continue
@@ -109,7 +106,8 @@ class Round:
 def measure(target: Target, connections: int, seconds: int) -> Round:
     """One round of wrk on ``target``; the server's counters and CPU from before it to the writer's catch-up."""
     server = target.server
-    counted, audit = server_counts(server.url), audit_counts(server.url)
+    families = scrape(server.url)
+    counted, audit = server_counts(server.url, families), audit_counts(server.url, families)
     cpu0, _ = cpu_and_rss(server.process.pid)
     rung = drive(server, target.path, target.body, target.script, connections, seconds, 1, "application/json")
     after = settle(server.url)

@@ -44,6 +44,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,16 +167,21 @@ def poll(url: str, path: str, body: bytes, stop: threading.Event, result: Poll) 
         stop.wait(0.5)
 
 
-def server_counts(url: str) -> dict[str, float]:
-    """The server's own account of its answers, from ``/metrics``: requests by outcome, and
-    refusals (HTTP layer) and sheds (batch queues) by reason, e.g. ``refused server_busy``."""
+def scrape(url: str) -> list[Any]:
+    """``url``'s ``/metrics``, parsed (read it once for several counts)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
-        text = response.read().decode()
+        return list(text_string_to_metric_families(response.read().decode()))
+
+
+def server_counts(url: str, families: list[Any] | None = None) -> dict[str, float]:
+    """The server's own account of its answers, from ``/metrics`` (or ``families`` already read):
+    requests by outcome, and refusals (HTTP layer) and sheds (batch queues) by reason, e.g.
+    ``refused server_busy``."""
     wanted = {"ballast_requests": "outcome", "ballast_refused": "reason", "ballast_shed": "reason"}
     counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in families if families is not None else scrape(url):
         label = wanted.get(family.name)
         if label is None:
             continue

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.audit_cost import audit_counts
-from benchmarks.overload import server_counts
+from benchmarks.overload import scrape, server_counts
 from benchmarks.shadow_cost import prepare
 
 from .rollout_drill import Drill
@@ -197,7 +197,8 @@ def run_drill(args: argparse.Namespace, workdir: Path) -> Result:
         assert drill.load is not None
         drill.load.wait(timeout=args.seconds + 90)
         drill.stop_load()
-        metrics, counted = audit_counts(drill.url), server_counts(drill.url)
+        families = scrape(drill.url)
+        metrics, counted = audit_counts(drill.url, families), server_counts(drill.url, families)
         if not args.no_canary:
             rollout = drill.admin("models")["rollout"]
     finally:

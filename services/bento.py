@@ -97,6 +97,12 @@ def process_settings() -> ProcessSettings:
     return ProcessSettings(Settings(), DrillSettings(), ServerSettings())
 
 
+@functools.cache
+def own_settings(cls: type[BaseSettings] | None) -> BaseSettings | None:
+    """A service's own settings (``BALLAST_FRAUD_*``, say), read once per process."""
+    return cls() if cls is not None else None
+
+
 # --- the model store ----------------------------------------------------------------------------
 
 
@@ -190,7 +196,7 @@ class ServedService:
             metrics=default_metrics() if self.settings.drills.metrics_enabled else None,
         )
         d = self.declaration
-        self.service_settings = d.settings() if d.settings is not None else None
+        self.service_settings = own_settings(d.settings)
         self.audit: AuditWriter | None = None
         self.audit_hook: AuditHook | None = None
         self.feedback: Feedback | None = None
@@ -201,15 +207,8 @@ class ServedService:
                 max_queue=runtime.audit_max_queue,
                 overflow=Overflow(runtime.audit_overflow),
                 observer=AuditMetrics(metrics, d.name) if metrics else None,
-                retention=Retention(
-                    *(
-                        None if days is None else days * 86_400.0
-                        for days in (
-                            runtime.audit_retain_days,
-                            runtime.audit_payload_retain_days,
-                            runtime.feedback_retain_days,
-                        )
-                    )
+                retention=Retention.from_days(
+                    runtime.audit_retain_days, runtime.audit_payload_retain_days, runtime.feedback_retain_days
                 ),
             )
             key = runtime.audit_key.get_secret_value().encode()
@@ -311,9 +310,12 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         settings = process_settings()
         declaration: Declaration = self.inner.declaration
         instance: Callable[[], ServedService] = bentoml.get_current_service
-        service_settings = declaration.settings() if declaration.settings is not None else None
+        fails_closed = settings.runtime.audit_key is not None and settings.runtime.audit_overflow == "fail_closed"
         endpoints = Endpoints(
-            declaration, lambda: instance().lifecycle, service_settings, guard=lambda: instance().audit_guard()
+            declaration,
+            lambda: instance().lifecycle,
+            own_settings(declaration.settings),
+            guard=(lambda: instance().audit_guard()) if fails_closed else None,  # nothing on the path otherwise
         )
 
         def audit() -> AuditStore | None:

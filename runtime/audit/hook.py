@@ -96,7 +96,6 @@ class AuditHook:
         if not 0.0 <= payload_share <= 1.0:
             raise ValueError(f"payload_share must be within [0, 1], got {payload_share!r}")
         self.writer = writer
-        self.key = key
         self._digest = Keyed(key)
         self.describe = describe
         self.payload_share = payload_share

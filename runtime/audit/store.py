@@ -11,6 +11,7 @@ workers writing one file extend one chain.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -71,6 +72,13 @@ class Retention:
     metadata_s: float | None = None
     payloads_s: float | None = None
     feedback_s: float | None = None
+
+    @classmethod
+    def from_days(cls, metadata: float | None, payloads: float | None, feedback: float | None) -> Retention:
+        def seconds(days: float | None) -> float | None:
+            return None if days is None else days * 86_400.0
+
+        return cls(seconds(metadata), seconds(payloads), seconds(feedback))
 
 
 class AuditStore(SharedDatabase):
@@ -196,21 +204,13 @@ class AuditStore(SharedDatabase):
             ).fetchall()
         return [json.loads(row) for (row,) in rows]
 
-    def purge_payloads_before(self, at: float, batch: int = 1000) -> int:
-        """Delete at most ``batch`` payloads captured before ``at``, oldest first."""
+    def _purge_oldest(self, table: str, column: str, at: float, batch: int) -> int:
+        """Delete at most ``batch`` rows of ``table`` (payloads, feedback) whose ``column`` is before
+        ``at``, oldest first."""
         with self._write() as db:
-            cursor = db.execute(
-                "DELETE FROM payloads WHERE id IN (SELECT id FROM payloads WHERE at < ? ORDER BY id LIMIT ?)",
-                (at, batch),
-            )
-        return cursor.rowcount
-
-    def purge_feedback_before(self, at: float, batch: int = 1000) -> int:
-        """Delete at most ``batch`` labels of predictions made before ``at``."""
-        with self._write() as db:
-            cursor = db.execute(
-                "DELETE FROM feedback WHERE request_id IN "
-                "(SELECT request_id FROM feedback WHERE predicted_at < ? ORDER BY predicted_at LIMIT ?)",
+            cursor = db.execute(  # our table and column names only
+                f"DELETE FROM {table} WHERE rowid IN "
+                f"(SELECT rowid FROM {table} WHERE {column} < ? ORDER BY {column} LIMIT ?)",
                 (at, batch),
             )
         return cursor.rowcount
@@ -221,8 +221,8 @@ class AuditStore(SharedDatabase):
         purged: dict[str, int] = {}
         for kind, keep_s, purge in (
             ("metadata", retention.metadata_s, self.purge_before),
-            ("payloads", retention.payloads_s, self.purge_payloads_before),
-            ("feedback", retention.feedback_s, self.purge_feedback_before),
+            ("payloads", retention.payloads_s, functools.partial(self._purge_oldest, "payloads", "at")),
+            ("feedback", retention.feedback_s, functools.partial(self._purge_oldest, "feedback", "predicted_at")),
         ):
             if keep_s is None:
                 continue

@@ -327,37 +327,24 @@ class RuntimeMetrics:
             registry=reg,
             buckets=(60, 600, 3600, 6 * 3600, 86_400, 7 * 86_400, 30 * 86_400),
         )
-        self.feedback_coverage = Gauge(
-            "feedback_coverage",
-            "Share of the version's predictions in the feedback window that have a label.",
-            ["pipeline", "version"],
-            namespace=ns,
-            registry=reg,
-            multiprocess_mode="livemax",
+
+        def by_version(name: str, documentation: str) -> Any:
+            """A gauge per service and version that every worker computes alike (the largest is shown)."""
+            return Gauge(
+                name, documentation, ["pipeline", "version"], namespace=ns, registry=reg, multiprocess_mode="livemax"
+            )
+
+        self.feedback_coverage = by_version(
+            "feedback_coverage", "Share of the version's predictions in the feedback window that have a label."
         )
-        self.feedback_labelled = Gauge(
-            "feedback_labelled",
-            "Labelled predictions of the version in the feedback window.",
-            ["pipeline", "version"],
-            namespace=ns,
-            registry=reg,
-            multiprocess_mode="livemax",
+        self.feedback_labelled = by_version(
+            "feedback_labelled", "Labelled predictions of the version in the feedback window."
         )
-        self.feedback_accuracy = Gauge(
-            "feedback_accuracy",
-            "Accuracy of the version's labelled predictions in the feedback window.",
-            ["pipeline", "version"],
-            namespace=ns,
-            registry=reg,
-            multiprocess_mode="livemax",
+        self.feedback_accuracy = by_version(
+            "feedback_accuracy", "Accuracy of the version's labelled predictions in the feedback window."
         )
-        self.feedback_roc_auc = Gauge(
-            "feedback_roc_auc",
-            "ROC AUC of the version's labelled scores in the feedback window (0/1 labels).",
-            ["pipeline", "version"],
-            namespace=ns,
-            registry=reg,
-            multiprocess_mode="livemax",
+        self.feedback_roc_auc = by_version(
+            "feedback_roc_auc", "ROC AUC of the version's labelled scores in the feedback window (0/1 labels)."
         )
         self.refused = Counter(
             "refused_total",

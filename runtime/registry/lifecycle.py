@@ -42,7 +42,7 @@ from ..pipeline import Pipeline, Prediction
 from .deployments import PRODUCTION, Deployment, Registry
 from .rollout import Phase, Policy, decide, watch
 from .state import Conflict, LifecycleStore, RolloutRecord
-from .traffic import Comparison, Copy, Evidence, ShadowMirror, agrees, distance, place
+from .traffic import Comparison, Copy, Evidence, Judge, ShadowMirror, agrees, distance, place
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class Lifecycle:
         self._task: asyncio.Task[None] | None = None
         self.on_shadow: Callable[[ShadowRun], None] | None = None
         """Told of each shadow run (the audit trail's row of it)."""
+        self._telling: tuple[Pipeline, Judge] | None = None
         self.labelled: Callable[[str, float, float], tuple[int, int]] | None = None
         """(correct, labelled rows) of a version's predictions made from one time to another (the
         labelled feedback), for a watch whose policy judges accuracy."""
@@ -172,10 +173,10 @@ class Lifecycle:
         if not self.mirror.mirror(copy, model.run_async, judge, shadow_rows(model)) and self.metrics is not None:
             self.metrics.series(self.metrics.shadow_dropped, self.model).inc()
 
-    def _judge_and_tell(
-        self, pipeline: Pipeline
-    ) -> Callable[[Copy, Mapping[str, np.ndarray] | None, float], Comparison]:
-        """:meth:`_judge`, then :attr:`on_shadow` told of the run."""
+    def _judge_and_tell(self, pipeline: Pipeline) -> Judge:
+        """:meth:`_judge`, then :attr:`on_shadow` told of the run (made once per candidate)."""
+        if self._telling is not None and self._telling[0] is pipeline:
+            return self._telling[1]
         model = pipeline.chain.primary.model
 
         def judge(copy: Copy, theirs: Mapping[str, np.ndarray] | None, seconds: float) -> Comparison:
@@ -197,6 +198,7 @@ class Lifecycle:
                 self.on_shadow(run)
             return comparison
 
+        self._telling = (pipeline, judge)
         return judge
 
     def _judge(self, copy: Copy, theirs: Mapping[str, np.ndarray] | None, seconds: float) -> Comparison:

@@ -62,6 +62,15 @@ def _matches(given: bytes, expected: bytes) -> bool:
     return hmac.compare_digest(hashlib.sha256(given).digest(), expected)
 
 
+def _owner(given: bytes, known: Sequence[tuple[bytes, Principal]]) -> Principal | None:
+    """Whose secret ``given`` is; every secret is compared, whatever matched: no timing of which."""
+    found = None
+    for digest, owner in known:
+        if _matches(given, digest):
+            found = owner
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     tokens: tuple[tuple[bytes, Principal], ...] = field(default=())
@@ -122,11 +131,7 @@ class Credentials:
             scheme, _, token = (authorization or b"").partition(b" ")
             if authorization is None or scheme.lower() != b"bearer" or not token.strip():
                 raise Unauthorized("send Authorization: Bearer <token>", "Bearer")
-            given = token.strip()
-            principal = None
-            for digest, owner in self.tokens:  # every token, whatever matched: no timing of which
-                if _matches(given, digest):
-                    principal = owner
+            principal = _owner(token.strip(), self.tokens)
             if principal is None:
                 raise Forbidden("the token is not valid")
             if not found.roles & principal.roles:
@@ -138,10 +143,7 @@ class Credentials:
             key = header(headers, b"x-api-key")
             if key is None:
                 raise Unauthorized("send the API key in X-API-Key", 'ApiKey header="X-API-Key"')
-            caller = None
-            for digest, owner in self.api_keys:  # every key, whatever matched: no timing of which
-                if _matches(key, digest):
-                    caller = owner
+            caller = _owner(key, self.api_keys)
             if caller is None:
                 raise Forbidden("the API key is not valid")
             return caller

@@ -18,6 +18,15 @@ from runtime.audit import AuditStore
 from services.cli import main
 
 TRANSACTIONS = fraud.generate(40, seed=29)[0]
+KEY = "an-audit-key-for-the-test"
+
+
+def wait_for_rows(store: AuditStore, rows: int, timeout_s: float = 10.0) -> None:
+    """Until the writer has committed ``rows`` rows (it writes a fraction of a second after the
+    answers), or ``timeout_s``; the callers assert the count."""
+    deadline = time.monotonic() + timeout_s
+    while store.count() < rows and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def test_every_answer_is_audited_and_the_chain_verifies(
@@ -30,7 +39,7 @@ def test_every_answer_is_audited_and_the_chain_verifies(
             "ana": {"token": "ana-operator-token-0123", "roles": ["operator"]},
         }
     )
-    env = {"BALLAST_AUDIT_KEY": "an-audit-key-for-the-test", "BALLAST_AUDIT_PATH": str(path), "BALLAST_TOKENS": tokens}
+    env = {"BALLAST_AUDIT_KEY": KEY, "BALLAST_AUDIT_PATH": str(path), "BALLAST_TOKENS": tokens}
     with serve("services.fraud:Fraud", **env) as url:
         ids = []
         for transaction in TRANSACTIONS[:30]:
@@ -42,9 +51,7 @@ def test_every_answer_is_audited_and_the_chain_verifies(
         refused = httpx.post(f"{url}/score", json={**TRANSACTIONS[0], "amount": -1}, timeout=10)
         assert refused.status_code == 422
         store = AuditStore(path)
-        deadline = time.monotonic() + 10
-        while store.count() < 31 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_rows(store, 31)
         text = httpx.get(f"{url}/metrics", timeout=10).text
         auditor = {"Authorization": "Bearer cy-auditor-token-0123456"}
         found = httpx.post(f"{url}/admin/audit/query", json={"request_id": ids[3]}, headers=auditor, timeout=10)
@@ -82,7 +89,7 @@ def test_a_stalled_audit_database_fails_closed_then_recovers(serve: Callable[...
 
     path = tmp_path / "audit.sqlite"
     env = {
-        "BALLAST_AUDIT_KEY": "an-audit-key-for-the-test",
+        "BALLAST_AUDIT_KEY": KEY,
         "BALLAST_AUDIT_PATH": str(path),
         "BALLAST_AUDIT_OVERFLOW": "fail_closed",
         "BALLAST_AUDIT_MAX_QUEUE": "2",
@@ -102,8 +109,7 @@ def test_a_stalled_audit_database_fails_closed_then_recovers(serve: Callable[...
             time.sleep(0.2)
         lock.close()
         store = AuditStore(path)
-        while store.count() < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_rows(store, 3)
         text = httpx.get(f"{url}/metrics", timeout=10).text
     assert store.count() == 3  # the two before the stall and the one after: every answer has its row
     assert store.verify() == []
@@ -124,7 +130,7 @@ def test_planted_personal_data_is_nowhere_and_rows_say_who_asked_and_what_held(
     path = tmp_path / "audit.sqlite"
     admin = "an-admin-token-0123456789"
     env = {
-        "BALLAST_AUDIT_KEY": "an-audit-key-for-the-test",
+        "BALLAST_AUDIT_KEY": KEY,
         "BALLAST_AUDIT_PATH": str(path),
         "BALLAST_AUDIT_PAYLOAD_SHARE": "1.0",
         "BALLAST_API_KEYS": json.dumps({"checkout": "checkout-key-0123456789"}),
@@ -184,7 +190,7 @@ def test_planted_personal_data_is_nowhere_and_rows_say_who_asked_and_what_held(
 def test_feedback_is_joined_to_the_trail_and_its_figures_reach_the_metrics(
     serve: Callable[..., Any], tmp_path: Path
 ) -> None:
-    env = {"BALLAST_AUDIT_KEY": "an-audit-key-for-the-test", "BALLAST_AUDIT_PATH": str(tmp_path / "audit.sqlite")}
+    env = {"BALLAST_AUDIT_KEY": KEY, "BALLAST_AUDIT_PATH": str(tmp_path / "audit.sqlite")}
     transactions, labels = fraud.generate(60, seed=31)
     with serve("services.fraud:Fraud", **env) as url:
         ids = []
@@ -194,9 +200,7 @@ def test_feedback_is_joined_to_the_trail_and_its_figures_reach_the_metrics(
             ids.append(answer.headers["x-request-id"])
         batch = httpx.post(f"{url}/score_batch", json={"transactions": transactions[50:]}, timeout=10)
         store = AuditStore(tmp_path / "audit.sqlite")
-        deadline = time.monotonic() + 10
-        while store.count() < 51 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for_rows(store, 51)
         one = httpx.post(f"{url}/v1/feedback", json={"request_id": ids[0], "label": int(labels[0])}, timeout=10)
         assert one.json() == {"accepted": 1, "duplicates": [], "conflicts": [], "unknown": [], "mismatched": []}
         sent = [{"request_id": rid, "label": int(y)} for rid, y in zip(ids[:40], labels[:40], strict=True)]
