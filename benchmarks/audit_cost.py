@@ -1,26 +1,37 @@
-"""What the audit trail costs the fraud chain's throughput: two fraud servers, one with the audit
-trail off and one with it on (``BALLAST_AUDIT_KEY``), at saturation, in interleaved rounds.
+"""What the audit trail costs the fraud chain's throughput: fraud servers with the audit trail off
+and on (``BALLAST_AUDIT_KEY``), at saturation, in interleaved rounds.
 
     python -m benchmarks.audit_cost [--rounds 6] [--seconds 10]    (make audit-cost)
     python -m benchmarks.audit_cost --smoke                         one short round: checks it works
 
-1. Both servers are started at once, each pinned to CPU 0 (one worker, a lifecycle database and, for
-   the one with the trail, an audit database of their own); the load generator runs on CPU 1. Only
-   one server is loaded at a time; the other idles.
+Variants (``--smoke``: the first and the third only):
+
+- ``audit off``;
+- ``writer thread``: the trail written by a thread of the worker (``BALLAST_AUDIT_WRITER=thread``);
+- ``writer process, same core``: the default, a writer process per worker, left on the server's
+  core (what the trail costs a server held to one core, everything counted);
+- ``writer process, spare core``: the same, the writer process moved to CPU 1 (the load
+  generator's core, which wrk leaves mostly idle): what the trail costs the request path when the
+  machine has room beside the workers.
+
+1. The servers are started at once, each pinned to CPU 0 (one worker, a lifecycle database and, for
+   those with the trail, an audit database of their own); the load generator runs on CPU 1. Only
+   one server is loaded at a time; the others idle.
 2. Rounds: wrk, closed loop with ``--connections`` (16: past the fraud chain's saturation on one
    core), posts one transaction to ``/score`` for ``--seconds``, to each server in turn (each first
-   in turn). After a round on the server with the trail, the harness waits until its writer has
+   in turn). After a round on a server with the trail, the harness waits until its writer has
    written (or dropped) every row queued, so that the writer's tail runs inside that round's CPU
-   account and not during the other server's round.
+   account and not during another server's round.
 
 Reported per variant (median over rounds): req/s, p50 and p95 (wrk's), the server's CPU per answer
-(its process tree's utime + stime from the start of the round to the writer's catch-up, over the
-answers it counted on ``/metrics``); the ratio of req/s with the trail to without, per round and
-its median (target: >= 0.95); the writer's time per row (``ballast_audit_write_seconds_total`` over
-``ballast_audit_written_total``: wall time of the batch appends on the writer's thread, an upper
-bound on their CPU); rows written against the answers the server counted, rows dropped, and whether
-the chain verifies once the server has stopped. Result: benchmarks/results/audit-cost.md (not with
-``--smoke``, which exits 1 when the harness measured nothing or a row went missing).
+(its process tree's utime + stime, the writer process included, from the start of the round to the
+writer's catch-up, over the answers it counted on ``/metrics``), its process tree's memory; the
+ratio of req/s with the trail to without, per round and its median (target: >= 0.95); the writer's
+time per row (``ballast_audit_write_seconds_total`` over ``ballast_audit_written_total``: wall time
+of the batch appends, through the pipe for a writer process); rows written against the answers the
+server counted, rows dropped, and whether each chain verifies once the servers have stopped.
+Result: benchmarks/results/audit-cost.md (not with ``--smoke``, which exits 1 when the harness
+measured nothing or a row went missing).
 """
 
 from __future__ import annotations
@@ -40,10 +51,19 @@ import numpy as np
 
 from .compare import drive
 from .overload import RESULTS, Target, count_delta, scrape, server_counts, start_pinned
-from .processes import cpu_and_rss
+from .processes import cpu_and_rss, tree
 
 AUDIT_KEY = "audit-cost-key-0123456789"
-OFF, ON = "audit off", "audit on"
+OFF, THREAD, SAME, SPARE = "audit off", "writer thread", "writer process, same core", "writer process, spare core"
+VARIANTS: dict[str, tuple[list[str], set[int] | None]] = {
+    OFF: ([], None),
+    THREAD: (["BALLAST_AUDIT_WRITER=thread"], None),
+    SAME: (["BALLAST_AUDIT_WRITER=process"], None),
+    SPARE: (["BALLAST_AUDIT_WRITER=process"], {1}),
+}
+"""Each variant's settings beyond the trail's key and path (none for ``audit off``), and the CPUs its
+writer process is moved to (``None``: left where the server is)."""
+SMOKE = (OFF, SAME)
 COUNTERS = {
     "ballast_audit_queued": "queued",
     "ballast_audit_written": "written",
@@ -97,6 +117,8 @@ class Round:
     """Answers the server counted (/metrics)."""
     cpu_us: float
     """The server's CPU per answer, the writer's catch-up included."""
+    rss_mb: float
+    """The server's process tree's resident memory after the round."""
     queued: int
     written: int
     dropped: int
@@ -111,7 +133,7 @@ def measure(target: Target, connections: int, seconds: int) -> Round:
     cpu0, _ = cpu_and_rss(server.process.pid)
     rung = drive(server, target.path, target.body, target.script, connections, seconds, 1, "application/json")
     after = settle(server.url)
-    cpu1, _ = cpu_and_rss(server.process.pid)
+    cpu1, rss = cpu_and_rss(server.process.pid)
     answers = answered(count_delta(counted, server_counts(server.url)))
     return Round(
         rps=rung.rps,
@@ -120,6 +142,7 @@ def measure(target: Target, connections: int, seconds: int) -> Round:
         not_2xx=rung.bad,
         answers=answers,
         cpu_us=(cpu1 - cpu0) / max(answers, 1) * 1e6,
+        rss_mb=rss,
         queued=int(after["queued"] - audit["queued"]),
         written=int(after["written"] - audit["written"]),
         dropped=int(after["dropped"] - audit["dropped"]),
@@ -138,37 +161,66 @@ def verify(path: Path) -> tuple[int, list[str]]:
         store.close()
 
 
-def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[Round]], int, list[str]]:
-    """The measured rounds per variant, the rows in the audit database once the servers stopped, and
-    what is wrong with its chain (or with its count against the rows the server wrote)."""
-    audit_path = work / "on" / "audit.sqlite"
+def move_writer(server_pid: int, cpus: set[int]) -> int:
+    """Move the audit writer process under ``server_pid`` to ``cpus``; its process id."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for pid in tree(server_pid):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"runtime.audit.sink" in command:
+                os.sched_setaffinity(pid, cpus)
+                return pid
+        time.sleep(0.2)
+    raise RuntimeError("no audit writer process found under the server")
+
+
+def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[Round]], dict[str, tuple[int, list[str]]]]:
+    """The measured rounds per variant, and per variant with the trail the rows in its database once
+    the servers stopped and what is wrong with its chain (or with its count against the rows written)."""
+    variants = SMOKE if args.smoke else tuple(VARIANTS)
     targets: dict[str, Target] = {}
-    results: dict[str, list[Round]] = {OFF: [], ON: []}
+    written: dict[str, float] = {}
+    results: dict[str, list[Round]] = {label: [] for label in variants}
     try:
-        for label, extra in ((OFF, []), (ON, [f"BALLAST_AUDIT_KEY={AUDIT_KEY}", f"BALLAST_AUDIT_PATH={audit_path}"])):
-            variant = work / label.split()[-1]
+        for index, label in enumerate(variants):
+            variant = work / f"v{index}"
             variant.mkdir()
-            settings = [f"BALLAST_STATE_PATH={variant / 'lifecycle.sqlite'}", *extra]
-            targets[label] = start_pinned("fraud", variant, settings, "audit-cost")
-        for target in targets.values():  # both up before either is measured
+            settings = [f"BALLAST_STATE_PATH={variant / 'lifecycle.sqlite'}"]
+            if label != OFF:
+                settings += [f"BALLAST_AUDIT_KEY={AUDIT_KEY}", f"BALLAST_AUDIT_PATH={variant / 'audit.sqlite'}"]
+            targets[label] = start_pinned("fraud", variant, settings + VARIANTS[label][0], "audit-cost")
+        for target in targets.values():  # all up before any is measured
             target.server.wait(target.path, target.body.read_bytes())
         labels = list(results)
         for round_ in range(-args.warmup_rounds, args.rounds):
-            for label in labels[round_ % 2 :] + labels[: round_ % 2]:
+            shift = round_ % len(labels)
+            for label in labels[shift:] + labels[:shift]:
+                cpus = VARIANTS[label][1]
+                if cpus is not None:  # again each round: a writer process that died comes back on CPU 0
+                    move_writer(targets[label].server.process.pid, cpus)
                 measured = measure(targets[label], args.connections, args.seconds)
                 if round_ >= 0:
                     results[label].append(measured)
                 shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(measured).items()}
                 print(f"round {round_ + 1} {label}: {shown}", flush=True)
                 time.sleep(1)
-        written = settle(targets[ON].server.url)["written"]  # warm-up rounds and readiness probe included
+        for label in labels[1:]:  # warm-up rounds and readiness probe included
+            written[label] = settle(targets[label].server.url)["written"]
     finally:
         for target in targets.values():
             target.server.stop()
-    rows, problems = verify(audit_path)
-    if rows != written:
-        problems.append(f"{rows} rows in the database, {written:.0f} written before the stop")
-    return results, rows, problems
+    chains: dict[str, tuple[int, list[str]]] = {}
+    for index, label in enumerate(variants):
+        if label == OFF:
+            continue
+        rows, problems = verify(work / f"v{index}" / "audit.sqlite")
+        if rows != written[label]:
+            problems.append(f"{rows} rows in the database, {written[label]:.0f} written before the stop")
+        chains[label] = (rows, problems)
+    return results, chains
 
 
 def main() -> None:
@@ -184,18 +236,22 @@ def main() -> None:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="ballast-audit-cost-"))
     try:
-        results, rows, problems = run(args, work)
+        results, chains = run(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(results, rows, problems, args, started)
+    text = report(results, chains, args, started)
     print(text)
     if args.smoke:
-        on, off = results[ON], results[OFF]
+        rounds = [r for label in results for r in results[label]]
         broken = [
-            *(["a variant answered badly or not at all"] if any(r.not_2xx or not r.answers for r in on + off) else []),
-            *(["the server without the trail queued rows"] if any(r.queued for r in off) else []),
-            *(["rows written differ from answers"] if sum(r.written for r in on) != sum(r.answers for r in on) else []),
-            *problems[:5],
+            *(["a variant answered badly or not at all"] if any(r.not_2xx or not r.answers for r in rounds) else []),
+            *(["the server without the trail queued rows"] if any(r.queued for r in results[OFF]) else []),
+            *[
+                f"{label}: rows written differ from answers"
+                for label in chains
+                if sum(r.written for r in results[label]) != sum(r.answers for r in results[label])
+            ],
+            *[f"{label}: {problem}" for label, (_, problems) in chains.items() for problem in problems[:5]],
         ]
         if broken:
             sys.exit(f"smoke: {'; '.join(broken)}")
@@ -205,17 +261,11 @@ def main() -> None:
 
 
 def report(
-    results: dict[str, list[Round]], rows: int, problems: list[str], args: argparse.Namespace, started: str
+    results: dict[str, list[Round]], chains: dict[str, tuple[int, list[str]]], args: argparse.Namespace, started: str
 ) -> str:
     def mid(label: str, key: str) -> float:
         return float(np.median([getattr(r, key) for r in results[label]]))
 
-    def total(key: str) -> float:
-        return float(sum(getattr(r, key) for r in results[ON]))
-
-    ratios = [on.rps / off.rps for off, on in zip(results[OFF], results[ON], strict=True)]
-    ratio = float(np.median(ratios))
-    written, answers, dropped = int(total("written")), int(total("answers")), int(total("dropped"))
     command = " ".join(["python -m benchmarks.audit_cost", *sys.argv[1:]])
     lines = [
         f"# The audit trail's cost{' (smoke: not a measurement)' if args.smoke else ''}",
@@ -223,37 +273,45 @@ def report(
         f"`{command}`, {started}; {platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}.",
         "",
-        "Two fraud servers (services.fraud:Fraud, one worker each), the audit trail off and on, both on "
-        f"CPU 0, loaded one at a time; wrk on CPU 1, closed loop, {args.connections} connections, POST /score "
-        f"with one transaction. {args.rounds} rounds of {args.seconds} s per variant, interleaved (each first "
-        f"in turn), after {args.warmup_rounds} warm-up round(s); medians over rounds.",
+        f"Fraud servers (services.fraud:Fraud, one worker each) with the audit trail off and on, each on CPU 0, "
+        f"loaded one at a time; wrk on CPU 1, closed loop, {args.connections} connections, POST /score with one "
+        f"transaction. {args.rounds} rounds of {args.seconds} s per variant, interleaved (each first in turn), "
+        f"after {args.warmup_rounds} warm-up round(s); medians over rounds. The writer process of "
+        f"'{SPARE}' is moved to CPU 1.",
         "",
-        "| variant | req/s | p50 ms | p95 ms | CPU per answer | answers | rows queued | rows written | dropped "
-        "| non-2xx |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | req/s | ratio to off | p50 ms | p95 ms | CPU per answer | memory MB | answers | rows written "
+        "| dropped | non-2xx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    ratios = {
+        label: [on.rps / off.rps for off, on in zip(results[OFF], results[label], strict=True)] for label in results
+    }
     for label in results:
         lines.append(
-            f"| {label} | {mid(label, 'rps'):,.0f} | {mid(label, 'p50_ms'):.2f} | {mid(label, 'p95_ms'):.2f} | "
-            f"{mid(label, 'cpu_us'):.0f} us | {mid(label, 'answers'):,.0f} | {mid(label, 'queued'):,.0f} | "
-            f"{mid(label, 'written'):,.0f} | {mid(label, 'dropped'):,.0f} | {mid(label, 'not_2xx'):.0f} |"
+            f"| {label} | {mid(label, 'rps'):,.0f} | {float(np.median(ratios[label])):.3f} | "
+            f"{mid(label, 'p50_ms'):.2f} | {mid(label, 'p95_ms'):.2f} | {mid(label, 'cpu_us'):.0f} us | "
+            f"{mid(label, 'rss_mb'):.0f} | {mid(label, 'answers'):,.0f} | {mid(label, 'written'):,.0f} | "
+            f"{mid(label, 'dropped'):,.0f} | {mid(label, 'not_2xx'):.0f} |"
         )
-    verdict = "meets" if ratio >= 0.95 else "MISSES"
-    cpu_delta = [on.cpu_us - off.cpu_us for off, on in zip(results[OFF], results[ON], strict=True)]
-    chain = "verifies" if not problems else f"{len(problems)} problem(s): {'; '.join(problems[:3])}"
-    lines += [
-        "",
-        f"- req/s with the trail / without, per round: {', '.join(f'{r:.3f}' for r in ratios)}; median "
-        f"**{ratio:.3f}** ({verdict} the target >= 0.95).",
-        f"- CPU per answer with the trail minus without, per round: {', '.join(f'{d:+.0f}' for d in cpu_delta)} us; "
-        f"median {float(np.median(cpu_delta)):+.0f} us (the hook's digests, the queue and the writer).",
-        f"- the writer's time per row: {total('write_s') / max(written, 1) * 1e6:.1f} us "
-        "(ballast_audit_write_seconds_total / ballast_audit_written_total over the measured rounds; wall "
-        "time of the batch appends on the writer's thread, an upper bound on their CPU).",
-        f"- rows written {written:,} for {answers:,} answers the server counted in the measured rounds "
-        f"({'equal' if written == answers else 'NOT equal'}); dropped {dropped:,}.",
-        f"- the audit database after the stop (warm-up rounds included): {rows:,} rows; the chain {chain}.",
-    ]
+    lines.append("")
+    for label in chains:
+        ratio = float(np.median(ratios[label]))
+        cpu = [on.cpu_us - off.cpu_us for off, on in zip(results[OFF], results[label], strict=True)]
+        written = sum(r.written for r in results[label])
+        answers = sum(r.answers for r in results[label])
+        write_s = sum(r.write_s for r in results[label])
+        rows, problems = chains[label]
+        chain = "verifies" if not problems else f"{len(problems)} problem(s): {'; '.join(problems[:3])}"
+        lines += [
+            f"- **{label}**: req/s with the trail / without, per round: "
+            f"{', '.join(f'{r:.3f}' for r in ratios[label])}; median **{ratio:.3f}** "
+            f"({'meets' if ratio >= 0.95 else 'MISSES'} the target >= 0.95). CPU per answer more than without, "
+            f"per round: {', '.join(f'{d:+.0f}' for d in cpu)} us, median {float(np.median(cpu)):+.0f} us. "
+            f"Writer's time per row {write_s / max(written, 1) * 1e6:.1f} us. Rows written {written:,} for "
+            f"{answers:,} answers ({'equal' if written == answers else 'NOT equal'}), dropped "
+            f"{sum(r.dropped for r in results[label]):,}; the database after the stop: {rows:,} rows, the chain "
+            f"{chain}.",
+        ]
     return "\n".join(lines)
 
 

@@ -57,6 +57,7 @@ from runtime import (
 from runtime.audit import AuditHook, AuditStore, AuditWriter, Overflow
 from runtime.audit.feedback import Feedback, Performance, Received
 from runtime.audit.redact import Redactor
+from runtime.audit.sink import ProcessSink
 from runtime.audit.store import Retention
 from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
@@ -202,8 +203,12 @@ class ServedService:
         self.feedback: Feedback | None = None
         if runtime.audit_key is not None:
             metrics = default_metrics() if self.settings.drills.metrics_enabled else None
+            path = audit_path(runtime, d.name)
+            key = runtime.audit_key.get_secret_value().encode()
             self.audit = AuditWriter(
-                AuditStore(audit_path(runtime, d.name)),
+                AuditStore(path),
+                key=key,
+                sink=ProcessSink(path, key) if runtime.audit_writer == "process" else None,
                 max_queue=runtime.audit_max_queue,
                 overflow=Overflow(runtime.audit_overflow),
                 observer=AuditMetrics(metrics, d.name) if metrics else None,
@@ -211,7 +216,6 @@ class ServedService:
                     runtime.audit_retain_days, runtime.audit_payload_retain_days, runtime.feedback_retain_days
                 ),
             )
-            key = runtime.audit_key.get_secret_value().encode()
             self.audit_hook = AuditHook(
                 self.audit,
                 key,

@@ -47,7 +47,7 @@ from runtime import (
     ValidatedRequest,
     columns_of,
 )
-from runtime.audit.hook import MAX_LISTED
+from runtime.audit.rows import MAX_LISTED
 from runtime.core.record import RequestRecord
 from runtime.core.settings import STAGE_FIELDS
 from runtime.engine.validation import Schema
@@ -173,6 +173,11 @@ class Declaration:
     compliance: tuple[Compliance, ...] = ()
     rule_reasons: Callable[[Any], Sequence[str]] | None = None
     """Which of the rule stage's rules fired for a row (for the audit trail)."""
+    _answered: list[tuple[Outputs, BaseSettings | None, list[dict[str, Any]]]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    """The last outputs answered, with their answers: the audit row and the response read them one
+    after the other, so the answer function runs once per request."""
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -266,13 +271,21 @@ class Declaration:
     # --- answers --------------------------------------------------------------------------------
 
     def answer_rows(self, outputs: Outputs, settings: BaseSettings | None) -> list[dict[str, Any]]:
-        """One JSON object per row: the ``answer`` function's, or every output's row by name."""
+        """One JSON object per row: the ``answer`` function's, or every output's row by name (the
+        same list for the same ``outputs`` asked twice in a row: treat it as read-only)."""
+        if self._answered:
+            last, last_settings, rows = self._answered[0]
+            if last is outputs and last_settings is settings:
+                return rows
         if self.answer is not None:
             answered = self.answer(outputs, settings) if self.settings is not None else self.answer(outputs)
-            return [row.model_dump(mode="json") for row in answered]
-        names = list(outputs)
-        columns = [outputs[name].tolist() for name in names]
-        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+            rows = [row.model_dump(mode="json") for row in answered]
+        else:
+            names = list(outputs)
+            columns = [outputs[name].tolist() for name in names]
+            rows = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        self._answered[:] = [(outputs, settings, rows)]
+        return rows
 
     def audit_facts(self, record: RequestRecord, settings: BaseSettings | None) -> dict[str, Any]:
         """What the service adds to an answer's audit row: its answers (when at most ``MAX_LISTED``

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import orjson
@@ -38,30 +38,30 @@ def row_hash(previous: str, row: Mapping[str, Any]) -> str:
     return text_hash(previous, canonical(row))
 
 
-_HEADERS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
-"""Each tensor's header (name, dtype, shape) as bytes, made once: a service sees few shapes."""
+Packed: TypeAlias = tuple[tuple[str, str, tuple[int, ...], bytes], ...]
+"""Tensors by name as ``(name, dtype, shape, bytes)``, sorted by name (see :func:`pack`)."""
 
 
-def _message(arrays: Mapping[str, np.ndarray]) -> bytes:
-    parts: list[bytes] = []
-    for name in sorted(arrays):
-        array = arrays[name]
-        key = (name, array.dtype.str, array.shape)
-        header = _HEADERS.get(key)
-        if header is None:
-            header = f"{name}\0{key[1]}\0{key[2]}\0".encode()
-            if len(_HEADERS) < 4096:  # bounded: shapes come from requests
-                _HEADERS[key] = header
-        parts.append(header)
-        parts.append(array.tobytes())  # C order, whatever the layout
-    return b"".join(parts)
+def pack(arrays: Mapping[str, np.ndarray]) -> Packed:
+    """Tensors as plain values that cross a pipe cheaply and digest as the arrays would."""
+    return tuple((name, array.dtype.str, array.shape, array.tobytes()) for name, array in sorted(arrays.items()))
+
+
+def message(packed: Packed) -> bytes:
+    """What a digest of tensors covers: each one's name, dtype, shape and bytes (C order)."""
+    return b"".join(f"{name}\0{dtype}\0{shape}\0".encode() + raw for name, dtype, shape, raw in packed)
+
+
+def digest(packed: Packed) -> str:
+    """SHA-256 of packed tensors."""
+    return hashlib.sha256(message(packed)).hexdigest()
 
 
 def arrays_digest(arrays: Mapping[str, np.ndarray], key: bytes | None = None) -> str:
     """A digest of named tensors (name, dtype, shape, bytes): HMAC-SHA-256 under ``key``, else SHA-256."""
     if key is not None:
         return Keyed(key)(arrays)
-    return hashlib.sha256(_message(arrays)).hexdigest()
+    return digest(pack(arrays))
 
 
 class Keyed:
@@ -73,8 +73,11 @@ class Keyed:
         self._base = hmac.new(key, digestmod=hashlib.sha256)
 
     def __call__(self, arrays: Mapping[str, np.ndarray]) -> str:
+        return self.packed(pack(arrays))
+
+    def packed(self, packed: Packed) -> str:
         digest = self._base.copy()
-        digest.update(_message(arrays))
+        digest.update(message(packed))
         return digest.hexdigest()
 
 

@@ -1,4 +1,4 @@
-"""The request hook that writes the audit trail: one row per answered request, one per shadow run.
+"""The request hook that feeds the audit trail: one row per answered request, one per shadow run.
 
 A prediction's row says who asked (``principal``), which model, version and file answered, how
 (``route``: production or canary; in ``factors``, whether a fallback, the rule stage or the result
@@ -7,17 +7,19 @@ small, their hash, each row's ``confidence``), what the service makes of it (``d
 answers, say a decision, the compliance checks that held, the rules that fired) and how long it
 took. Refused requests (422, 503) are not predictions: the metrics count them.
 
-On the request path the hook only takes the time and queues the record; the row is built on the
-writer's thread (digests, the service's description), so that a prediction pays for neither.
-A sampled share of requests (``payload_share``, by a hash of the request id, so that a retried id
-gets the same decision) also leaves its payload, redacted (runtime/audit/redact.py), in a table of
-its own; payloads are the first thing shed when the writer falls behind.
+On the request path the hook takes what the row needs as plain values, its tensors as bytes, and
+the service's description (runtime/audit/rows.py: ``Answered``), and queues it: a few
+microseconds. The writer digests, serialises, chains and stores it, by default in a process of its
+own (runtime/audit/sink.py), so that the request path pays for neither the hashing, nor the JSON,
+nor the database. A sampled share of requests (``payload_share``, by a hash of the request id, so
+that a retried id gets the same decision) also leaves its payload, redacted
+(runtime/audit/redact.py), in a table of its own; payloads are the first thing shed when the writer
+falls behind.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
+import logging
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -28,38 +30,15 @@ import numpy as np
 
 from ..core.codes import Outcome
 from ..core.record import RequestRecord
-from .chain import Keyed, arrays_digest
+from .chain import pack
 from .redact import Redactor
-from .writer import AuditWriter, Row
+from .rows import Answered, Row, Shadowed
+from .writer import AuditWriter
 
-MAX_LISTED = 64
-"""Outputs with at most this many elements are written out in the row; larger ones only hashed."""
+log = logging.getLogger(__name__)
 
 Describe = Callable[[RequestRecord], Mapping[str, Any]]
 """What the service says about an answer, for its row (e.g. ``answers``, ``checks``, ``rules``)."""
-
-
-def listed(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The outputs small enough to keep, as JSON values."""
-    return {name: array.tolist() for name, array in sorted(outputs.items()) if array.size <= MAX_LISTED}
-
-
-def confidence(outputs: Mapping[str, Any]) -> list[float] | None:
-    """Each row's highest class probability, when the listed outputs hold probabilities."""
-    for name, rows in outputs.items():
-        if "prob" in name and rows and isinstance(rows[0], list) and rows[0] and isinstance(rows[0][0], float):
-            return [round(max(row), 6) for row in rows]
-    return None
-
-
-_PROCESS = os.urandom(2).hex()
-_SERIAL = itertools.count()
-
-
-def time_ordered_id(at: float) -> str:
-    """Microseconds since the epoch, this process's random tag and its serial number: ordered by
-    time, unique across processes (``os.urandom`` per row cost a system call each)."""
-    return f"{int(at * 1e6):014x}{_PROCESS}{next(_SERIAL) & 0xFFFF:04x}"
 
 
 def sampled(request_id: str, share: float) -> bool:
@@ -93,10 +72,10 @@ class AuditHook:
         redactor: Redactor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``key``: the secret of the payloads' redaction digests (the writer digests the inputs)."""
         if not 0.0 <= payload_share <= 1.0:
             raise ValueError(f"payload_share must be within [0, 1], got {payload_share!r}")
         self.writer = writer
-        self._digest = Keyed(key)
         self.describe = describe
         self.payload_share = payload_share
         self.redactor = redactor or Redactor(None, key)
@@ -106,47 +85,42 @@ class AuditHook:
         if outcome not in (Outcome.SUCCESS, Outcome.FALLBACK) or record.outputs is None or record.inputs is None:
             return
         at = self._clock()
-        payload = sampled(record.request_id, self.payload_share)
-        if payload and not self.writer.room_for_payloads:
-            payload = False
+        try:
+            answered = self.answered(record, outcome is Outcome.FALLBACK, at)
+        except Exception:  # a bug in a description must not fail the request: count the row, go on
+            log.exception("the audit row of request %s could not be made", record.request_id)
+            self.writer.count_dropped("build_failed")
+            return
+        if not self.writer.offer(answered) or not sampled(record.request_id, self.payload_share):
+            return
+        if self.writer.room_for_payloads:
+            self.writer.offer(self.payload(record, at))
+        else:
             self.writer.count_dropped("payload_shed")
-        self.writer.offer(lambda: self.rows(record, outcome is Outcome.FALLBACK, at, payload))
 
-    def rows(self, record: RequestRecord, degraded: bool, at: float, payload: bool) -> list[Row]:
-        """The rows of one answered request (built on the writer's thread)."""
+    def answered(self, record: RequestRecord, degraded: bool, at: float) -> Answered:
+        """What the row of one answered request needs."""
         assert record.outputs is not None
         assert record.inputs is not None
-        factors: dict[str, Any] = {"cached": record.cached}
-        outputs = listed(record.outputs)
-        if record.fallbacks:
-            factors["fallbacks"] = [[a, b, str(reason)] for a, b, reason in record.fallbacks]
-        row: dict[str, Any] = {
-            "id": time_ordered_id(at),
-            "kind": "prediction",
-            "at": at,
-            "request_id": record.request_id,
-            "principal": record.principal,
-            "service": record.pipeline,
-            "deployment": record.version,
-            "model": record.served_by,
-            "version": record.model_version,
-            "artifact": record.artifact,
-            "route": record.route,
-            "degraded": degraded,
-            "rows": record.rows,
-            "input_hmac": self._digest(record.inputs),
-            "output_hash": arrays_digest(record.outputs),
-            "outputs": outputs,
-            "confidence": confidence(outputs),
-            "factors": factors,
-            "latency_ms": round(record.total_s * 1000, 3),
-        }
-        if self.describe is not None:
-            row.update(self.describe(record))
-        rows: list[Row] = [row]
-        if payload:
-            rows.append(self.payload(record, at))
-        return rows
+        return Answered(
+            at,
+            record.request_id,
+            record.principal,
+            record.pipeline,
+            record.version,
+            record.served_by,
+            record.model_version,
+            record.artifact,
+            record.route,
+            degraded,
+            record.rows,
+            record.cached,
+            [[a, b, str(reason)] for a, b, reason in record.fallbacks] if record.fallbacks else None,
+            record.total_s,
+            pack(record.inputs),
+            pack(record.outputs),
+            self.describe(record) if self.describe is not None else None,
+        )
 
     def payload(self, record: RequestRecord, at: float) -> Row:
         """The request's input and output in full, redacted: records by their fields' classes,
@@ -169,28 +143,18 @@ class AuditHook:
 
     def on_shadow(self, run: ShadowRun) -> None:
         """A row for a shadow's run of a copy (``kind`` and ``route`` ``shadow``, the same request id)."""
-        at = self._clock()
-        self.writer.offer(lambda: [self.shadow_row(run, at)])
-
-    def shadow_row(self, run: ShadowRun, at: float) -> Row:
-        outputs = listed(run.outputs) if run.outputs is not None else None
-        return {
-            "id": time_ordered_id(at),
-            "kind": "shadow",
-            "at": at,
-            "request_id": run.request_id,
-            "service": run.service,
-            "deployment": run.version,
-            "model": run.model,
-            "version": run.version,
-            "artifact": run.artifact,
-            "route": "shadow",
-            "failed": run.outputs is None,
-            "agreed": run.agreed,
-            "distance": round(run.distance, 6),
-            "input_hmac": self._digest(run.inputs),
-            "output_hash": arrays_digest(run.outputs) if run.outputs is not None else None,
-            "outputs": outputs,
-            "confidence": confidence(outputs) if outputs is not None else None,
-            "latency_ms": round(run.seconds * 1000, 3),
-        }
+        self.writer.offer(
+            Shadowed(
+                self._clock(),
+                run.request_id,
+                run.service,
+                run.model,
+                run.version,
+                run.artifact,
+                pack(run.inputs),
+                pack(run.outputs) if run.outputs is not None else None,
+                run.agreed,
+                run.distance,
+                run.seconds,
+            )
+        )

@@ -126,6 +126,16 @@ class AuditStore(SharedDatabase):
                 db.executemany("INSERT INTO payloads (request_id, at, row) VALUES (?, ?, ?)", payloads)
         return seq
 
+    def holds(self, row: Mapping[str, Any]) -> bool:
+        """Whether a row of ``row``'s kind, request id and time is stored (a batch sent again after
+        its writer died may have been committed)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT 1 FROM audit WHERE request_id = ? AND at = ? AND kind = ? LIMIT 1",
+                (row.get("request_id"), row.get("at"), row.get("kind")),
+            ).fetchone()
+        return found is not None
+
     def verify(self) -> list[str]:
         """What is wrong with the chain (empty: nothing), each problem naming its row."""
         with self._lock:

@@ -1,16 +1,18 @@
 """Writing the audit trail off the request path: a bounded queue and one thread that commits it in
 batches.
 
-``offer(item)`` is O(1) and never blocks a request: an item is a row, or a function that builds a
-request's rows on the writer's thread (so that digests and descriptions cost the request nothing).
-Under the default policy a full queue drops the item and counts it (``queue_full``); sampled
-payloads go first: past half the queue none is taken (``payload_shed``), so the metadata keeps its
-room. Under ``fail_closed`` the service asks :attr:`accepting` before it serves a request and
-answers 503 while the queue is full; the rows of requests already admitted are still taken, up to
-twice ``max_queue`` (then dropped and counted): memory stays bounded. The thread takes up to
-``batch_rows`` at a time and appends them in one transaction; a write that fails (a full or stalled
-disk) is retried with a growing pause while the queue stays bounded, and writing resumes when the
-disk does. ``close`` flushes what it can within its deadline; what is left is dropped and counted
+``offer(item)`` is O(1) and never blocks a request (an item: what a row needs, or a row; see
+runtime/audit/rows.py). Under the default policy a full queue drops
+the row and counts it (``queue_full``); sampled payloads go first: past half the queue none is taken
+(``payload_shed``), so the metadata keeps its room. Under ``fail_closed`` the service asks
+:attr:`accepting` before it serves a request and answers 503 while the queue is full; the rows of
+requests already admitted are still taken, up to twice ``max_queue`` (then dropped and counted):
+memory stays bounded. The thread takes up to ``batch_rows`` at a time and hands them to its ``sink``,
+which makes the rows and appends them in one transaction, in this thread or in a writer process
+(runtime/audit/sink.py);
+a write that fails (a full or stalled disk, a writer process that died) is retried with a growing
+pause while the queue stays bounded, and writing resumes when the disk (or a new process) does.
+``close`` flushes what it can within its deadline; what is left is dropped and counted
 (``shutdown``). Nothing is lost silently: every row offered is written or counted as dropped, by
 reason.
 """
@@ -21,18 +23,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol
 
+from .rows import Item
+from .sink import Sink, StoreSink
 from .store import AuditStore, Retention
 
 log = logging.getLogger(__name__)
-
-
-Row: TypeAlias = Mapping[str, Any]
-Item: TypeAlias = Row | Callable[[], Sequence[Row]]
-"""What the writer takes: a row, or a function that builds a request's rows on the writer's thread."""
 
 
 class Overflow(StrEnum):
@@ -56,6 +55,8 @@ class AuditWriter:
         self,
         store: AuditStore,
         *,
+        key: bytes | None = None,
+        sink: Sink | None = None,
         max_queue: int = 10_000,
         batch_rows: int = 500,
         flush_s: float = 0.2,
@@ -66,10 +67,13 @@ class AuditWriter:
         purge_every_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``retention``: what the thread purges every ``purge_every_s`` (by ``clock``), between batches."""
+        """Items go to ``sink`` (default: made into rows with ``key`` and appended to ``store`` by this
+        thread); ``retention``: what the thread purges from ``store`` every ``purge_every_s`` (by
+        ``clock``), between batches."""
         if max_queue < 1 or batch_rows < 1:
             raise ValueError(f"max_queue and batch_rows must be >= 1, got {max_queue}, {batch_rows}")
         self.store = store
+        self.sink: Sink = sink if sink is not None else StoreSink(store, key)
         self.max_queue = max_queue
         self.batch_rows = batch_rows
         self.flush_s = flush_s
@@ -108,14 +112,13 @@ class AuditWriter:
         """Whether a sampled payload may be queued: the queue is less than half full."""
         return self.held < self.max_queue // 2
 
-    def offer(self, row: Item) -> bool:
-        """Queue ``row`` (a row, or what builds a request's rows); ``False`` when it was dropped (and
-        counted)."""
+    def offer(self, item: Item) -> bool:
+        """Queue ``item``; ``False`` when it was dropped (and counted)."""
         bound = self.max_queue * (2 if self.overflow is Overflow.FAIL_CLOSED else 1)
         if self._closing or self.held >= bound:
             self._drop("shutdown" if self._closing else "queue_full", 1)
             return False
-        self._queue.append(row)  # deque.append is atomic: no lock on the request path
+        self._queue.append(item)  # deque.append is atomic: no lock on the request path
         self.queued += 1  # told to the observer from the writer's thread, per batch
         if len(self._queue) >= self.batch_rows:
             with self._wake:
@@ -154,19 +157,15 @@ class AuditWriter:
                 if self._closing:
                     return
                 continue
-            items = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
+            batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
             self._tell_queued()
-            self._writing = len(items)
-            batch = self._build(items)
-            if not batch:
-                self._writing = 0
-                continue
-            chained = sum(1 for row in batch if row.get("kind") != "payload")
+            self._writing = len(batch)
+            chained = sum(1 for item in batch if not isinstance(item, Mapping) or item.get("kind") != "payload")
             pause = 0.05
             while True:
                 started = time.perf_counter()
                 try:
-                    self.store.append(batch)
+                    failed = self.sink.append(batch)
                 except Exception:  # a full or stalled disk, a locked file: retry, bounded
                     self.write_errors += 1
                     if self._closing:
@@ -176,9 +175,11 @@ class AuditWriter:
                     time.sleep(pause)
                     pause = min(pause * 2, self.retry_max_s)
                     continue
-                self.written += chained
+                self.written += chained - failed
+                if failed:
+                    self._drop("build_failed", failed)
                 if self.observer is not None:
-                    self.observer.on_written(chained, time.perf_counter() - started)
+                    self.observer.on_written(chained - failed, time.perf_counter() - started)
                 break
             self._writing = 0
 
@@ -191,19 +192,6 @@ class AuditWriter:
                 self.purged[kind] = self.purged.get(kind, 0) + rows
         except Exception:  # a locked or failing disk: the next round tries again
             log.warning("audit purge failed", exc_info=True)
-
-    def _build(self, items: list[Item]) -> list[Row]:
-        rows: list[Row] = []
-        for item in items:
-            if isinstance(item, Mapping):
-                rows.append(item)
-                continue
-            try:
-                rows.extend(item())
-            except Exception:  # a bug in a description must not stop the trail: count it, go on
-                log.exception("an audit row could not be built")
-                self._drop("build_failed", 1)
-        return rows
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush within ``timeout_s``; rows still held then are dropped and counted (``shutdown``)."""
@@ -218,3 +206,4 @@ class AuditWriter:
             self._queue.clear()
             if left:
                 self._drop("shutdown", left)
+        self.sink.close()

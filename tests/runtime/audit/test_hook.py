@@ -21,7 +21,7 @@ KEY = b"an-audit-key-for-the-unit-test"
 
 async def test_each_answer_makes_one_row(load_model: Callable[..., OnnxModel], tmp_path: Path) -> None:
     store = AuditStore(tmp_path / "audit.sqlite")
-    writer = AuditWriter(store, flush_s=0.01)
+    writer = AuditWriter(store, key=KEY, flush_s=0.01)
     primary = load_model("affine", name="primary")
     pipeline = Pipeline.build(
         "p",
@@ -58,7 +58,7 @@ async def test_a_row_says_who_asked_which_file_answered_and_what_the_service_mak
     load_model: Callable[..., OnnxModel], tmp_path: Path
 ) -> None:
     store = AuditStore(tmp_path / "audit.sqlite")
-    writer = AuditWriter(store, flush_s=0.01)
+    writer = AuditWriter(store, key=KEY, flush_s=0.01)
     primary = load_model("affine", name="primary")
     described = []
 
@@ -82,7 +82,7 @@ async def test_a_row_says_who_asked_which_file_answered_and_what_the_service_mak
     [found] = store.query()
     assert (found["principal"], found["artifact"]) == ("checkout", primary.sha256)
     assert found["answers"] == [{"big": False}, {"big": True}]
-    assert described == ["ballast-audit"]  # built off the request path
+    assert described == ["MainThread"]  # on the request path: what leaves it is a finished row
     [payload] = store.payloads("b1")
     assert payload["inputs"] == {"x": [[1.0, 2.0, 3.0, 4.0], [9.0, 9.0, 9.0, 9.0]]}
     assert payload["outputs"]["y"][1] == [19.0] * 4
@@ -100,7 +100,7 @@ def test_payloads_are_sampled_by_request_id() -> None:
 
 def test_a_shadow_run_leaves_a_row_marked_as_such(tmp_path: Path) -> None:
     store = AuditStore(tmp_path / "audit.sqlite")
-    writer = AuditWriter(store, flush_s=0.01)
+    writer = AuditWriter(store, key=KEY, flush_s=0.01)
     hook = AuditHook(writer, KEY, clock=lambda: 1_700_000_000.0)
     x = {"x": np.ones((1, 4), np.float32)}
     hook.on_shadow(
@@ -114,3 +114,29 @@ def test_a_shadow_run_leaves_a_row_marked_as_such(tmp_path: Path) -> None:
     assert first["input_hmac"] == keyed_digest(x, KEY)
     assert (second["failed"], second["outputs"]) == (True, None)
     assert store.verify() == []
+
+
+async def test_a_description_that_fails_costs_the_row_counted_not_the_answer(
+    load_model: Callable[..., OnnxModel], tmp_path: Path
+) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    writer = AuditWriter(store, key=KEY, flush_s=0.01)
+    primary = load_model("affine", name="primary")
+
+    def describe(record: RequestRecord) -> dict[str, Any]:
+        raise KeyError("a bug in a description")
+
+    pipeline = Pipeline.build(
+        "p",
+        models=[primary],
+        schema=TensorSchema(primary.signature, max_rows=4),
+        settings=Settings(warmup_runs=1),
+        hooks=[AuditHook(writer, KEY, describe=describe)],
+    )
+    await pipeline.start()
+    answered = await pipeline.predict({"x": [[1, 2, 3, 4]]}, request_id="c1")
+    await pipeline.close()
+    writer.close()
+    assert answered.outputs["y"].tolist() == [[3.0, 5.0, 7.0, 9.0]]
+    assert store.count() == 0
+    assert writer.dropped == {"build_failed": 1}

@@ -107,24 +107,3 @@ def test_payloads_are_shed_first_and_counted(tmp_path: Path) -> None:
     store.broken.clear()
     writer.close()
     assert store.count() == 10
-
-
-def test_rows_are_built_on_the_writer_thread_and_a_failing_build_is_counted(tmp_path: Path) -> None:
-    store = AuditStore(tmp_path / "audit.sqlite")
-    writer = AuditWriter(store, flush_s=0.01)
-    built_on: list[str] = []
-
-    def build(i: int) -> list[dict[str, Any]]:
-        built_on.append(threading.current_thread().name)
-        if i == 3:
-            raise KeyError("a bug in a description")
-        return [row(i), {**row(i), "kind": "payload"}]
-
-    for i in range(5):
-        writer.offer(lambda i=i: build(i))  # type: ignore[misc]
-    writer.close()
-    assert set(built_on) == {"ballast-audit"}
-    assert store.count() == 4  # chained rows; payloads apart
-    assert len(store.payloads()) == 4
-    assert writer.written == 4
-    assert writer.dropped == {"build_failed": 1}
