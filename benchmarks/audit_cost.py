@@ -3,6 +3,8 @@ and on (``BALLAST_AUDIT_KEY``), at saturation, in interleaved rounds.
 
     python -m benchmarks.audit_cost [--rounds 6] [--seconds 10]    (make audit-cost)
     python -m benchmarks.audit_cost --smoke                         one short round: checks it works
+    python -m benchmarks.audit_cost --only 'audit off' --only 'writer process, spare core'
+                                                                    some variants, no result file
 
 Variants (``--smoke``: the first and the third only):
 
@@ -117,6 +119,8 @@ class Round:
     """Answers the server counted (/metrics)."""
     cpu_us: float
     """The server's CPU per answer, the writer's catch-up included."""
+    writer_us: float
+    """The writer process's CPU per row written (0 without one)."""
     rss_mb: float
     """The server's process tree's resident memory after the round."""
     queued: int
@@ -130,10 +134,13 @@ def measure(target: Target, connections: int, seconds: int) -> Round:
     server = target.server
     families = scrape(server.url)
     counted, audit = server_counts(server.url, families), audit_counts(server.url, families)
+    writer = find_writer(server.process.pid)
     cpu0, _ = cpu_and_rss(server.process.pid)
+    writer0 = cpu_and_rss(writer)[0] if writer is not None else 0.0
     rung = drive(server, target.path, target.body, target.script, connections, seconds, 1, "application/json")
     after = settle(server.url)
     cpu1, rss = cpu_and_rss(server.process.pid)
+    writer1 = cpu_and_rss(writer)[0] if writer is not None and writer == find_writer(server.process.pid) else writer0
     answers = answered(count_delta(counted, server_counts(server.url)))
     return Round(
         rps=rung.rps,
@@ -142,6 +149,7 @@ def measure(target: Target, connections: int, seconds: int) -> Round:
         not_2xx=rung.bad,
         answers=answers,
         cpu_us=(cpu1 - cpu0) / max(answers, 1) * 1e6,
+        writer_us=(writer1 - writer0) / max(after["written"] - audit["written"], 1) * 1e6,
         rss_mb=rss,
         queued=int(after["queued"] - audit["queued"]),
         written=int(after["written"] - audit["written"]),
@@ -161,18 +169,26 @@ def verify(path: Path) -> tuple[int, list[str]]:
         store.close()
 
 
+def find_writer(server_pid: int) -> int | None:
+    """The audit writer process under ``server_pid``, if one runs."""
+    for pid in tree(server_pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"runtime.audit.sink" in command:
+            return pid
+    return None
+
+
 def move_writer(server_pid: int, cpus: set[int]) -> int:
     """Move the audit writer process under ``server_pid`` to ``cpus``; its process id."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for pid in tree(server_pid):
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"runtime.audit.sink" in command:
-                os.sched_setaffinity(pid, cpus)
-                return pid
+        pid = find_writer(server_pid)
+        if pid is not None:
+            os.sched_setaffinity(pid, cpus)
+            return pid
         time.sleep(0.2)
     raise RuntimeError("no audit writer process found under the server")
 
@@ -180,7 +196,7 @@ def move_writer(server_pid: int, cpus: set[int]) -> int:
 def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[Round]], dict[str, tuple[int, list[str]]]]:
     """The measured rounds per variant, and per variant with the trail the rows in its database once
     the servers stopped and what is wrong with its chain (or with its count against the rows written)."""
-    variants = SMOKE if args.smoke else tuple(VARIANTS)
+    variants = SMOKE if args.smoke else tuple(args.only or VARIANTS)
     targets: dict[str, Target] = {}
     written: dict[str, float] = {}
     results: dict[str, list[Round]] = {label: [] for label in variants}
@@ -230,7 +246,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16, help="wrk's connections (closed loop)")
     parser.add_argument("--warmup-rounds", type=int, default=1, help="rounds per variant run first, not reported")
     parser.add_argument("--smoke", action="store_true", help="one round of 2 s, no warm-up, no result file")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(VARIANTS),
+        help=f"a variant to run (repeat for several; {OFF!r} first): a quick comparison, no result file",
+    )
     args = parser.parse_args()
+    if args.only and args.only[0] != OFF:
+        parser.error(f"--only: {OFF!r} comes first (the others are measured against it)")
     if args.smoke:
         args.rounds, args.seconds, args.warmup_rounds, args.connections = 1, 2, 0, 8
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -241,7 +265,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     text = report(results, chains, args, started)
     print(text)
-    if args.smoke:
+    if args.smoke or args.only:
+        if args.only:
+            return
         rounds = [r for label in results for r in results[label]]
         broken = [
             *(["a variant answered badly or not at all"] if any(r.not_2xx or not r.answers for r in rounds) else []),
@@ -294,6 +320,12 @@ def report(
             f"{mid(label, 'dropped'):,.0f} | {mid(label, 'not_2xx'):.0f} |"
         )
     lines.append("")
+
+    def writer_cpu(label: str) -> str:
+        if not any(r.writer_us for r in results[label]):
+            return ""
+        return f" (wall, through the pipe), the writer process's CPU per row {mid(label, 'writer_us'):.1f} us"
+
     for label in chains:
         ratio = float(np.median(ratios[label]))
         cpu = [on.cpu_us - off.cpu_us for off, on in zip(results[OFF], results[label], strict=True)]
@@ -307,7 +339,8 @@ def report(
             f"{', '.join(f'{r:.3f}' for r in ratios[label])}; median **{ratio:.3f}** "
             f"({'meets' if ratio >= 0.95 else 'MISSES'} the target >= 0.95). CPU per answer more than without, "
             f"per round: {', '.join(f'{d:+.0f}' for d in cpu)} us, median {float(np.median(cpu)):+.0f} us. "
-            f"Writer's time per row {write_s / max(written, 1) * 1e6:.1f} us. Rows written {written:,} for "
+            f"Writer's time per row {write_s / max(written, 1) * 1e6:.1f} us{writer_cpu(label)}. "
+            f"Rows written {written:,} for "
             f"{answers:,} answers ({'equal' if written == answers else 'NOT equal'}), dropped "
             f"{sum(r.dropped for r in results[label]):,}; the database after the stop: {rows:,} rows, the chain "
             f"{chain}.",

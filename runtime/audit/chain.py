@@ -42,9 +42,22 @@ Packed: TypeAlias = tuple[tuple[str, str, tuple[int, ...], bytes], ...]
 """Tensors by name as ``(name, dtype, shape, bytes)``, sorted by name (see :func:`pack`)."""
 
 
+_DTYPES: dict[np.dtype[Any], str] = {}
+"""``dtype.str`` by dtype (the property builds its string on every read: a third of ``pack``)."""
+
+
+def _dtype_str(dtype: np.dtype[Any]) -> str:
+    found = _DTYPES.get(dtype)
+    if found is None:
+        found = _DTYPES[dtype] = dtype.str
+    return found
+
+
 def pack(arrays: Mapping[str, np.ndarray]) -> Packed:
     """Tensors as plain values that cross a pipe cheaply and digest as the arrays would."""
-    return tuple((name, array.dtype.str, array.shape, array.tobytes()) for name, array in sorted(arrays.items()))
+    return tuple(
+        [(name, _dtype_str(arrays[name].dtype), arrays[name].shape, arrays[name].tobytes()) for name in sorted(arrays)]
+    )
 
 
 def message(packed: Packed) -> bytes:

@@ -32,7 +32,7 @@ from ..core.codes import Outcome
 from ..core.record import RequestRecord
 from .chain import pack
 from .redact import Redactor
-from .rows import Answered, Row, Shadowed
+from .rows import Answered, Row, Shadowed, seal
 from .writer import AuditWriter
 
 log = logging.getLogger(__name__)
@@ -86,20 +86,24 @@ class AuditHook:
             return
         at = self._clock()
         try:
-            answered = self.answered(record, outcome is Outcome.FALLBACK, at)
+            facts = self.describe(record) if self.describe is not None else None
+            sealed = seal(self.answered(record, outcome is Outcome.FALLBACK, at, facts))
         except Exception:  # a bug in a description must not fail the request: count the row, go on
             log.exception("the audit row of request %s could not be made", record.request_id)
             self.writer.count_dropped("build_failed")
             return
-        if not self.writer.offer(answered) or not sampled(record.request_id, self.payload_share):
+        if not self.writer.offer(sealed):
+            return
+        if not self.payload_share or not sampled(record.request_id, self.payload_share):
             return
         if self.writer.room_for_payloads:
             self.writer.offer(self.payload(record, at))
         else:
             self.writer.count_dropped("payload_shed")
 
-    def answered(self, record: RequestRecord, degraded: bool, at: float) -> Answered:
-        """What the row of one answered request needs."""
+    @staticmethod
+    def answered(record: RequestRecord, degraded: bool, at: float, facts: Mapping[str, Any] | None = None) -> Answered:
+        """What the row of one answered request needs (``facts``: its description)."""
         assert record.outputs is not None
         assert record.inputs is not None
         return Answered(
@@ -119,7 +123,7 @@ class AuditHook:
             record.total_s,
             pack(record.inputs),
             pack(record.outputs),
-            self.describe(record) if self.describe is not None else None,
+            facts,
         )
 
     def payload(self, record: RequestRecord, at: float) -> Row:
@@ -144,17 +148,19 @@ class AuditHook:
     def on_shadow(self, run: ShadowRun) -> None:
         """A row for a shadow's run of a copy (``kind`` and ``route`` ``shadow``, the same request id)."""
         self.writer.offer(
-            Shadowed(
-                self._clock(),
-                run.request_id,
-                run.service,
-                run.model,
-                run.version,
-                run.artifact,
-                pack(run.inputs),
-                pack(run.outputs) if run.outputs is not None else None,
-                run.agreed,
-                run.distance,
-                run.seconds,
+            seal(
+                Shadowed(
+                    self._clock(),
+                    run.request_id,
+                    run.service,
+                    run.model,
+                    run.version,
+                    run.artifact,
+                    pack(run.inputs),
+                    pack(run.outputs) if run.outputs is not None else None,
+                    run.agreed,
+                    run.distance,
+                    run.seconds,
+                )
             )
         )

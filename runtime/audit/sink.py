@@ -2,7 +2,9 @@
 (:class:`StoreSink`), or in a writer process of their own (:class:`ProcessSink`, the default), so
 that a worker pays only for taking what a row needs and handing it over.
 
-A :class:`ProcessSink` pickles each batch once and sends it down a pipe to
+A :class:`ProcessSink` sends each batch (its items sealed into bytes on the request path, see
+runtime/audit/rows.py; the batch marshalled, or pickled when a row holds anything else) down a
+pipe to
 ``python -m runtime.audit.sink``, which makes the rows (digests under the trail's key, sent once
 through the pipe when it starts; JSON) and appends them to the SQLite store in one transaction, then
 answers ``ok`` (or the error, having appended nothing). One batch is in flight at a time: while the
@@ -16,6 +18,7 @@ ends when its pipe closes: when the worker closes the sink, or dies.
 from __future__ import annotations
 
 import logging
+import marshal
 import os
 import pickle
 import signal
@@ -72,6 +75,20 @@ class StoreSink:
         """The store stays open: the service reads it."""
 
 
+def encode(unsure: bool, items: Sequence[Item]) -> bytes:
+    """A batch as one frame for the pipe: marshalled (sealed items are bytes, rows plain values),
+    or pickled when marshal cannot write one (a row made elsewhere holding, say, an enum)."""
+    try:
+        return b"m" + marshal.dumps((unsure, list(items)), 2)
+    except ValueError:
+        return b"p" + pickle.dumps((unsure, list(items)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(frame: bytes) -> tuple[bool, list[Item]]:
+    unsure, items = (pickle.loads if frame[:1] == b"p" else marshal.loads)(memoryview(frame)[1:])
+    return unsure, list(items)
+
+
 class SinkFailed(RuntimeError):
     """The writer process did not append the batch (it said why, or it is gone)."""
 
@@ -107,11 +124,11 @@ class ProcessSink:
         """Send ``items`` to the writer process and wait until it stored them; :class:`SinkFailed`
         when it did not (nothing of the batch stored, or, after a death, perhaps all of it: the
         batch is then sent again as unsure)."""
-        frame = pickle.dumps((unsure or self._unsure, list(items)), protocol=pickle.HIGHEST_PROTOCOL)
+        frame = encode(unsure or self._unsure, items)
         with self._lock:
             if self._closed:
                 raise SinkFailed("the audit sink is closed")
-            if self.pid is None:
+            if self._process is None:  # it died (found on the pipe, no system call per batch)
                 self._start()
             to, back = self._to, self._from
         assert to is not None
@@ -184,7 +201,7 @@ def serve(inbox: Connection, outbox: Connection, store: AuditStore) -> None:
         sink = StoreSink(store, inbox.recv_bytes())
         outbox.send_bytes(OK)
         while True:
-            unsure, items = pickle.loads(inbox.recv_bytes())
+            unsure, items = decode(inbox.recv_bytes())
             try:
                 answer: int | str = sink.append(items, unsure)
             except Exception as exc:  # a full or stalled disk: the worker retries with a pause

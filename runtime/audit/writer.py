@@ -7,7 +7,8 @@ the row and counts it (``queue_full``); sampled payloads go first: past half the
 (``payload_shed``), so the metadata keeps its room. Under ``fail_closed`` the service asks
 :attr:`accepting` before it serves a request and answers 503 while the queue is full; the rows of
 requests already admitted are still taken, up to twice ``max_queue`` (then dropped and counted):
-memory stays bounded. The thread takes up to ``batch_rows`` at a time and hands them to its ``sink``,
+memory stays bounded. The thread takes ``batch_rows`` at a time (fewer when the oldest has waited
+``flush_s``: under load a batch is a full one, so its cost per row is small) and hands them to its ``sink``,
 which makes the rows and appends them in one transaction, in this thread or in a writer process
 (runtime/audit/sink.py);
 a write that fails (a full or stalled disk, a writer process that died) is retried with a growing
@@ -78,6 +79,8 @@ class AuditWriter:
         self.batch_rows = batch_rows
         self.flush_s = flush_s
         self.overflow = overflow
+        self._bound = max_queue * (2 if overflow is Overflow.FAIL_CLOSED else 1)
+        """What the queue holds at most (under fail-closed, the rows of requests already admitted)."""
         self.observer = observer
         self.retry_max_s = retry_max_s
         self.retention = retention
@@ -114,13 +117,12 @@ class AuditWriter:
 
     def offer(self, item: Item) -> bool:
         """Queue ``item``; ``False`` when it was dropped (and counted)."""
-        bound = self.max_queue * (2 if self.overflow is Overflow.FAIL_CLOSED else 1)
-        if self._closing or self.held >= bound:
+        if self._closing or len(self._queue) + self._writing >= self._bound:
             self._drop("shutdown" if self._closing else "queue_full", 1)
             return False
         self._queue.append(item)  # deque.append is atomic: no lock on the request path
         self.queued += 1  # told to the observer from the writer's thread, per batch
-        if len(self._queue) >= self.batch_rows:
+        if len(self._queue) == self.batch_rows:  # a full batch: wake the thread if it waits
             with self._wake:
                 self._wake.notify()
         return True
@@ -146,21 +148,38 @@ class AuditWriter:
         if self.observer is not None:
             self.observer.on_dropped(reason, rows)
 
+    def _wait_s(self, sent: float) -> float:
+        """How long the thread waits before its next batch: none once a batch is full (or the
+        writer closes), else until ``flush_s`` after the last batch went (``sent``), or ``flush_s``
+        more when nothing is queued (then it purges)."""
+        if self._closing or len(self._queue) >= self.batch_rows:
+            return 0.0
+        left = sent + self.flush_s - time.monotonic()
+        if left > 0:
+            return left
+        return 0.0 if self._queue else self.flush_s
+
     def _run(self) -> None:
+        sent = time.monotonic()
         while True:
             with self._wake:
-                if not self._queue and not self._closing:
-                    self._wake.wait(self.flush_s)
+                wait_s = self._wait_s(sent)
+                if wait_s > 0:
+                    self._wake.wait(wait_s)
             if not self._closing:
                 self._purge()
             if not self._queue:
                 if self._closing:
                     return
                 continue
+            if self._wait_s(sent) > 0:  # woken before the batch is due
+                continue
+            sent = time.monotonic()
             batch = [self._queue.popleft() for _ in range(min(self.batch_rows, len(self._queue)))]
             self._tell_queued()
             self._writing = len(batch)
-            chained = sum(1 for item in batch if not isinstance(item, Mapping) or item.get("kind") != "payload")
+            payloads = sum(1 for item in batch if isinstance(item, Mapping) and item.get("kind") == "payload")
+            chained = len(batch) - payloads
             pause = 0.05
             while True:
                 started = time.perf_counter()

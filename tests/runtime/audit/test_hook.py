@@ -4,7 +4,7 @@ answered and a keyed digest of the input; none for a refused request."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +14,29 @@ import pytest
 from runtime import FaultInjector, OnnxModel, Pipeline, RuleStage, Settings, TensorSchema, ValidationFailed
 from runtime.audit import AuditHook, AuditStore, AuditWriter, keyed_digest
 from runtime.audit.hook import ShadowRun, sampled
+from runtime.audit.rows import Item
+from runtime.audit.sink import StoreSink, encode
 from runtime.core.record import RequestRecord
 
 KEY = b"an-audit-key-for-the-unit-test"
 
 
+class Framed(StoreSink):
+    """Rows made and stored here, each batch also framed as for a writer process (kept)."""
+
+    def __init__(self, store: AuditStore) -> None:
+        super().__init__(store, KEY)
+        self.frames: list[bytes] = []
+
+    def append(self, items: Sequence[Item], unsure: bool = False) -> int:
+        self.frames.append(encode(unsure, items))
+        return super().append(items, unsure)
+
+
 async def test_each_answer_makes_one_row(load_model: Callable[..., OnnxModel], tmp_path: Path) -> None:
     store = AuditStore(tmp_path / "audit.sqlite")
-    writer = AuditWriter(store, key=KEY, flush_s=0.01)
+    sink = Framed(store)
+    writer = AuditWriter(store, sink=sink, flush_s=0.01)
     primary = load_model("affine", name="primary")
     pipeline = Pipeline.build(
         "p",
@@ -52,13 +67,16 @@ async def test_each_answer_makes_one_row(load_model: Callable[..., OnnxModel], t
     assert second["factors"]["fallbacks"][0][:2] == ["primary", "rules"]
     assert store.count() == 2  # the refused request made none
     assert store.verify() == []
+    assert sink.frames
+    assert all(frame[:1] == b"m" for frame in sink.frames)  # plain values: marshalled, not pickled
 
 
 async def test_a_row_says_who_asked_which_file_answered_and_what_the_service_makes_of_it(
     load_model: Callable[..., OnnxModel], tmp_path: Path
 ) -> None:
     store = AuditStore(tmp_path / "audit.sqlite")
-    writer = AuditWriter(store, key=KEY, flush_s=0.01)
+    sink = Framed(store)
+    writer = AuditWriter(store, sink=sink, flush_s=0.01)
     primary = load_model("affine", name="primary")
     described = []
 
@@ -86,6 +104,7 @@ async def test_a_row_says_who_asked_which_file_answered_and_what_the_service_mak
     [payload] = store.payloads("b1")
     assert payload["inputs"] == {"x": [[1.0, 2.0, 3.0, 4.0], [9.0, 9.0, 9.0, 9.0]]}
     assert payload["outputs"]["y"][1] == [19.0] * 4
+    assert [frame[:1] for frame in sink.frames] == [b"m"]  # the row and its payload, marshalled
 
 
 def test_payloads_are_sampled_by_request_id() -> None:

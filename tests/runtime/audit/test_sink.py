@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
@@ -20,23 +21,27 @@ import pytest
 
 from runtime.audit import AuditStore, AuditWriter, keyed_digest
 from runtime.audit.chain import pack
-from runtime.audit.rows import Answered
-from runtime.audit.sink import OK, ProcessSink, SinkFailed, serve
+from runtime.audit.rows import Answered, Shadowed, seal, unseal
+from runtime.audit.sink import OK, ProcessSink, SinkFailed, decode, encode, serve
 
 KEY = b"an-audit-key-for-the-unit-test"
+
+
+class Route(StrEnum):
+    CANARY = "canary"
 
 
 def inputs(i: int) -> dict[str, np.ndarray]:
     return {"x": np.array([[i, 1.0, 2.0]], np.float32)}
 
 
-def answered(i: int) -> Answered:
+def answered(i: int) -> bytes:
     outputs = {"probabilities": np.array([[0.25, 0.75]], np.float32)}
     facts = {"answers": [{"decision": "approve"}]}
-    return Answered(
+    return seal(Answered(
         1000.0 + i, f"r{i}", "checkout", "svc", "v1", "m", "v1", "f" * 64, "production", False, 1, False, None,
         0.002, pack(inputs(i)), pack(outputs), facts,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def until(condition: Any, timeout_s: float = 20.0) -> None:
@@ -113,8 +118,8 @@ def test_the_process_answers_each_batch_says_why_one_failed_and_skips_one_it_hol
     assert from_outbox.recv_bytes() == OK  # ready
 
     def send(unsure: bool, batch: list[Any]) -> Any:
-        to_inbox.send_bytes(pickle.dumps((unsure, batch)))
-        return pickle.loads(from_outbox.recv_bytes())
+        to_inbox.send_bytes(encode(unsure, batch))
+        return pickle.loads(from_outbox.recv_bytes())  # the answer: a count or an error
 
     batch = [answered(1), {"kind": "payload", "request_id": "r1", "at": 1001.0}, answered(2)]
     assert send(False, batch) == "OSError: [Errno 28] No space left on device"
@@ -138,3 +143,20 @@ def test_a_closed_sink_refuses_to_append(tmp_path: Path) -> None:
     with pytest.raises(SinkFailed, match="closed"):
         sink.append([answered(2)])
     assert AuditStore(tmp_path / "audit.sqlite").count() == 1
+
+
+def test_an_item_is_sealed_into_bytes_and_a_batch_crosses_the_pipe_marshalled_or_else_pickled() -> None:
+    shadowed = Shadowed(1000.5, "r1", "svc", "m", "v2", None, pack(inputs(1)), None, True, 0.0, 0.001)
+    assert unseal(seal(shadowed)) == shadowed
+    assert type(unseal(seal(shadowed))) is Shadowed
+    odd = Answered._make([*unseal(answered(2))[:-1], {"route": Route.CANARY}])
+    assert seal(odd)[:1] == b"p"  # marshal writes no enum: pickled
+    assert unseal(seal(odd)) == odd
+    batch: list[Any] = [answered(1), seal(shadowed), {"kind": "payload", "request_id": "r1", "at": 1000.0}]
+    frame = encode(True, batch)
+    assert frame[:1] == b"m"
+    assert decode(frame) == (True, batch)
+    rows = [{"kind": "payload", "request_id": "r2", "at": 1001.0, "route": Route.CANARY}]
+    frame = encode(False, rows)
+    assert frame[:1] == b"p"
+    assert decode(frame) == (False, rows)

@@ -47,6 +47,45 @@ def test_every_row_offered_is_written_in_batches(tmp_path: Path) -> None:
     assert store.verify() == []
 
 
+class Batches:
+    """A sink that records the size of each batch it is given."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def append(self, items: Sequence[Any], unsure: bool = False) -> int:
+        self.sizes.append(len(items))
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_batches_go_full_and_a_short_one_only_once_its_oldest_row_waited_flush_s(tmp_path: Path) -> None:
+    sink = Batches()
+    writer = AuditWriter(AuditStore(tmp_path / "audit.sqlite"), sink=sink, batch_rows=10, flush_s=0.5)
+    time.sleep(0.6)  # the thread's first wait is over: the next short batch waits a full flush_s
+    started = time.monotonic()
+    for i in range(25):
+        writer.offer(row(i))
+    until(lambda: writer.written == 20)
+    assert sink.sizes == [10, 10]  # at once: full batches do not wait
+    until(lambda: writer.written == 25)
+    assert sink.sizes == [10, 10, 5]
+    assert time.monotonic() - started >= 0.45  # the short one waited (about) flush_s
+    writer.close()
+
+
+def test_an_item_that_cannot_be_made_into_a_row_is_counted_and_the_rest_written(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    writer = AuditWriter(store, key=b"an-audit-key-for-the-unit-test", flush_s=0.01)
+    for i in range(10):
+        writer.offer(b"m not a sealed item" if i == 3 else row(i))
+    writer.close()
+    assert (writer.written, writer.dropped, store.count()) == (9, {"build_failed": 1}, 9)
+    assert store.verify() == []
+
+
 def test_a_failing_disk_keeps_the_queue_bounded_counts_drops_and_writing_resumes(tmp_path: Path) -> None:
     store = Failing(tmp_path / "audit.sqlite")
     store.broken.set()
