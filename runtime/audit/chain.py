@@ -60,9 +60,22 @@ def pack(arrays: Mapping[str, np.ndarray]) -> Packed:
     )
 
 
+_HEADERS: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+"""Each tensor's header in a digest's message, by name, dtype and shape (a service has few)."""
+
+
 def message(packed: Packed) -> bytes:
     """What a digest of tensors covers: each one's name, dtype, shape and bytes (C order)."""
-    return b"".join(f"{name}\0{dtype}\0{shape}\0".encode() + raw for name, dtype, shape, raw in packed)
+    parts = []
+    for name, dtype, shape, raw in packed:
+        header = _HEADERS.get((name, dtype, shape))
+        if header is None:
+            if len(_HEADERS) >= 4096:  # bounded, whatever the shapes
+                _HEADERS.clear()
+            header = _HEADERS[name, dtype, shape] = f"{name}\0{dtype}\0{shape}\0".encode()
+        parts.append(header)
+        parts.append(raw)
+    return b"".join(parts)
 
 
 def digest(packed: Packed) -> str:
