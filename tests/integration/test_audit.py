@@ -4,7 +4,9 @@ that verifies, inputs only as keyed digests, and the writer's counters in /metri
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +116,56 @@ def test_a_stalled_audit_database_fails_closed_then_recovers(serve: Callable[...
     assert store.count() == 3  # the two before the stall and the one after: every answer has its row
     assert store.verify() == []
     assert "ballast_audit_dropped_total" not in text or 'reason="queue_full"' not in text
+
+
+def writer_pids(path: Path) -> list[int]:
+    """The live audit writer processes of the database at ``path``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"runtime.audit.sink" in command and str(path).encode() in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_writer_process_is_replaced_and_every_answer_keeps_one_row(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "audit.sqlite"
+    env = {"BALLAST_AUDIT_KEY": KEY, "BALLAST_AUDIT_PATH": str(path), "BALLAST_AUDIT_WRITER": "process"}
+    killed: set[int] = set()
+    ids = []
+    with serve("services.fraud:Fraud", **env) as url:
+        for chunk in range(4):
+            for transaction in TRANSACTIONS[chunk * 10 : (chunk + 1) * 10]:
+                answer = httpx.post(f"{url}/score", json=transaction, timeout=10)
+                assert answer.status_code == 200
+                ids.append(answer.headers["x-request-id"])
+            if chunk == 3:
+                break
+            deadline = time.monotonic() + 15
+            while not (live := [pid for pid in writer_pids(path) if pid not in killed]):
+                assert time.monotonic() < deadline, "no writer process came back"
+                time.sleep(0.05)
+            [pid] = live
+            os.kill(pid, signal.SIGKILL)  # with its batch in flight or not: either way nothing is lost
+            killed.add(pid)
+        store = AuditStore(path)
+        wait_for_rows(store, 40, timeout_s=20)
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    assert len(killed) == 3
+    assert sorted(r["request_id"] for r in store.query(limit=100)) == sorted(ids)  # each answer once
+    assert store.verify() == []
+    assert "ballast_audit_dropped_total{" not in text
+    deadline = time.monotonic() + 10
+    while writer_pids(path):  # its pipe closed with the server: it ends by itself
+        assert time.monotonic() < deadline, "the writer process outlived its server"
+        time.sleep(0.1)
 
 
 PLANTED = {
