@@ -77,8 +77,9 @@ shadow-cost: install wrk hey models
 rollout-drill-short: install
 	$(BIN)/python -m loadtests.rollout_drill --short
 
-# What the audit trail costs the fraud chain's throughput at saturation: two servers, audit off and
-# on, in interleaved rounds (benchmarks/audit_cost.py; about 3 minutes).
+# What the audit trail costs the fraud chain's throughput at saturation: servers with the audit off
+# and on (writer thread; writer process on the server's core and on a spare one), in interleaved
+# rounds (benchmarks/audit_cost.py; about 7 minutes).
 audit-cost: install wrk hey models
 	$(BIN)/python -m benchmarks.audit_cost
 

@@ -149,9 +149,10 @@ class Settings(BaseSettings):
     audit_path: str = ""
     """The audit database (SQLite). Empty: ``ballast/SERVICE-audit.sqlite`` under BentoML's home."""
     audit_writer: Literal["process", "thread"] = "process"
-    """Where the trail is serialised, chained and stored: ``process`` (a writer process per worker,
-    fed in batches through a pipe: the request path pays only for building its row) or ``thread``
-    (a thread of the worker: no extra process, at about a quarter of a core's throughput)."""
+    """Where the trail's rows are digested, chained and stored: ``process`` (a writer process per
+    worker, fed in batches through a pipe: the worker pays for taking each row, the rest runs on
+    another core when there is one) or ``thread`` (a thread of the worker: no extra process, about
+    80 MB less per worker, more of the worker's CPU). docs/design/audit-trail.md has the costs."""
     audit_max_queue: int = Field(10_000, ge=1, le=10_000_000)
     """Audit rows a worker holds before they are written; beyond it a row is dropped and counted."""
     audit_overflow: Literal["drop", "fail_closed"] = "drop"
