@@ -7,6 +7,8 @@ Layers, each importing only those below it (checked by ``make lint``)::
     pipeline   one deployment's request path: validate -> chain -> hooks (runtime/pipeline.py)
     engine     validation/, batching/, session.py, resilience/, chain.py, faults.py
     observe    hooks and metrics, fed by the pipeline (imports only core)
+    audit      the hash-chained trail of answers, labelled feedback (audit/)
+    drift      live windows of inputs and predictions against each version's reference (drift/)
     core       codes, errors, settings, signatures, the request record
 """
 

@@ -1,0 +1,103 @@
+"""A model version's reference: the sample of its training inputs (or of its outputs) kept with the
+version, per feature, and how far a window of ``n`` rows drawn from that same distribution strays
+from it by chance.
+
+That chance spread is what makes a distance meaningful: a window of 200 rows is never at distance 0
+from the reference, and a window of 20,000 rows shows a shift of a hundredth of a standard
+deviation as significant. So each feature's distance is compared with the 99th percentile of the
+distances of windows of the same size bootstrapped from the reference itself (computed once per
+window size, seeded), and with a floor (``min_effect``) below which no shift is worth an alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import wasserstein_distance
+
+
+class FeatureKind(StrEnum):
+    NUMERIC = "numeric"
+    """Numbers and counts: Kolmogorov-Smirnov, and the Wasserstein distance in reference scale units."""
+    CATEGORICAL = "categorical"
+    """Codes of categories and flags: chi-square, and the Jensen-Shannon distance."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: FeatureKind
+
+
+def distribution(codes: np.ndarray, categories: np.ndarray) -> np.ndarray:
+    """Shares of each of ``categories`` among ``codes``, and last the share of codes outside them."""
+    counts = np.array([np.count_nonzero(codes == c) for c in categories] + [0], dtype=np.float64)
+    counts[-1] = len(codes) - counts[:-1].sum()
+    return counts / max(len(codes), 1)
+
+
+class Reference:
+    def __init__(
+        self,
+        sample: np.ndarray,
+        features: Sequence[Feature],
+        *,
+        bootstraps: int = 200,
+        quantile: float = 0.99,
+        seed: int = 0,
+    ) -> None:
+        """``sample``: rows by features (the columns in ``features``' order)."""
+        sample = np.asarray(sample, dtype=np.float64)
+        if sample.ndim != 2 or sample.shape[1] != len(features):
+            raise ValueError(f"the sample must be rows x {len(features)} features, got shape {sample.shape}")
+        if len(sample) < 100:
+            raise ValueError(f"a reference needs at least 100 rows, got {len(sample)}")
+        if bootstraps < 20 or not 0.5 < quantile < 1:
+            raise ValueError(f"bootstraps must be >= 20 and quantile in (0.5, 1), got {bootstraps}, {quantile}")
+        self.features = tuple(features)
+        self.sample = sample
+        self.bootstraps = bootstraps
+        self.quantile = quantile
+        self.seed = seed
+        self.scale = np.array([_scale(sample[:, i]) for i in range(sample.shape[1])])
+        """Per numeric feature, the unit of its distance: the standard deviation (or 1 when constant)."""
+        self.categories = {
+            i: np.unique(sample[:, i]) for i, f in enumerate(self.features) if f.kind is FeatureKind.CATEGORICAL
+        }
+        """Per categorical feature, the codes seen in the reference."""
+        self.shares = {i: distribution(sample[:, i], cats) for i, cats in self.categories.items()}
+        self._spread: dict[int, np.ndarray] = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self.sample)
+
+    def distance(self, index: int, values: np.ndarray) -> float:
+        """How far ``values`` of feature ``index`` are from the reference: Wasserstein in scale units,
+        or the Jensen-Shannon distance (base 2, in [0, 1]) of the category shares."""
+        if self.features[index].kind is FeatureKind.NUMERIC:
+            return float(wasserstein_distance(values, self.sample[:, index]) / self.scale[index])
+        shares = distribution(values, self.categories[index])
+        return float(jensenshannon(shares, self.shares[index], base=2))
+
+    def chance_distance(self, rows: int) -> np.ndarray:
+        """Per feature, the distance a window of ``rows`` rows drawn from the reference exceeds only
+        with probability ``1 - quantile`` (bootstrapped once per window size, seeded)."""
+        found = self._spread.get(rows)
+        if found is None:
+            rng = np.random.default_rng([self.seed, rows])
+            drawn = np.empty((self.bootstraps, len(self.features)))
+            for b in range(self.bootstraps):
+                window = self.sample[rng.integers(0, self.rows, size=rows)]
+                drawn[b] = [self.distance(i, window[:, i]) for i in range(len(self.features))]
+            found = self._spread[rows] = np.quantile(drawn, self.quantile, axis=0)
+        return found
+
+
+def _scale(column: np.ndarray) -> float:
+    std = float(column.std())
+    return std if std > 0 else 1.0

@@ -1,0 +1,69 @@
+"""One window against a reference, on small distributions built for the purpose: which test, the
+correction across features, the distance against chance and the floor, and the direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.drift import Feature, FeatureKind, Reference, compare
+from runtime.drift.compare import _chi2_p
+
+FEATURES = (Feature("x", FeatureKind.NUMERIC), Feature("colour", FeatureKind.CATEGORICAL))
+
+
+def sample(
+    rng: np.random.Generator, n: int, mean: float = 0.0, shares: tuple[float, ...] = (0.6, 0.3, 0.1)
+) -> np.ndarray:
+    return np.column_stack([rng.normal(mean, 1.0, n), rng.choice(len(shares), size=n, p=shares)])
+
+
+def test_the_same_distribution_does_not_drift_and_a_moved_one_does_in_the_right_direction() -> None:
+    rng = np.random.default_rng(0)
+    reference = Reference(sample(rng, 3000), FEATURES)
+    same = {r.name: r for r in compare(reference, sample(rng, 1000))}
+    assert not any(r.drifted for r in same.values())
+    assert (same["x"].test, same["colour"].test) == ("ks", "chi2")
+    moved = {r.name: r for r in compare(reference, sample(rng, 1000, mean=-0.5, shares=(0.3, 0.3, 0.4)))}
+    assert moved["x"].drifted
+    assert moved["x"].direction == "down"
+    assert moved["x"].shift == pytest.approx(-0.5, abs=0.1)
+    assert moved["colour"].drifted
+    assert moved["colour"].direction == "2"  # the code whose share grew most
+    assert moved["colour"].shift == pytest.approx(0.3, abs=0.05)
+    assert all(r.adjusted_p >= r.p_value for r in moved.values())  # corrected across the features
+
+
+def test_a_large_window_does_not_flag_a_shift_below_the_floor() -> None:
+    rng = np.random.default_rng(1)
+    reference = Reference(sample(rng, 50_000), FEATURES)
+    [x, _] = compare(reference, sample(rng, 50_000, mean=0.03), min_effect=0.05)
+    assert x.p_value < 0.01  # the test alone sees it...
+    assert not x.drifted  # ...but 0.03 standard deviations is below the floor
+    assert x.threshold == 0.05
+
+
+def test_chance_distance_shrinks_with_the_window_and_is_computed_once_per_size() -> None:
+    rng = np.random.default_rng(2)
+    reference = Reference(sample(rng, 2000), FEATURES, bootstraps=50)
+    small, large = reference.chance_distance(200), reference.chance_distance(2000)
+    assert (small > large).all()
+    assert reference.chance_distance(200) is small
+
+
+def test_rare_categories_are_pooled_and_a_single_column_tests_nothing() -> None:
+    assert _chi2_p(np.array([[1000.0, 0.0], [1000.0, 0.0]])) == 1.0
+    # the last two columns are expected fewer than 5 times each: pooled, they still carry the change
+    assert _chi2_p(np.array([[990.0, 5.0, 3.0, 2.0], [960.0, 5.0, 15.0, 20.0]])) < 0.001
+    assert _chi2_p(np.array([[990.0, 5.0, 3.0, 2.0], [985.0, 6.0, 4.0, 5.0]])) > 0.05
+
+
+def test_shapes_and_sizes_are_checked() -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="rows x 2 features"):
+        Reference(rng.normal(size=(500, 3)), FEATURES)
+    with pytest.raises(ValueError, match="at least 100 rows"):
+        Reference(sample(rng, 50), FEATURES)
+    reference = Reference(sample(rng, 500), FEATURES, bootstraps=20)
+    with pytest.raises(ValueError, match="rows x 2 features"):
+        compare(reference, rng.normal(size=(100, 1)))
