@@ -59,6 +59,7 @@ from runtime.audit.feedback import Feedback, Performance, Received
 from runtime.audit.redact import Redactor
 from runtime.audit.sink import ProcessSink
 from runtime.audit.store import Retention
+from runtime.drift import DriftHook
 from runtime.engine.cache import ResultCache
 from runtime.engine.validation import DEFAULT_MARGIN
 from runtime.observe.metrics import AuditMetrics, FeedbackMetrics
@@ -66,6 +67,7 @@ from runtime.registry import Lifecycle, LifecycleStore
 
 from .admin import Admin
 from .declaration import Compliance, Declaration, Outputs, Stage, tensor_fields
+from .drift import DriftRoutes, DriftWatch
 from .endpoints import Endpoints
 from .feedback import FeedbackRoutes
 from .http import openapi, protocol
@@ -226,6 +228,11 @@ class ServedService:
             self.lifecycle.on_shadow = self.audit_hook.on_shadow
             self.feedback = Feedback(self.audit.store)
             self.lifecycle.labelled = self.feedback.accuracy
+        self.drift = (
+            DriftWatch(d.name, runtime, default_metrics() if self.settings.drills.metrics_enabled else None)
+            if runtime.drift_enabled
+            else None
+        )
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
@@ -235,6 +242,8 @@ class ServedService:
         try:
             for index, (stage, tag) in enumerate(zip(d.models, tags, strict=True)):
                 found = stored(tag)
+                if index == 0:
+                    found_primary = found
                 recorded = found.info.metadata.get("onnx_sha256")
                 if recorded is None:
                     log.warning("%s has no recorded SHA-256 (stored before it was recorded): not verified", found.tag)
@@ -276,12 +285,27 @@ class ServedService:
                 fallback_rules=d.rule_stage(),
                 examples=[d.request_example(models[0].signature, learned)],
                 cache=cache,
-                hooks=[self.audit_hook] if self.audit_hook is not None else (),
+                hooks=[
+                    hook
+                    for hook in (self.audit_hook, self.drift_hook(models[0].version, found_primary, models[0]))
+                    if hook
+                ],
             )
         except BaseException:
             for model in models:
                 model.close()
             raise
+
+    def drift_hook(self, version: str, stored_model: Any, primary: OnnxModel) -> DriftHook | None:
+        """The drift hook of ``version`` (``None``: drift off, or nothing to watch); a failure to
+        make it is logged, never a failed deployment."""
+        if self.drift is None:
+            return None
+        try:
+            return self.drift.hook(self.declaration, version, Path(stored_model.path_of(REFERENCE_SAMPLE)), primary)
+        except Exception:
+            log.exception("%s %s: drift is not watched", self.declaration.name, version)
+            return None
 
     def audit_guard(self) -> None:
         """Refuse a request (503) while the audit trail cannot keep up, if the service fails closed."""
@@ -299,6 +323,8 @@ class ServedService:
     async def stop(self) -> None:
         """Finish admitted requests, then release the models; flush the audit trail."""
         await self.lifecycle.close()
+        if self.drift is not None:
+            await asyncio.to_thread(self.drift.close)
         if self.audit is not None:
             await asyncio.to_thread(self.audit.close, self.settings.server.drain_s)
         await self.registry.close()
@@ -338,11 +364,14 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         credentials = Credentials.from_secrets(
             settings.server.admin_token, settings.server.api_key, tokens, settings.server.api_keys
         )
-        documents = Documents(self, declaration, endpoints, admin, feedback, instance, api_key=credentials.api_key)
+        drift = DriftRoutes(lambda: instance().drift)
+        documents = Documents(
+            self, declaration, endpoints, admin, (feedback, drift), instance, api_key=credentials.api_key
+        )
         metrics = default_metrics if settings.drills.metrics_enabled else None
         protocol.install()
         return FrontDoor(
-            [*endpoints.routes, *feedback.routes, *admin.routes],
+            [*endpoints.routes, *feedback.routes, *drift.routes, *admin.routes],
             super().to_asgi(is_main),
             max_body_bytes=settings.server.max_body_bytes,
             read_timeout_s=settings.server.read_timeout_s,
@@ -401,7 +430,7 @@ class Documents:
         declaration: Declaration,
         endpoints: Endpoints,
         admin: Admin,
-        feedback: FeedbackRoutes,
+        others: tuple[FeedbackRoutes, DriftRoutes],
         instance: Callable[[], ServedService],
         *,
         api_key: bool,
@@ -410,7 +439,7 @@ class Documents:
         self._declaration = declaration
         self._endpoints = endpoints
         self._admin = admin
-        self._feedback = feedback
+        self._others = others
         self._instance = instance
         self._api_key = api_key
         self._built: tuple[int, dict[str, Any], list[openapi.RouteDoc]] | None = None
@@ -421,7 +450,7 @@ class Documents:
             raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
         pipeline = registry.pick()
         if self._built is None or self._built[0] != id(pipeline):
-            docs = [*self._endpoints.docs(pipeline), *self._feedback.docs(), *self._admin.docs()]
+            docs = [*self._endpoints.docs(pipeline), *(d for o in self._others for d in o.docs()), *self._admin.docs()]
             d = self._declaration
             spec = openapi.document(f"Ballast {d.name}", d.description, docs, api_key=self._api_key)
             self._built = (id(pipeline), spec, docs)

@@ -172,8 +172,33 @@ class Settings(BaseSettings):
     feedback_window_s: float = Field(86_400.0, gt=0, le=90 * 86_400.0)
     """The rolling window (by prediction time) of the label coverage and accuracy metrics."""
 
+    # --- drift -------------------------------------------------------------------------------
+    drift_enabled: bool = True
+    """Watch each version's inputs and predictions against its reference sample (a model stored
+    with ``reference_sample.npy``; without one, nothing is watched). docs/design/drift.md."""
+    drift_window_rows: int = Field(1000, ge=10, le=1_000_000)
+    """Rows per drift window (each worker fills its own)."""
+    drift_window_s: float = Field(3600.0, gt=0)
+    """A window also closes this long after it opened, however few rows it holds."""
+    drift_min_rows: int = Field(500, ge=10)
+    """A window closed by time with fewer rows decides nothing."""
+    drift_alpha: float = Field(0.01, gt=0, lt=1)
+    """False discovery rate of a window's tests across its features (Benjamini-Hochberg)."""
+    drift_min_effect: float = Field(0.05, ge=0)
+    """The smallest distance that counts as drift (numeric: reference standard deviations;
+    categorical: Jensen-Shannon distance)."""
+    drift_confirm_windows: int = Field(2, ge=1, le=100)
+    """Consecutive windows a feature must drift in before its drift is confirmed."""
+    drift_unseen_share: float = Field(0.01, gt=0, le=1)
+    """Share of a window's rows with a category the reference never saw that raises its alarm."""
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.drift_min_rows > self.drift_window_rows:
+            raise ValueError(
+                f"drift_min_rows must be at most drift_window_rows, "
+                f"got {self.drift_min_rows} > {self.drift_window_rows}"
+            )
         if self.audit_key is not None and len(self.audit_key.get_secret_value()) < 16:
             raise ValueError("audit_key must be at least 16 characters")
         if self.fallback_reserve_ms >= self.request_timeout_ms:

@@ -78,11 +78,12 @@ class DriftMonitor:
         reference: Reference,
         policy: DriftPolicy | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         submit: Submit | None = None,
         on_report: Callable[[WindowReport], None] | None = None,
     ) -> None:
-        """``submit``: runs a window's judgement (default: one worker thread of this monitor);
+        """``clock``: seconds since the epoch (a report says when its window closed);
+        ``submit``: runs a window's judgement (default: one worker thread of this monitor);
         ``on_report``: told of each window's report, from there."""
         self.reference = reference
         self.policy = policy or DriftPolicy()

@@ -346,6 +346,58 @@ class RuntimeMetrics:
         self.feedback_roc_auc = by_version(
             "feedback_roc_auc", "ROC AUC of the version's labelled scores in the feedback window (0/1 labels)."
         )
+
+        def by_feature(name: str, documentation: str) -> Any:
+            """A gauge per service, version, source (input, prediction) and feature (the largest
+            of the workers' is shown)."""
+            return Gauge(
+                name,
+                documentation,
+                ["pipeline", "version", "source", "feature"],
+                namespace=ns,
+                registry=reg,
+                multiprocess_mode="livemax",
+            )
+
+        self.drift_distance = by_feature(
+            "drift_distance",
+            "The feature's distance from the version's reference in the last decided window (numeric: "
+            "Wasserstein in reference standard deviations; categorical: Jensen-Shannon).",
+        )
+        self.drift_threshold = by_feature(
+            "drift_threshold",
+            "The distance beyond which the feature's shift counts (chance at the window's size, or the floor).",
+        )
+        self.drift_p_value = by_feature(
+            "drift_p_value",
+            "The feature's test p-value in the last decided window, after the correction across features.",
+        )
+        self.drift_confirmed = by_feature(
+            "drift_confirmed", "1 while the feature's drift is confirmed (drifted in consecutive windows), else 0."
+        )
+        self.drift_unseen_share = Gauge(
+            "drift_unseen_share",
+            "Share of the last window's rows with a category the version's reference never saw.",
+            ["pipeline", "version", "feature"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.drift_windows = Counter(
+            "drift_windows_total",
+            "Drift windows closed, by whether they held enough rows to decide (true, false).",
+            ["pipeline", "version", "source", "decided"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.drift_last_window = Gauge(
+            "drift_last_window_timestamp_seconds",
+            "When the last drift window closed (seconds since the epoch).",
+            ["pipeline", "version", "source"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
         self.refused = Counter(
             "refused_total",
             "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",
