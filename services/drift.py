@@ -13,19 +13,29 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 from runtime import OnnxModel, Settings, columns_of
-from runtime.drift import DriftHook, DriftMonitor, DriftPolicy, Feature, FeatureKind, Reference, prediction_features
+from runtime.drift import (
+    DriftHook,
+    DriftMonitor,
+    DriftPolicy,
+    Feature,
+    FeatureKind,
+    FeatureReport,
+    Reference,
+    prediction_features,
+)
 from runtime.drift.hook import prediction_rows
 from runtime.drift.monitor import WindowReport
 from runtime.observe.metrics import RuntimeMetrics
 
 from .declaration import Declaration
 from .http.envelope import HTTPError, HttpErrorType
-from .http.openapi import RouteDoc
+from .http.openapi import RouteDoc, inline
 from .http.routes import RequestInfo, Route
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,25 @@ def input_features(declaration: Declaration, columns: int) -> list[Feature]:
         if len(found) == columns:
             return found
     return [Feature(f"x[{i}]", FeatureKind.NUMERIC) for i in range(columns)]
+
+
+class VersionReport(BaseModel):
+    version: str
+    source: Literal["input", "prediction"]
+    closed_at: float = Field(description="when the window closed (seconds since the epoch)")
+    rows: int
+    decided: bool = Field(description="false: closed by time with too few rows to judge")
+    features: list[FeatureReport]
+    drifted: list[str] = Field(description="features that drifted in this window")
+    confirmed: list[str] = Field(description="features that drifted in the last confirm_windows windows")
+    unseen: list[str] = Field(description="categorical features past the share of unseen categories")
+
+
+class DriftReport(BaseModel):
+    service: str
+    window_rows: int
+    confirm_windows: int
+    reports: list[VersionReport] = Field(description="the latest window per version and source")
 
 
 class DriftWatch:
@@ -115,35 +144,23 @@ class DriftWatch:
             if f.kind is FeatureKind.CATEGORICAL:
                 m.drift_unseen_share.labels(service, version, f.name).set(f.unseen_share)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> DriftReport:
         """The latest window's report per version and source."""
-        return {
-            "service": self.service,
-            "window_rows": self.policy.window_rows,
-            "confirm_windows": self.policy.confirm_windows,
-            "reports": [
-                {"version": version, "source": source, **as_json(report)}
+        return DriftReport(
+            service=self.service,
+            window_rows=self.policy.window_rows,
+            confirm_windows=self.policy.confirm_windows,
+            reports=[
+                VersionReport(version=version, source=source, **asdict(report))
                 for (version, source), report in sorted(self.latest.items())
             ],
-        }
+        )
 
     def close(self) -> None:
         with self._lock:
             hooks, self._hooks = self._hooks, []
         for hook in hooks:
             hook.close()
-
-
-def as_json(report: WindowReport) -> dict[str, Any]:
-    found = asdict(report)
-    for feature in found["features"]:
-        feature["kind"] = str(feature["kind"])
-    found["drifted"], found["confirmed"], found["unseen"] = (
-        list(report.drifted),
-        list(report.confirmed),
-        list(report.unseen),
-    )
-    return found
 
 
 class DriftRoutes:
@@ -157,7 +174,7 @@ class DriftRoutes:
         watch = self.watch()
         if watch is None:
             raise HTTPError(404, HttpErrorType.NOT_FOUND, "drift is not watched (BALLAST_DRIFT_ENABLED=false)")
-        return watch.report()
+        return watch.report().model_dump(mode="json")
 
     def docs(self) -> list[RouteDoc]:
         example = {
@@ -198,7 +215,7 @@ class DriftRoutes:
                 "drift",
                 "The latest drift window per version and source (input, prediction), feature by feature",
                 {"type": "null"},
-                {"type": "object"},
+                inline(DriftReport.model_json_schema()),
                 None,
                 example,
                 (404,),

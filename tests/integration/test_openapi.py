@@ -31,4 +31,5 @@ def test_every_example_works_and_answers_match_the_schema(service: str, fraud_ur
             ok = operation["responses"]["200"]["content"]["application/json"]
             jsonschema.validate(response.json(), ok["schema"])
             jsonschema.validate(ok["example"], ok["schema"])
-            assert {"400", "422", "503"} <= set(operation["responses"])
+            if method != "get":  # a request body: its errors are documented
+                assert {"400", "422", "503"} <= set(operation["responses"])

@@ -162,7 +162,7 @@ async def test_a_candidate_that_does_not_fit_never_starts(worker: tuple[Lifecycl
     assert lifecycle.store.active_rollout("m") is None
 
 
-async def test_operators_pause_resume_and_abort(worker: tuple[Lifecycle, Clock]) -> None:
+async def test_operators_pause_resume_and_abort(worker: tuple[Lifecycle, Clock], registry: CollectorRegistry) -> None:
     lifecycle, clock = worker
     await lifecycle.begin("2", "operator:ana")
     await lifecycle.pause("operator:ana", "looking at a dashboard")
@@ -170,7 +170,9 @@ async def test_operators_pause_resume_and_abort(worker: tuple[Lifecycle, Clock])
     await lifecycle.sync()
     paused = lifecycle.describe()["rollout"]
     assert paused["state"] == Phase.SHADOW  # paused: the gates do not move it
-    assert paused["evidence"]["shadow_compared"] == 80
+    dropped = registry.get_sample_value("ballast_shadow_dropped_total", {"model": "m"}) or 0.0
+    assert paused["evidence"]["shadow_compared"] + dropped == 80  # a loaded machine may drop a few copies
+    assert paused["evidence"]["shadow_compared"] >= 60
     assert paused["evidence"]["shadow_mean_distance"] == 0.0  # the same model file answers alike
     assert paused["evidence"]["shadow_mean_inference_ms"] > 0
     assert not any(k.endswith("_sum") or "latency" in k for k in paused["evidence"])
