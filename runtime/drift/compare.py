@@ -3,7 +3,8 @@
 A feature has drifted when both hold:
 
 - its test rejects "same distribution" after the Benjamini-Hochberg correction across the window's
-  features at false discovery rate ``alpha`` (numeric: two-sample Kolmogorov-Smirnov; categorical:
+  features at false discovery rate ``alpha`` (numeric: two-sample Kolmogorov-Smirnov, its asymptotic
+  p-value, conservative where values repeat; categorical:
   chi-square on a 2 x categories table of reference and window counts, categories expected fewer
   than 5 times pooled, codes the reference never saw in their own ``unseen`` column);
 - its distance (reference.py) exceeds what a window of the same size drawn from the reference
@@ -18,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
+from scipy.special import chdtrc, kolmogorov
+from scipy.stats import false_discovery_control
 
-from .reference import FeatureKind, Reference, distribution
+from .reference import FeatureKind, Reference, distribution, ecdf_gap, js_distance
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,8 @@ def compare(
     found = [_test(reference, i, window[:, i]) for i in range(len(reference.features))]
     adjusted = false_discovery_control([p for _, p, *_ in found])
     reports = []
-    for i, ((test, p, direction, shift, unseen), q) in enumerate(zip(found, adjusted, strict=True)):
+    for i, ((test, p, distance, direction, shift, unseen), q) in enumerate(zip(found, adjusted, strict=True)):
         feature = reference.features[i]
-        distance = reference.distance(i, window[:, i])
         threshold = max(float(chance[i]), min_effect)
         reports.append(
             FeatureReport(
@@ -78,21 +79,22 @@ def compare(
     return reports
 
 
-def _test(reference: Reference, index: int, values: np.ndarray) -> tuple[str, float, str, float, float]:
-    """The feature's test: its name, p-value, direction, shift and unseen share."""
-    kept = reference.sample[:, index]
+def _test(reference: Reference, index: int, values: np.ndarray) -> tuple[str, float, float, str, float, float]:
+    """The feature's test: its name, p-value, distance, direction, shift and unseen share."""
     if reference.features[index].kind is FeatureKind.NUMERIC:
-        p = float(ks_2samp(values, kept).pvalue)
-        shift = float((values.mean() - kept.mean()) / reference.scale[index])
-        return "ks", p, "up" if shift >= 0 else "down", shift, 0.0
+        theirs = reference.sorted[index]
+        statistic, area = ecdf_gap(np.sort(values), theirs)
+        effective = len(values) * len(theirs) / (len(values) + len(theirs))
+        p = float(kolmogorov(np.sqrt(effective) * statistic))  # the asymptotic two-sample p-value
+        shift = float((values.mean() - theirs.mean()) / reference.scale[index])
+        return "ks", p, area / float(reference.scale[index]), "up" if shift >= 0 else "down", shift, 0.0
     categories = reference.categories[index]
     ours, theirs = distribution(values, categories), reference.shares[index]
-    table = np.vstack([theirs * reference.rows, ours * len(values)])
-    p = _chi2_p(table)
+    p = _chi2_p(np.vstack([theirs * reference.rows, ours * len(values)]))
     growth = ours - theirs
     top = int(np.argmax(growth))
     direction = "unseen" if top == len(categories) else f"{categories[top]:g}"
-    return "chi2", p, direction, float(growth[top]), float(ours[-1])
+    return "chi2", p, js_distance(ours, theirs), direction, float(growth[top]), float(ours[-1])
 
 
 def _chi2_p(table: np.ndarray) -> float:
@@ -102,6 +104,8 @@ def _chi2_p(table: np.ndarray) -> float:
     rare = (expected < 5).any(axis=0)
     if rare.any():
         table = np.hstack([table[:, ~rare], table[:, rare].sum(axis=1, keepdims=True)])
+        expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     if table.shape[1] < 2:
         return 1.0
-    return float(chi2_contingency(table, correction=False).pvalue)
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    return float(chdtrc(table.shape[1] - 1, statistic))

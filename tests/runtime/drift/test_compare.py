@@ -67,3 +67,20 @@ def test_shapes_and_sizes_are_checked() -> None:
     reference = Reference(sample(rng, 500), FEATURES, bootstraps=20)
     with pytest.raises(ValueError, match="rows x 2 features"):
         compare(reference, rng.normal(size=(100, 1)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_one_pass_statistics_equal_scipys(seed: int) -> None:
+    from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
+
+    from runtime.drift.reference import ecdf_gap
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=700), rng.normal(0.2, 1.3, size=1900)
+    ties = rng.integers(0, 6, size=500).astype(float), rng.integers(0, 7, size=800).astype(float)
+    for x, y in ((a, b), ties):
+        statistic, area = ecdf_gap(np.sort(x), np.sort(y))
+        assert statistic == pytest.approx(ks_2samp(x, y).statistic, abs=1e-12)
+        assert area == pytest.approx(wasserstein_distance(x, y), rel=1e-9)
+    table = np.array([[400.0, 300.0, 200.0, 100.0], [380.0, 330.0, 150.0, 140.0]])
+    assert _chi2_p(table) == pytest.approx(chi2_contingency(table, correction=False).pvalue, rel=1e-9)
