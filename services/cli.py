@@ -8,10 +8,13 @@
     ballast audit verify                        the audit trail's hash chain (exit 1 if broken)
     ballast audit query|export [--request-id ID] [--since T] [--until T] [--version V] [--route R]
                                [--kind prediction|shadow] [--decision D]
+    ballast drift [--api-key KEY]               the latest drift window per version, feature by feature
 
 ``--url`` (or ``BALLAST_URL``, default http://127.0.0.1:3000) names the service, ``--token`` (or
-``BALLAST_TOKEN``) the caller's bearer token; ``--json`` prints the API's answer as it is. A refusal
-prints the API's error and exits 1; a request that cannot be sent exits 2.
+``BALLAST_TOKEN``) the caller's bearer token (``drift`` needs none: it reads a prediction route,
+with the API key ``--api-key``, or ``BALLAST_CLIENT_API_KEY``, when the service has one);
+``--json`` prints the API's answer as it is. A refusal prints the API's error and exits 1; a
+request that cannot be sent exits 2.
 """
 
 from __future__ import annotations
@@ -39,6 +42,29 @@ def call(url: str, token: str, path: str, body: Any = None) -> dict[str, Any]:
         fields = "; ".join(f"{f['path']}: {f['message']}" for f in error.get("fields") or [])
         raise Refused(answer.status_code, f"{error.get('message', answer.text)}{' (' + fields + ')' if fields else ''}")
     return dict(found)
+
+
+def drift_summary(found: dict[str, Any]) -> str:
+    """The drift report, for a person: a block per version and source, a line per feature."""
+    lines = [
+        f"service {found['service']}: windows of {found['window_rows']} rows, "
+        f"confirmed after {found['confirm_windows']}"
+    ]
+    if not found["reports"]:
+        lines.append("no window closed yet")
+    for r in found["reports"]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["closed_at"]))
+        decided = "" if r["decided"] else " (too few rows: not judged)"
+        lines.append(f"\n{r['version']} {r['source']}: window of {r['rows']} rows closed {when}{decided}")
+        for f in r["features"]:
+            mark = "CONFIRMED" if f["name"] in r["confirmed"] else "drifted" if f["drifted"] else ""
+            lines.append(
+                f"  {f['name']:<22} {f['test']:<4} p={f['adjusted_p']:<9.3g} distance {f['distance']:.3f} "
+                f"(threshold {f['threshold']:.3f}) {f['direction']:<8} {mark}"
+            )
+        if r["unseen"]:
+            lines.append(f"  unseen categories past their share: {', '.join(r['unseen'])}")
+    return "\n".join(lines)
 
 
 class Refused(Exception):
@@ -148,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rollback", help="stop a rollout, or return production to the version kept warm").add_argument(
         "--reason", required=True
     )
+    drift = commands.add_parser("drift", help="the latest drift window per version, feature by feature")
+    drift.add_argument("--api-key", default=os.environ.get("BALLAST_CLIENT_API_KEY"), help="the service's API key")
     audit = commands.add_parser("audit", help="read the audit trail (an auditor's token)").add_subparsers(
         dest="action", required=True
     )
@@ -164,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "query":
             reading.add_argument("--limit", type=int, default=20)
     args = parser.parse_args(argv)
+    if args.command == "drift":
+        return drift_command(args)
     if not args.token:
         parser.error("a token is needed: --token or BALLAST_TOKEN")
     try:
@@ -185,6 +215,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ballast: {args.url} did not answer: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(state, indent=2, sort_keys=True) if args.json else summary(state))
+    return 0
+
+
+def drift_command(args: argparse.Namespace) -> int:
+    headers = {"X-API-Key": args.api_key} if args.api_key else {}
+    try:
+        answer = httpx.get(f"{args.url}/v1/drift", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"ballast: {args.url} did not answer: {exc}", file=sys.stderr)
+        return 2
+    found = answer.json()
+    if answer.status_code >= 400:
+        print(
+            f"ballast: refused: {answer.status_code}: {found.get('error', {}).get('message', answer.text)}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(found, indent=2, sort_keys=True) if args.json else drift_summary(found))
     return 0
 
 

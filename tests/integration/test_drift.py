@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from models import fraud
+from services.cli import main
 
 WINDOW = 200
 
@@ -39,7 +41,7 @@ def seen(url: str) -> float:
 
 
 def test_a_shift_in_amounts_is_confirmed_on_amount_and_shown_in_the_report_and_metrics(
-    serve: Callable[..., Any],
+    serve: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {"BALLAST_DRIFT_WINDOW_ROWS": str(WINDOW), "BALLAST_DRIFT_MIN_ROWS": "100"}
     steady, _ = fraud.generate(WINDOW, seed=5)
@@ -56,6 +58,8 @@ def test_a_shift_in_amounts_is_confirmed_on_amount_and_shown_in_the_report_and_m
         send(url, moved)
         [latest] = reports(url, 3)
         text = httpx.get(f"{url}/metrics", timeout=10).text
+        assert main(["--url", str(url), "drift"]) == 0
+        printed = capsys.readouterr().out
         predictions = [
             r for r in httpx.get(f"{url}/v1/drift", timeout=10).json()["reports"] if r["source"] == "prediction"
         ]
@@ -69,6 +73,8 @@ def test_a_shift_in_amounts_is_confirmed_on_amount_and_shown_in_the_report_and_m
     found = re.search(confirmed, text, re.M)
     assert found is not None
     assert found.group(1) == latest["version"] != "latest"  # the stored version, as the request metrics say
+    assert re.search(r"^  amount .* CONFIRMED$", printed, re.M)  # ballast drift, for a person
+    assert "input: window of 200 rows" in printed
     assert predictions  # the primary's outputs are watched too
     assert {f["name"] for f in predictions[0]["features"]} == {"label", "probabilities[0]", "probabilities[1]"}
 
@@ -82,5 +88,6 @@ def seen_in(text: str) -> float:
 def test_the_report_is_a_404_when_drift_is_off(serve: Callable[..., Any]) -> None:
     with serve("services.fraud:Fraud", BALLAST_DRIFT_ENABLED="false") as url:
         answer = httpx.get(f"{url}/v1/drift", timeout=10)
+        assert main(["--url", str(url), "drift"]) == 1
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "not_found"
