@@ -42,6 +42,16 @@ def prediction_rows(
     return np.column_stack([outputs[name] if c is None else outputs[name][:, c] for name, c, _ in columns])
 
 
+def _blocks(columns: Sequence[tuple[str, int | None, Feature]]) -> list[tuple[int, str]]:
+    """Where each watched output starts among the columns: ``(first column, output)``; every
+    output's columns are watched whole and side by side (see :func:`prediction_features`)."""
+    blocks: list[tuple[int, str]] = []
+    for index, (name, _, _) in enumerate(columns):
+        if not blocks or blocks[-1][1] != name:
+            blocks.append((index, name))
+    return blocks
+
+
 class DriftHook:
     def __init__(
         self,
@@ -58,6 +68,7 @@ class DriftHook:
         self.primary = primary
         self.predictions = predictions
         self.columns = tuple(columns)
+        self._blocks = _blocks(self.columns)
 
     def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
         if outcome not in (Outcome.SUCCESS, Outcome.FALLBACK) or record.inputs is None:
@@ -65,7 +76,8 @@ class DriftHook:
         if self.inputs is not None:
             self.inputs.add(record.inputs[self.input_name])
         if self.predictions is not None and record.outputs is not None and record.served_by == self.primary:
-            self.predictions.add(prediction_rows(record.outputs, self.columns))
+            outputs = record.outputs
+            self.predictions.add_columns([(first, outputs[name]) for first, name in self._blocks], record.rows)
 
     def close(self) -> None:
         for monitor in (self.inputs, self.predictions):

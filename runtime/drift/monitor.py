@@ -14,9 +14,8 @@ codes the reference never saw passes ``unseen_share`` raises its own alarm at on
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -96,37 +95,58 @@ class DriftMonitor:
         self.on_report = on_report
         self._buffer = np.empty((self.policy.window_rows, len(reference.features)), dtype=np.float64)
         self._filled = 0
-        self._opened = clock()
+        self._closes_at = clock() + self.policy.window_s
         self._streaks = dict.fromkeys((f.name for f in reference.features), 0)
-        self._lock = threading.Lock()  # add() from the event loop, tick() from a timer
         self.latest: WindowReport | None = None
         self.windows = 0
         """Windows closed so far (decided or not)."""
 
     def add(self, rows: np.ndarray) -> None:
-        """The rows (rows x features) a request was answered for."""
-        with self._lock:
-            start = 0
-            while start < len(rows):
-                room = self.policy.window_rows - self._filled
-                taken = rows[start : start + room]
-                self._buffer[self._filled : self._filled + len(taken)] = taken
-                self._filled += len(taken)
-                start += len(taken)
-                if self._filled == self.policy.window_rows:
-                    self._close()
-            if self._clock() - self._opened >= self.policy.window_s:
+        """The rows (rows x features) a request was answered for (from the event loop's thread)."""
+        n, filled = len(rows), self._filled
+        if filled + n < self.policy.window_rows:  # the common case: it fits, the window stays open
+            self._buffer[filled : filled + n] = rows
+            self._filled = filled + n
+        else:
+            self._spanning(rows)
+        if self._clock() >= self._closes_at:
+            self._close()
+
+    def add_columns(self, blocks: Sequence[tuple[int, np.ndarray]], n: int) -> None:
+        """``n`` rows given as blocks of columns: ``(first column, array of n rows)``, 1-D for one
+        column (a request's outputs, without stacking them first)."""
+        filled = self._filled
+        if filled + n >= self.policy.window_rows:
+            self.add(np.column_stack([array for _, array in blocks]))
+            return
+        for first, array in blocks:
+            if array.ndim == 1:
+                self._buffer[filled : filled + n, first] = array
+            else:
+                self._buffer[filled : filled + n, first : first + array.shape[1]] = array
+        self._filled = filled + n
+        if self._clock() >= self._closes_at:
+            self._close()
+
+    def _spanning(self, rows: np.ndarray) -> None:
+        start = 0
+        while start < len(rows):
+            taken = rows[start : start + self.policy.window_rows - self._filled]
+            self._buffer[self._filled : self._filled + len(taken)] = taken
+            self._filled += len(taken)
+            start += len(taken)
+            if self._filled == self.policy.window_rows:
                 self._close()
 
     def tick(self) -> None:
-        """Close the window if its time is up (for a service that receives no request)."""
-        with self._lock:
-            if self._clock() - self._opened >= self.policy.window_s:
-                self._close()
+        """Close the window if its time is up (for a service that receives no request; from the
+        event loop's thread, like :meth:`add`)."""
+        if self._clock() >= self._closes_at:
+            self._close()
 
     def _close(self) -> None:
         window, closed_at = self._buffer[: self._filled].copy(), self._clock()
-        self._filled, self._opened = 0, closed_at
+        self._filled, self._closes_at = 0, closed_at + self.policy.window_s
         self.windows += 1
         self._submit(lambda: self._judge(window, closed_at))
 

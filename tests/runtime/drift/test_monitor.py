@@ -177,3 +177,29 @@ def test_the_policy_checks_its_values() -> None:
         DriftPolicy(window_rows=100, min_rows=200)
     with pytest.raises(ValueError, match="alpha"):
         DriftPolicy(alpha=0)
+
+
+def test_outputs_given_as_blocks_of_columns_fill_the_window_as_stacked_rows() -> None:
+    rng = np.random.default_rng(4)
+    features = (
+        Feature("label", FeatureKind.CATEGORICAL),
+        Feature("p[0]", FeatureKind.NUMERIC),
+        Feature("p[1]", FeatureKind.NUMERIC),
+    )
+    label, probabilities = rng.integers(0, 2, 2500), rng.random((2500, 2))
+    sample = np.column_stack([label[:500], probabilities[:500]])
+    windows: list[np.ndarray] = []
+
+    class Kept(DriftMonitor):
+        """Keeps each closed window instead of judging it."""
+
+        def _judge(self, window: np.ndarray, closed_at: float) -> None:
+            windows.append(window)
+
+    policy = DriftPolicy(window_rows=1000, min_rows=500)
+    watcher = Kept(Reference(sample, features), policy, submit=lambda judge: judge())
+    for start in range(0, 2500, 7):  # requests of 7 rows: some span two windows
+        stop = min(start + 7, 2500)
+        watcher.add_columns([(0, label[start:stop]), (1, probabilities[start:stop])], stop - start)
+    assert [len(w) for w in windows] == [1000, 1000]
+    np.testing.assert_array_equal(np.vstack(windows), np.column_stack([label, probabilities])[:2000])
