@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost audit-drill clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost audit-drill clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -55,7 +55,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install nginx
+unit: install nginx prometheus
 	$(BIN)/python -m pytest -q
 
 # The test command: lint, type check, the whole test suite (integration tests start real
@@ -82,6 +82,11 @@ rollout-drill-short: install
 # rounds (benchmarks/audit_cost.py; about 7 minutes).
 audit-cost: install wrk hey models
 	$(BIN)/python -m benchmarks.audit_cost
+
+# What drift watching costs the fraud chain's throughput at saturation: servers with drift off and
+# on, in interleaved rounds (benchmarks/drift_cost.py; about 3 minutes).
+drift-cost: install wrk hey models
+	$(BIN)/python -m benchmarks.drift_cost
 
 # A fraud server with the audit trail on under locust load (a canary held at 50 %): a row per 200, on
 # its route, none dropped, the chain verifies (loadtests/audit_drill.py; about 70 s). Its own model
@@ -112,6 +117,11 @@ hey:
 nginx:
 	@command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null) || \
 	  (echo "nginx is needed: apt-get install nginx-light" && exit 1)
+
+# promtool checks and unit-tests the alerting rules (deploy/prometheus; Debian package, like wrk).
+prometheus:
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null) || \
+	  (echo "prometheus is needed: apt-get install prometheus" && exit 1)
 
 # Reliability drills that take minutes, not part of `make test` (results in benchmarks/results/):
 # a burst at 4x measured capacity for 60 s (one worker alone, capped at the concurrency of its
@@ -146,6 +156,7 @@ bench-smoke: install wrk hey nginx models
 	$(BIN)/python -m benchmarks.cache_cost --smoke
 	$(BIN)/python -m benchmarks.refusal_cost --seconds 1 --rounds 1
 	$(BIN)/python -m benchmarks.audit_cost --smoke
+	$(BIN)/python -m benchmarks.drift_cost --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
