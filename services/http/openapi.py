@@ -151,8 +151,9 @@ def merged(bentoml_document: dict[str, Any], ours: dict[str, Any]) -> dict[str, 
 
 
 def bentoml_schema(name: str, description: str, routes: Sequence[RouteDoc]) -> dict[str, Any]:
-    """BentoML's service schema (``/schema.json``) for the prediction routes: each route's name is the
-    client's method, its request's properties the method's keyword arguments."""
+    """BentoML's service schema (``/schema.json``) for the routes that take a body: each route's name
+    is the client's method, its request's properties the method's keyword arguments (BentoML's
+    clients only post, so a GET route such as ``/v1/drift`` is not listed)."""
     return {
         "name": name,
         "type": "service",
@@ -168,6 +169,6 @@ def bentoml_schema(name: str, description: str, routes: Sequence[RouteDoc]) -> d
                 "is_task": False,
             }
             for doc in routes
-            if not doc.route.admin
+            if not doc.route.admin and doc.route.method == "POST"
         ],
     }
