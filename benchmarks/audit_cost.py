@@ -16,7 +16,8 @@ Variants (``--smoke``: the first and the third only):
   generator's core, which wrk leaves mostly idle): what the trail costs the request path when the
   machine has room beside the workers.
 
-1. The servers are started at once, each pinned to CPU 0 (one worker, a lifecycle database and, for
+1. The servers are started at once (drift watching off in all: the trail's cost alone), each
+   pinned to CPU 0 (one worker, a lifecycle database and, for
    those with the trail, an audit database of their own); the load generator runs on CPU 1. Only
    one server is loaded at a time; the others idle.
 2. Rounds: wrk, closed loop with ``--connections`` (16: past the fraud chain's saturation on one
@@ -45,6 +46,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -193,37 +195,66 @@ def move_writer(server_pid: int, cpus: set[int]) -> int:
     raise RuntimeError("no audit writer process found under the server")
 
 
+def round_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a benchmark of interleaved saturation rounds (this one's and drift_cost's)."""
+    parser.add_argument("--rounds", type=int, default=6, help="rounds per variant")
+    parser.add_argument("--seconds", type=int, default=10, help="of load per round and variant")
+    parser.add_argument("--connections", type=int, default=16, help="wrk's connections (closed loop)")
+    parser.add_argument("--warmup-rounds", type=int, default=1, help="rounds per variant run first, not reported")
+    parser.add_argument("--smoke", action="store_true", help="one round of 2 s, no warm-up, no result file")
+
+
+def smoke_sized(args: argparse.Namespace) -> None:
+    """``--smoke``: one short round, no warm-up."""
+    if args.smoke:
+        args.rounds, args.seconds, args.warmup_rounds, args.connections = 1, 2, 0, 8
+
+
+def interleave(
+    targets: dict[str, Target], args: argparse.Namespace, before: Callable[[str], object] | None = None
+) -> dict[str, list[Round]]:
+    """Rounds of wrk on each target in turn, each first in turn (``before``: called with a
+    target's label before each of its rounds); the measured rounds per label, warm-up left out."""
+    results: dict[str, list[Round]] = {label: [] for label in targets}
+    labels = list(targets)
+    for round_ in range(-args.warmup_rounds, args.rounds):
+        shift = round_ % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            if before is not None:
+                before(label)
+            measured = measure(targets[label], args.connections, args.seconds)
+            if round_ >= 0:
+                results[label].append(measured)
+            shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(measured).items()}
+            print(f"round {round_ + 1} {label}: {shown}", flush=True)
+            time.sleep(1)
+    return results
+
+
 def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[Round]], dict[str, tuple[int, list[str]]]]:
     """The measured rounds per variant, and per variant with the trail the rows in its database once
     the servers stopped and what is wrong with its chain (or with its count against the rows written)."""
     variants = SMOKE if args.smoke else tuple(args.only or VARIANTS)
     targets: dict[str, Target] = {}
     written: dict[str, float] = {}
-    results: dict[str, list[Round]] = {label: [] for label in variants}
+
+    def placed(label: str) -> None:
+        cpus = VARIANTS[label][1]
+        if cpus is not None:  # again each round: a writer process that died comes back on CPU 0
+            move_writer(targets[label].server.process.pid, cpus)
+
     try:
         for index, label in enumerate(variants):
             variant = work / f"v{index}"
             variant.mkdir()
-            settings = [f"BALLAST_STATE_PATH={variant / 'lifecycle.sqlite'}"]
-            if label != OFF:
+            settings = [f"BALLAST_STATE_PATH={variant / 'lifecycle.sqlite'}", "BALLAST_DRIFT_ENABLED=false"]
+            if label != OFF:  # drift off in every variant: the trail's cost alone
                 settings += [f"BALLAST_AUDIT_KEY={AUDIT_KEY}", f"BALLAST_AUDIT_PATH={variant / 'audit.sqlite'}"]
             targets[label] = start_pinned("fraud", variant, settings + VARIANTS[label][0], "audit-cost")
         for target in targets.values():  # all up before any is measured
             target.server.wait(target.path, target.body.read_bytes())
-        labels = list(results)
-        for round_ in range(-args.warmup_rounds, args.rounds):
-            shift = round_ % len(labels)
-            for label in labels[shift:] + labels[:shift]:
-                cpus = VARIANTS[label][1]
-                if cpus is not None:  # again each round: a writer process that died comes back on CPU 0
-                    move_writer(targets[label].server.process.pid, cpus)
-                measured = measure(targets[label], args.connections, args.seconds)
-                if round_ >= 0:
-                    results[label].append(measured)
-                shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(measured).items()}
-                print(f"round {round_ + 1} {label}: {shown}", flush=True)
-                time.sleep(1)
-        for label in labels[1:]:  # warm-up rounds and readiness probe included
+        results = interleave(targets, args, placed)
+        for label in variants[1:]:  # warm-up rounds and readiness probe included
             written[label] = settle(targets[label].server.url)["written"]
     finally:
         for target in targets.values():
@@ -241,11 +272,7 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, list[Round]], d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per variant")
-    parser.add_argument("--seconds", type=int, default=10, help="of load per round and variant")
-    parser.add_argument("--connections", type=int, default=16, help="wrk's connections (closed loop)")
-    parser.add_argument("--warmup-rounds", type=int, default=1, help="rounds per variant run first, not reported")
-    parser.add_argument("--smoke", action="store_true", help="one round of 2 s, no warm-up, no result file")
+    round_arguments(parser)
     parser.add_argument(
         "--only",
         action="append",
@@ -255,8 +282,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.only and args.only[0] != OFF:
         parser.error(f"--only: {OFF!r} comes first (the others are measured against it)")
-    if args.smoke:
-        args.rounds, args.seconds, args.warmup_rounds, args.connections = 1, 2, 0, 8
+    smoke_sized(args)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="ballast-audit-cost-"))
     try:

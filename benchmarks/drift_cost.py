@@ -21,12 +21,11 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from .audit_cost import Round, measure
+from .audit_cost import Round, interleave, round_arguments, smoke_sized
 from .overload import RESULTS, Target, start_pinned
 
 OFF, ON = "drift off", "drift on"
@@ -35,7 +34,6 @@ VARIANTS = {OFF: ["BALLAST_DRIFT_ENABLED=false"], ON: ["BALLAST_DRIFT_ENABLED=tr
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, list[Round]]:
     targets: dict[str, Target] = {}
-    results: dict[str, list[Round]] = {label: [] for label in VARIANTS}
     try:
         for index, label in enumerate(VARIANTS):
             variant = work / f"v{index}"
@@ -44,20 +42,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[Round]]:
             targets[label] = start_pinned("fraud", variant, settings, "drift-cost")
         for target in targets.values():
             target.server.wait(target.path, target.body.read_bytes())
-        labels = list(results)
-        for round_ in range(-args.warmup_rounds, args.rounds):
-            shift = round_ % len(labels)
-            for label in labels[shift:] + labels[:shift]:
-                measured = measure(targets[label], args.connections, args.seconds)
-                if round_ >= 0:
-                    results[label].append(measured)
-                shown = {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(measured).items()}
-                print(f"round {round_ + 1} {label}: {shown}", flush=True)
-                time.sleep(1)
+        return interleave(targets, args)
     finally:
         for target in targets.values():
             target.server.stop()
-    return results
 
 
 def report(results: dict[str, list[Round]], args: argparse.Namespace, started: str) -> str:
@@ -95,14 +83,9 @@ def report(results: dict[str, list[Round]], args: argparse.Namespace, started: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6, help="rounds per variant")
-    parser.add_argument("--seconds", type=int, default=10, help="of load per round and variant")
-    parser.add_argument("--connections", type=int, default=16, help="wrk's connections (closed loop)")
-    parser.add_argument("--warmup-rounds", type=int, default=1, help="rounds per variant run first, not reported")
-    parser.add_argument("--smoke", action="store_true", help="one round of 2 s, no warm-up, no result file")
+    round_arguments(parser)
     args = parser.parse_args()
-    if args.smoke:
-        args.rounds, args.seconds, args.warmup_rounds, args.connections = 1, 2, 0, 8
+    smoke_sized(args)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="ballast-drift-cost-"))
     try:

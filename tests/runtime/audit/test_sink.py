@@ -23,6 +23,7 @@ from runtime.audit import AuditStore, AuditWriter, keyed_digest
 from runtime.audit.chain import pack
 from runtime.audit.rows import Answered, Shadowed, seal, unseal
 from runtime.audit.sink import OK, ProcessSink, SinkFailed, decode, encode, serve
+from tests.runtime.audit.test_writer import until
 
 KEY = b"an-audit-key-for-the-unit-test"
 
@@ -44,13 +45,6 @@ def answered(i: int) -> bytes:
     ))  # fmt: skip
 
 
-def until(condition: Any, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_rows_are_made_in_a_process_of_their_own_and_it_ends_with_the_sink(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     store = AuditStore(path)
@@ -60,7 +54,7 @@ def test_rows_are_made_in_a_process_of_their_own_and_it_ends_with_the_sink(tmp_p
         assert writer.offer(answered(i))
         if i % 3 == 0:
             assert writer.offer({"kind": "payload", "request_id": f"r{i}", "at": 1000.0 + i})
-    until(lambda: writer.held == 0)
+    until(lambda: writer.held == 0, 20.0)
     pid = sink.pid
     assert pid is not None
     assert pid != os.getpid()
@@ -86,9 +80,9 @@ def test_a_killed_process_is_replaced_and_no_row_is_lost_or_doubled(tmp_path: Pa
         for _row in range(200):
             offered += writer.offer(answered(offered))
             time.sleep(0.0002)
-        until(lambda: sink.pid is not None)
+        until(lambda: sink.pid is not None, 20.0)
         os.kill(sink.pid, signal.SIGKILL)  # type: ignore[arg-type]
-    until(lambda: writer.held == 0)
+    until(lambda: writer.held == 0, 20.0)
     writer.close()
     assert sink.starts >= 4
     assert writer.dropped == {}
