@@ -118,6 +118,14 @@ def prepare_store(home: Path, source: Path, env: dict[str, str]) -> tuple[str, d
     return production, kinds
 
 
+class RolloutEnded(RuntimeError):
+    """The rollout ended (its last record: ``last``) before reaching the state waited for."""
+
+    def __init__(self, until: str, last: dict[str, Any]) -> None:
+        self.last = last
+        super().__init__(f"the rollout ended before {until}: {json.dumps(last)[:600]}")
+
+
 class Drill:
     def __init__(self, home: Path, workdir: Path, policy: dict[str, Any], users: int) -> None:
         self.workdir = workdir
@@ -250,13 +258,16 @@ class Drill:
         }
 
     def wait(self, until: str, timeout_s: float) -> dict[str, Any]:
-        """Poll /admin/models until the rollout's state is ``until`` (``none``: no rollout)."""
+        """Poll /admin/models until the rollout's state is ``until`` (``none``: no rollout); raises
+        :class:`RolloutEnded` if the rollout ends first."""
         deadline = time.monotonic() + timeout_s
         while True:
             state = self.admin("models")
             rollout = state["rollout"]
             if (rollout["state"] if rollout else "none") == until:
                 return state
+            if rollout is None:
+                raise RolloutEnded(until, state["history"][0] if state["history"] else {})
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not {until} within {timeout_s:.0f} s: {json.dumps(rollout)[:600]}")
             time.sleep(0.5)
@@ -269,6 +280,18 @@ class Drill:
 def good_rollout(drill: Drill, good: str, restart: bool, timeout_s: float) -> Step:
     restarted = ", a restart" if restart else ""
     step = Step(f"good: shadow, every stage{restarted}, approval, the watch", "promoted")
+    before = drill.rollbacks()
+    try:
+        return _good_rollout(drill, step, good, restart, timeout_s)
+    except RolloutEnded as ended:
+        step.outcome = str(ended.last.get("action", "ended"))
+        after = drill.rollbacks()
+        step.gate = ", ".join(r for r in after if after[r] > before.get(r, 0))
+        step.detail = str(ended.last.get("detail", {}).get("reason", ""))[:300]
+        return step
+
+
+def _good_rollout(drill: Drill, step: Step, good: str, restart: bool, timeout_s: float) -> Step:
     started = drill.start_rollout(good)
     if restart:
         at = drill.wait("canary", timeout_s)["rollout"]
@@ -385,20 +408,35 @@ def main() -> None:
             steps.append(bad_rollout(drill, kind, kinds[kind], args.bad_timeout))
         if not args.short:
             steps.append(watch_rollback(drill, production, kinds["good"], args.timeout))
-    finally:
+    except BaseException:
         drill.stop_load()
         drill.stop_server()
+        print_logs(workdir)
+        print(f"kept {workdir}")
+        raise
+    drill.stop_load()
+    drill.stop_server()
     text = report(steps, drill.segments, args, started)
     print(text)
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / f"rollout-drill{'-short' if args.short else ''}.md").write_text(text + "\n")
-    if args.keep:
+    failed = sum(s.failures for s in drill.segments)
+    ok = not failed and all(s.ok for s in steps) and len(steps) == (4 if args.short else 5)
+    if not ok:
+        print_logs(workdir)
+    if args.keep or not ok:
         print(f"kept {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    failed = sum(s.failures for s in drill.segments)
-    if failed or not all(s.ok for s in steps) or len(steps) < (4 if args.short else 5):
+    if not ok:
         sys.exit(1)
+
+
+def print_logs(workdir: Path, lines: int = 60) -> None:
+    """The end of each server log of the drill (when it failed: CI keeps only what is printed)."""
+    for log in sorted(workdir.glob("server-*.log")):
+        print(f"--- the last {lines} lines of {log.name}")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ class Reference:
         self.shares = {i: distribution(sample[:, i], cats) for i, cats in self.categories.items()}
         self.sorted = {i: np.sort(sample[:, i]) for i, f in enumerate(self.features) if f.kind is FeatureKind.NUMERIC}
         """Per numeric feature, the reference's values in order (both tests read them)."""
+        self._codes = [np.unique(sample[:, i], return_inverse=True) for i in range(sample.shape[1])]
+        """Per feature, its distinct values in order and each sample row's index among them."""
         self._spread: dict[int, np.ndarray] = {}
 
     @property
@@ -110,11 +112,37 @@ class Reference:
         found = self._spread.get(rows)
         if found is None:
             rng = np.random.default_rng([self.seed, rows])
-            drawn = np.empty((self.bootstraps, len(self.features)))
-            for b in range(self.bootstraps):
-                window = self.sample[rng.integers(0, self.rows, size=rows)]
-                drawn[b] = [self.distance(i, window[:, i]) for i in range(len(self.features))]
-            found = self._spread[rows] = np.quantile(drawn, self.quantile, axis=0)
+            drawn = rng.integers(0, self.rows, size=(self.bootstraps, rows))
+            distances = np.column_stack([self._bootstrap_distances(i, drawn) for i in range(len(self.features))])
+            found = self._spread[rows] = np.quantile(distances, self.quantile, axis=0)
+        return found
+
+    def _bootstrap_distances(self, index: int, drawn: np.ndarray) -> np.ndarray:
+        """:meth:`distance` of feature ``index`` for each row of ``drawn`` (bootstraps x window rows,
+        indices into the sample), all at once.
+
+        A window drawn from the reference only holds the reference's values, so its distribution is
+        its counts of each of them: one ``bincount`` for every window. Numeric: the area between the
+        two distribution functions, which are steps at the reference's distinct values. Categorical:
+        the Jensen-Shannon distance of the shares (no code outside the reference can be drawn)."""
+        values, codes = self._codes[index]
+        windows, rows = drawn.shape
+        slots = len(values)
+        counts = np.bincount(
+            (codes[drawn] + np.arange(windows)[:, None] * slots).ravel(), minlength=windows * slots
+        ).reshape(windows, slots)
+        if self.features[index].kind is FeatureKind.NUMERIC:
+            ours = np.cumsum(counts, axis=1)[:, :-1] / rows
+            theirs = np.searchsorted(self.sorted[index], values[:-1], side="right") / self.rows
+            found: np.ndarray = np.abs(ours - theirs) @ np.diff(values) / float(self.scale[index])
+            return found
+        p = counts / rows
+        q = self.shares[index][:-1]
+        m = (p + q) / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1)
+            kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
+        found = np.sqrt(np.maximum((kl_p + kl_q) / 2, 0.0))
         return found
 
 

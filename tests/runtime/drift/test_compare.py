@@ -51,6 +51,17 @@ def test_chance_distance_shrinks_with_the_window_and_is_computed_once_per_size()
     assert reference.chance_distance(200) is small
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_bootstrap_computes_each_windows_distance_as_a_live_window_would(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = np.column_stack([sample(rng, 1500), rng.integers(0, 40, 1500)])  # a count: many ties
+    reference = Reference(rows, (*FEATURES, Feature("count", FeatureKind.NUMERIC)), bootstraps=20)
+    drawn = rng.integers(0, reference.rows, size=(25, 300))
+    for i in range(len(reference.features)):
+        one_by_one = [reference.distance(i, reference.sample[window, i]) for window in drawn]
+        np.testing.assert_allclose(reference._bootstrap_distances(i, drawn), one_by_one, rtol=1e-9, atol=1e-12)
+
+
 def test_rare_categories_are_pooled_and_a_single_column_tests_nothing() -> None:
     assert _chi2_p(np.array([[1000.0, 0.0], [1000.0, 0.0]])) == 1.0
     # the last two columns are expected fewer than 5 times each: pooled, they still carry the change
