@@ -27,6 +27,7 @@ from skl2onnx.common.data_types import FloatTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_digits
 from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -55,9 +56,17 @@ class Built:
     """The tag of an identical build already in the store (then nothing was trained)."""
 
 
+EDITION = 2
+"""What a build keeps beside its model (metadata, files): raised when that changes, so that a store's
+older builds are made again (2: held-out accuracy and the score calibration, for performance drift)."""
+
+
 def recipe(common: dict[str, Any], model: Any) -> str:
-    """What determines a build: its training data, the estimator and its parameters, the libraries."""
-    text = json.dumps([common["training_data_sha256"], repr(model), sklearn.__version__, skl2onnx.__version__, OPSET])
+    """What determines a build: its training data, the estimator and its parameters, the libraries,
+    what the build keeps (:data:`EDITION`)."""
+    text = json.dumps(
+        [common["training_data_sha256"], repr(model), sklearn.__version__, skl2onnx.__version__, OPSET, EDITION]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -128,6 +137,8 @@ def train(
         "metrics": metrics(model),
         "onnx_max_abs_diff": onnx_gap(onnx_bytes, model, data.x_test),
     }
+    if len(np.unique(data.y_test)) == 2:
+        metadata["calibration"] = calibration(data.y_test, model.predict_proba(data.x_test)[:, 1])
     return Built(name, onnx_bytes, metadata, reference_files(data.x_train, data.features))
 
 
@@ -141,9 +152,20 @@ def fraud_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return tuple(train_test_split(x, labels, test_size=0.2, random_state=0, stratify=labels))
 
 
+def calibration(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:
+    """A binary classifier's held-out scores to the positive rate observed for them (isotonic): what
+    its probabilities promise, for the accuracy estimate without labels (runtime/drift/performance.py)."""
+    fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+    return {
+        "scores": [round(float(x), 6) for x in fit.X_thresholds_],
+        "rates": [round(float(x), 6) for x in fit.y_thresholds_],
+    }
+
+
 def fraud_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return {
         "roc_auc": float(roc_auc_score(y, p)),
+        "accuracy": float(accuracy_score(y, p >= 0.5)),
         "average_precision": float(average_precision_score(y, p)),
         "log_loss": float(log_loss(y, p)),
         "brier": float(brier_score_loss(y, p)),

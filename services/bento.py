@@ -55,7 +55,7 @@ from runtime import (
     rejections,
 )
 from runtime.audit import AuditHook, AuditStore, AuditWriter, Overflow
-from runtime.audit.feedback import Feedback, Performance, Received
+from runtime.audit.feedback import Feedback, LabelledRows, Performance, Received
 from runtime.audit.redact import Redactor
 from runtime.audit.sink import ProcessSink
 from runtime.audit.store import Retention
@@ -302,7 +302,13 @@ class ServedService:
         if self.drift is None:
             return None
         try:
-            return self.drift.hook(self.declaration, version, Path(stored_model.path_of(REFERENCE_SAMPLE)), primary)
+            return self.drift.hook(
+                self.declaration,
+                version,
+                Path(stored_model.path_of(REFERENCE_SAMPLE)),
+                primary,
+                stored_model.info.metadata,
+            )
         except Exception:
             log.exception("%s %s: drift is not watched", self.declaration.name, version)
             return None
@@ -358,6 +364,7 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             lambda: instance().feedback,
             window_s=settings.runtime.feedback_window_s,
             on_received=report if settings.drills.metrics_enabled else None,
+            on_labelled=lambda labelled: _judge_performance(instance().drift, labelled),
             enabled=settings.runtime.audit_key is not None,
         )
         tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
@@ -412,6 +419,11 @@ def _report_feedback(service: str, received: Received, figures: list[Performance
     for found in figures:
         if found.service == service:
             reported.figures(found.version, found.coverage, found.accuracy, found.roc_auc, found.labelled)
+
+
+def _judge_performance(drift: DriftWatch | None, labelled: LabelledRows) -> None:
+    if drift is not None:
+        drift.judge_performance(labelled)
 
 
 def _count_refusal(metrics: Callable[[], Any] | None, route: str, reason: str) -> None:

@@ -1,6 +1,11 @@
 """Drift for a served service: a drift hook per deployed version (its reference sample from the
 model store), the windows' figures in ``/metrics``, and ``GET /v1/drift``, the latest report per
-version and source (input, prediction).
+version and source (input, prediction), and each version's performance.
+
+A binary classifier's prediction windows also feed ADWIN with its score (a change within a window)
+and, when the version was stored with a calibration, estimate its accuracy without labels. Labelled
+feedback, when it comes, is judged against the version's held-out figures
+(runtime/drift/performance.py); a version with no labels yet says "not enough labels".
 
 Each worker judges its own windows (with several workers a window fills more slowly); the report
 and the gauges are that worker's (the largest value across workers in ``/metrics``).
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -29,8 +34,19 @@ from runtime.drift import (
     Reference,
     prediction_features,
 )
+from runtime.drift.change import ScoreChange
 from runtime.drift.hook import prediction_rows
-from runtime.drift.monitor import WindowReport
+from runtime.drift.monitor import Summarise, WindowReport
+from runtime.drift.performance import (
+    FIGURES,
+    Calibration,
+    Labelled,
+    PerformancePolicy,
+    PerformanceReport,
+    Standing,
+    estimate_accuracy,
+    judge,
+)
 from runtime.observe.metrics import RuntimeMetrics
 
 from .declaration import Declaration
@@ -53,6 +69,37 @@ def policy(settings: Settings) -> DriftPolicy:
         confirm_windows=settings.drift_confirm_windows,
         unseen_share=settings.drift_unseen_share,
     )
+
+
+def performance_policy(settings: Settings) -> PerformancePolicy:
+    return PerformancePolicy(
+        max_drop=settings.performance_max_drop,
+        alpha=settings.performance_alpha,
+        min_labels=settings.performance_min_labels,
+        min_per_class=settings.performance_min_per_class,
+    )
+
+
+def score_column(columns: Sequence[tuple[str, int | None, Feature]]) -> int | None:
+    """Where a binary classifier's score (``probabilities[1]`` of two) is among the watched columns."""
+    names = [f.name for _, _, f in columns]
+    if "probabilities[1]" in names and "probabilities[2]" not in names:
+        return names.index("probabilities[1]")
+    return None
+
+
+def prediction_summary(column: int, calibration: Calibration | None) -> Summarise:
+    """ADWIN on the score, and the calibrated accuracy estimate, of each prediction window."""
+    change = ScoreChange(column)
+
+    def summarise(window: np.ndarray) -> dict[str, float]:
+        found = dict(change(window))
+        estimate = estimate_accuracy(window[:, column], calibration) if calibration is not None else None
+        if estimate is not None:
+            found["estimated_accuracy"], found["estimate_stderr"] = estimate
+        return found
+
+    return summarise
 
 
 def input_features(declaration: Declaration, columns: int) -> list[Feature]:
@@ -78,6 +125,34 @@ class VersionReport(BaseModel):
     drifted: list[str] = Field(description="features that drifted in this window")
     confirmed: list[str] = Field(description="features that drifted in the last confirm_windows windows")
     unseen: list[str] = Field(description="categorical features past the share of unseen categories")
+    summary: dict[str, float] = Field(
+        description="predictions of a binary classifier: score_change (1: ADWIN saw the mean score change in "
+        "this window), score_mean; with a calibration, estimated_accuracy and estimate_stderr (no labels)"
+    )
+
+
+class FigureOut(BaseModel):
+    figure: Literal["roc_auc", "accuracy"]
+    held_out: float
+    observed: float | None = Field(description="on the labelled feedback; null: not enough labels")
+    p_value: float | None = Field(description="of a drop from the held-out figure (one-sided)")
+    labels: int
+    standing: Literal["held", "dropped", "not_enough_labels"]
+
+
+class PerformanceOut(BaseModel):
+    version: str
+    standing: Literal["held", "dropped", "not_enough_labels"] = Field(
+        description="dropped if a figure dropped; held only when every figure could be judged"
+    )
+    labels: int = Field(description="labelled rows of the version in the feedback window")
+    figures: list[FigureOut]
+    error_change_at: float | None = Field(
+        description="when (prediction time) ADWIN saw the error rate change in the window; null: no change"
+    )
+    estimated_accuracy: float | None = Field(description="the calibrated estimate on the labelled rows")
+    estimate_stderr: float | None
+    estimate_unreliable: bool = Field(description="labelled accuracy and the estimate over 3 standard errors apart")
 
 
 class DriftReport(BaseModel):
@@ -85,6 +160,7 @@ class DriftReport(BaseModel):
     window_rows: int
     confirm_windows: int
     reports: list[VersionReport] = Field(description="the latest window per version and source")
+    performance: list[PerformanceOut] = Field(description="per watched version, its labelled performance")
 
 
 class DriftWatch:
@@ -92,13 +168,30 @@ class DriftWatch:
         self.service = service
         self.policy = policy(settings)
         self.metrics = metrics
+        self.performance_policy = performance_policy(settings)
         self.latest: dict[tuple[str, str], WindowReport] = {}
+        self.held_out: dict[str, dict[str, float]] = {}
+        """Per watched version, its held-out figures (those performance is judged on)."""
+        self.calibrations: dict[str, Calibration | None] = {}
+        self.performance: dict[str, PerformanceReport] = {}
         self._hooks: list[DriftHook] = []
         self._lock = threading.Lock()
 
-    def hook(self, declaration: Declaration, version: str, sample_path: Path, primary: OnnxModel) -> DriftHook | None:
+    def hook(
+        self,
+        declaration: Declaration,
+        version: str,
+        sample_path: Path,
+        primary: OnnxModel,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> DriftHook | None:
         """A drift hook for ``version``, whose primary model is ``primary`` and reference sample is
-        at ``sample_path``; ``None`` (logged) when there is nothing to watch."""
+        at ``sample_path``; ``None`` (logged) when there is nothing to watch. ``metadata``: the
+        version's, from the store (its held-out ``metrics`` and ``calibration``)."""
+        metadata = metadata or {}
+        figures = metadata.get("metrics") or {}
+        self.held_out[version] = {k: float(figures[k]) for k in FIGURES if k in figures}
+        self.calibrations[version] = Calibration.of(metadata.get("calibration"))
         if not sample_path.is_file():
             log.warning(
                 "%s %s: no reference sample (%s): drift is not watched", self.service, version, sample_path.name
@@ -116,19 +209,23 @@ class DriftWatch:
         predictions = None
         if columns:
             reference = Reference(prediction_rows(outputs, columns), [f for _, _, f in columns])
-            predictions = self._monitor(version, PREDICTION, reference)
+            score = score_column(columns)
+            summarise = None if score is None else prediction_summary(score, self.calibrations[version])
+            predictions = self._monitor(version, PREDICTION, reference, summarise)
         found = DriftHook(name, inputs, primary.name, predictions, columns)
         with self._lock:
             self._hooks.append(found)
         return found
 
-    def _monitor(self, version: str, source: str, reference: Reference) -> DriftMonitor:
+    def _monitor(
+        self, version: str, source: str, reference: Reference, summarise: Summarise | None = None
+    ) -> DriftMonitor:
         def told(report: WindowReport) -> None:
             self.latest[version, source] = report
             if self.metrics is not None:
                 self._tell_metrics(version, source, report)
 
-        return DriftMonitor(reference, self.policy, on_report=told)
+        return DriftMonitor(reference, self.policy, on_report=told, summarise=summarise)
 
     def _tell_metrics(self, version: str, source: str, report: WindowReport) -> None:
         assert self.metrics is not None
@@ -143,6 +240,53 @@ class DriftWatch:
             m.drift_confirmed.labels(*labels).set(1.0 if f.name in report.confirmed else 0.0)
             if f.kind is FeatureKind.CATEGORICAL:
                 m.drift_unseen_share.labels(service, version, f.name).set(f.unseen_share)
+        summary = report.summary
+        if "score_change" in summary:
+            m.drift_score_change.labels(service, version).set(summary["score_change"])
+        if "estimated_accuracy" in summary:
+            m.performance_estimated_accuracy.labels(service, version).set(summary["estimated_accuracy"])
+            m.performance_estimate_stderr.labels(service, version).set(summary["estimate_stderr"])
+
+    def judge_performance(
+        self, labelled: Mapping[tuple[str, str], Sequence[tuple[float, float | None, float | None, float]]]
+    ) -> None:
+        """Judge each watched version's labelled rows (``Feedback.labelled``) against its held-out
+        figures (from a worker thread, after labels came)."""
+        for version, held_out in list(self.held_out.items()):
+            rows = Labelled.of(labelled.get((self.service, version), ()))
+            report = judge(rows, held_out, self.performance_policy, self.calibrations.get(version))
+            self.performance[version] = report
+            if self.metrics is not None:
+                self._tell_performance(version, report)
+
+    def _tell_performance(self, version: str, report: PerformanceReport) -> None:
+        assert self.metrics is not None
+        m, service = self.metrics, self.service
+        m.performance_drop.labels(service, version).set(1.0 if report.standing is Standing.DROPPED else 0.0)
+        enough = all(c.standing is not Standing.NOT_ENOUGH_LABELS for c in report.checks) and bool(report.checks)
+        m.performance_enough_labels.labels(service, version).set(1.0 if enough else 0.0)
+        m.performance_error_change.labels(service, version).set(0.0 if report.error_change_at is None else 1.0)
+        m.performance_estimate_unreliable.labels(service, version).set(1.0 if report.estimate_unreliable else 0.0)
+        for check in report.checks:
+            m.performance_figure.labels(service, version, check.figure, "held_out").set(check.held_out)
+            if check.observed is not None:
+                m.performance_figure.labels(service, version, check.figure, "measured").set(check.observed)
+
+    def performance_of(self, version: str) -> PerformanceOut:
+        """``version``'s latest performance (before any label: not enough labels, zero of them)."""
+        report = self.performance.get(version)
+        if report is None:
+            report = judge(Labelled.of(()), self.held_out.get(version, {}), self.performance_policy)
+        return PerformanceOut(
+            version=version,
+            standing=report.standing.value,
+            labels=report.labels,
+            figures=[FigureOut(**asdict(c)) for c in report.checks],
+            error_change_at=report.error_change_at,
+            estimated_accuracy=report.estimated_accuracy,
+            estimate_stderr=report.estimate_stderr,
+            estimate_unreliable=report.estimate_unreliable,
+        )
 
     def report(self) -> DriftReport:
         """The latest window's report per version and source."""
@@ -154,6 +298,7 @@ class DriftWatch:
                 VersionReport(version=version, source=source, **asdict(report))
                 for (version, source), report in sorted(self.latest.items())
             ],
+            performance=[self.performance_of(version) for version in sorted(self.held_out)],
         )
 
     def close(self) -> None:
@@ -206,6 +351,28 @@ class DriftRoutes:
                     "drifted": [],
                     "confirmed": [],
                     "unseen": [],
+                    "summary": {},
+                }
+            ],
+            "performance": [
+                {
+                    "version": "2",
+                    "standing": "held",
+                    "labels": 1200,
+                    "figures": [
+                        {
+                            "figure": "roc_auc",
+                            "held_out": 0.81,
+                            "observed": 0.8,
+                            "p_value": 0.38,
+                            "labels": 1200,
+                            "standing": "held",
+                        }
+                    ],
+                    "error_change_at": None,
+                    "estimated_accuracy": 0.965,
+                    "estimate_stderr": 0.005,
+                    "estimate_unreliable": False,
                 }
             ],
         }

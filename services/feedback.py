@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from runtime.audit.feedback import Feedback, Label, Performance, Received
+from runtime.audit.feedback import Feedback, Label, LabelledRows, Performance, Received
 
 from .admin import parse_body
 from .http.envelope import HTTPError, HttpErrorType
@@ -73,13 +73,16 @@ class FeedbackRoutes:
         *,
         window_s: float,
         on_received: Callable[[Received, list[Performance]], None] | None = None,
+        on_labelled: Callable[[LabelledRows], None] | None = None,
         enabled: bool = True,
     ) -> None:
-        """``on_received``: told what became of each batch and the figures over ``window_s`` after it.
-        Not ``enabled`` (a service without an audit trail): no route, nothing documented."""
+        """``on_received``: told what became of each batch and the figures over ``window_s`` after it;
+        ``on_labelled``: given the window's labelled rows after labels were accepted (in a worker
+        thread). Not ``enabled`` (a service without an audit trail): no route, nothing documented."""
         self.feedback = feedback
         self.window_s = window_s
         self.on_received = on_received
+        self.on_labelled = on_labelled
         self.routes = [Route("POST", "/v1/feedback", self.receive)] if enabled else []
 
     async def receive(self, payload: Any, info: RequestInfo) -> dict[str, Any]:
@@ -91,6 +94,9 @@ class FeedbackRoutes:
         if feedback is None:
             raise HTTPError(404, HttpErrorType.NOT_FOUND, "this service keeps no audit trail (set BALLAST_AUDIT_KEY)")
         received = await asyncio.to_thread(feedback.record, [Label(x.request_id, x.label) for x in labels])
+        if self.on_labelled is not None and received.accepted:
+            judge = self.on_labelled
+            await asyncio.to_thread(lambda: judge(feedback.labelled(self.window_s)))
         if self.on_received is not None and received.accepted:
             figures = await asyncio.to_thread(feedback.performance, self.window_s)
             self.on_received(received, figures)

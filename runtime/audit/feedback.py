@@ -31,6 +31,8 @@ from .store import AuditStore
 Outcome = float | int | bool
 Pair = tuple[float | None, float | None, float]
 """One row's (score, predicted class, label); ``None`` where the row's outputs were not kept."""
+LabelledRows = dict[tuple[str, str], list[tuple[float, float | None, float | None, float]]]
+"""Per (service, version): labelled rows as ``(predicted_at, score, predicted class, label)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,19 @@ class Feedback:
                 )
             )
         return found
+
+    def labelled(self, window_s: float) -> LabelledRows:
+        """Per (service, version), the labelled rows of predictions made in the last ``window_s``:
+        ``(predicted_at, score, predicted class, label)``, in no particular order."""
+        since = self._clock() - window_s
+        with self.store.reading() as db:
+            found = db.execute(
+                "SELECT service, version, predicted_at, pairs FROM feedback WHERE predicted_at >= ?", (since,)
+            ).fetchall()
+        rows: LabelledRows = {}
+        for service, version, at, pairs in found:
+            rows.setdefault((service, version), []).extend((at, p[0], p[1], p[2]) for p in json.loads(pairs))
+        return rows
 
     def accuracy(self, version: str, since: float, until: float) -> tuple[int, int]:
         """(correct, labelled rows) of ``version``'s predictions made from ``since`` until ``until``."""

@@ -191,6 +191,15 @@ class Settings(BaseSettings):
     """Consecutive windows a feature must drift in before its drift is confirmed."""
     drift_unseen_share: float = Field(0.01, gt=0, le=1)
     """Share of a window's rows with a category the reference never saw that raises its alarm."""
+    performance_max_drop: float = Field(0.05, gt=0, lt=1)
+    """The fall of a held-out figure (ROC AUC, accuracy) on labelled feedback that raises the
+    performance alarm, when the one-sided test also says so."""
+    performance_alpha: float = Field(0.01, gt=0, lt=1)
+    """Significance of the one-sided test for a drop of a held-out figure."""
+    performance_min_labels: int = Field(200, ge=1)
+    """Labelled rows in the feedback window needed before a figure is judged ("not enough labels")."""
+    performance_min_per_class: int = Field(20, ge=1)
+    """For ROC AUC: labelled rows of each class needed."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

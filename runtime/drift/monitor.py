@@ -15,9 +15,9 @@ codes the reference never saw passes ``unseen_share`` raises its own alarm at on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -66,9 +66,13 @@ class WindowReport:
     """Features that drifted in ``confirm_windows`` consecutive decided windows, this one included."""
     unseen: tuple[str, ...]
     """Categorical features whose share of codes the reference never saw passed ``unseen_share``."""
+    summary: Mapping[str, float] = field(default_factory=dict)
+    """What the monitor's ``summarise`` made of the window's rows (decided or not)."""
 
 
 Submit = Callable[[Callable[[], None]], object]
+Summarise = Callable[[np.ndarray], Mapping[str, float]]
+"""A closed window's rows (rows x features) -> figures for its report; called in window order."""
 
 
 class DriftMonitor:
@@ -80,10 +84,12 @@ class DriftMonitor:
         clock: Callable[[], float] = time.time,
         submit: Submit | None = None,
         on_report: Callable[[WindowReport], None] | None = None,
+        summarise: Summarise | None = None,
     ) -> None:
         """``clock``: seconds since the epoch (a report says when its window closed);
         ``submit``: runs a window's judgement (default: one worker thread of this monitor);
-        ``on_report``: told of each window's report, from there."""
+        ``on_report``: told of each window's report, from there; ``summarise``: more figures of
+        each closed window (an estimate, a change detector fed its rows), from there too."""
         self.reference = reference
         self.policy = policy or DriftPolicy()
         self._clock = clock
@@ -93,6 +99,7 @@ class DriftMonitor:
             submit = self._executor.submit
         self._submit = submit
         self.on_report = on_report
+        self.summarise = summarise
         self._buffer = np.empty((self.policy.window_rows, len(reference.features)), dtype=np.float64)
         self._filled = 0
         self._closes_at = clock() + self.policy.window_s
@@ -151,8 +158,9 @@ class DriftMonitor:
         self._submit(lambda: self._judge(window, closed_at))
 
     def _judge(self, window: np.ndarray, closed_at: float) -> None:
+        summary = dict(self.summarise(window)) if self.summarise is not None and len(window) else {}
         if len(window) < self.policy.min_rows:
-            report = WindowReport(closed_at, len(window), False, (), (), (), ())
+            report = WindowReport(closed_at, len(window), False, (), (), (), (), summary)
         else:
             features = compare(self.reference, window, alpha=self.policy.alpha, min_effect=self.policy.min_effect)
             for f in features:
@@ -169,6 +177,7 @@ class DriftMonitor:
                     for f in features
                     if f.kind is FeatureKind.CATEGORICAL and f.unseen_share > self.policy.unseen_share
                 ),
+                summary,
             )
         self.latest = report
         if self.on_report is not None:

@@ -398,6 +398,44 @@ class RuntimeMetrics:
             registry=reg,
             multiprocess_mode="livemax",
         )
+        self.drift_score_change = by_version(
+            "drift_score_change",
+            "1 when ADWIN saw the mean of the version's score change within the last prediction window, else 0.",
+        )
+        self.performance_drop = by_version(
+            "performance_drop",
+            "1 while a held-out figure of the version (ROC AUC, accuracy) dropped on its labelled feedback "
+            "(by at least the configured amount, significantly), else 0.",
+        )
+        self.performance_enough_labels = by_version(
+            "performance_enough_labels",
+            "1 when the version's labelled feedback in the window is enough to judge every figure, else 0.",
+        )
+        self.performance_figure = Gauge(
+            "performance_figure",
+            "A figure of the version (roc_auc, accuracy) on its labelled feedback (measured) and on held-out "
+            "data (held_out).",
+            ["pipeline", "version", "figure", "on"],
+            namespace=ns,
+            registry=reg,
+            multiprocess_mode="livemax",
+        )
+        self.performance_error_change = by_version(
+            "performance_error_change",
+            "1 when ADWIN saw the version's error rate change within the feedback window, else 0.",
+        )
+        self.performance_estimated_accuracy = by_version(
+            "performance_estimated_accuracy",
+            "The accuracy the version's calibrated scores promise over its last prediction window (no labels).",
+        )
+        self.performance_estimate_stderr = by_version(
+            "performance_estimate_stderr", "The standard error of ballast_performance_estimated_accuracy."
+        )
+        self.performance_estimate_unreliable = by_version(
+            "performance_estimate_unreliable",
+            "1 when the labelled accuracy and the calibrated estimate on the same rows are more than three "
+            "standard errors apart, else 0.",
+        )
         self.refused = Counter(
             "refused_total",
             "Requests the HTTP layer refused before the pipeline saw them, by route and reason.",

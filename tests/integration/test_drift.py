@@ -1,19 +1,24 @@
 """Drift on a real fraud server: stationary traffic leaves a decided window with nothing confirmed;
 traffic with amounts four times larger is confirmed within two windows on ``amount``, in
-``GET /v1/drift`` and in ``/metrics``; a request for the report with drift off is a 404."""
+``GET /v1/drift`` and in ``/metrics``; labelled feedback says "not enough labels", then the drop that
+10 % of flipped labels make; a request for the report with drift off is a 404."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from models import fraud
+from runtime.audit import AuditStore
 from services.cli import main
+from tests.integration.test_audit import KEY, wait_for_rows
 
 WINDOW = 200
 
@@ -91,3 +96,60 @@ def test_the_report_is_a_404_when_drift_is_off(serve: Callable[..., Any]) -> Non
         assert main(["--url", str(url), "drift"]) == 1
     assert answer.status_code == 404
     assert answer.json()["error"]["type"] == "not_found"
+
+
+def test_labelled_performance_says_not_enough_labels_then_the_drop_of_flipped_labels(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    env = {
+        "BALLAST_AUDIT_KEY": KEY,
+        "BALLAST_AUDIT_PATH": str(tmp_path / "audit.sqlite"),
+        "BALLAST_PERFORMANCE_MIN_LABELS": "300",
+        "BALLAST_PERFORMANCE_MIN_PER_CLASS": "10",
+    }
+    transactions, labels = fraud.generate(1400, seed=41)
+    flipped = labels.copy()
+    flip = np.random.default_rng(41).random(len(labels)) < 0.1
+    flipped[flip] = 1 - flipped[flip]
+    with serve("services.fraud:Fraud", **env) as url:
+        store = AuditStore(tmp_path / "audit.sqlite")
+        batches = []
+        for start in range(0, len(transactions), 25):  # 25 rows: small enough for the trail to keep the scores
+            answer = httpx.post(
+                f"{url}/score_batch", json={"transactions": transactions[start : start + 25]}, timeout=10
+            )
+            assert answer.status_code == 200, answer.text
+            batches.append((answer.headers["x-request-id"], start))
+        wait_for_rows(store, len(batches))
+
+        def label(chosen: list[tuple[str, int]], outcomes: np.ndarray) -> None:
+            sent = [{"request_id": rid, "label": [int(y) for y in outcomes[s : s + 25]]} for rid, s in chosen]
+            answer = httpx.post(f"{url}/v1/feedback", json={"labels": sent}, timeout=30)
+            assert answer.json()["accepted"] == len(chosen), answer.text
+
+        label(batches[:8], labels)  # 200 true labels: fewer than 300
+        [few] = httpx.get(f"{url}/v1/drift", timeout=10).json()["performance"]
+        before = httpx.get(f"{url}/metrics", timeout=10).text
+        label(batches[8:], flipped)  # 1,200 more, 10 % of them flipped
+        [dropped] = httpx.get(f"{url}/v1/drift", timeout=10).json()["performance"]
+        after = httpx.get(f"{url}/metrics", timeout=10).text
+    assert few["standing"] == "not_enough_labels"
+    assert few["labels"] == 200
+    assert {f["figure"]: f["observed"] for f in few["figures"]} == {"roc_auc": None, "accuracy": None}
+    assert gauge(before, "performance_drop") == 0
+    assert gauge(before, "performance_enough_labels") == 0
+    assert dropped["standing"] == "dropped"
+    assert dropped["labels"] == 1400
+    figures = {f["figure"]: f for f in dropped["figures"]}
+    assert figures["roc_auc"]["standing"] == "dropped"
+    assert figures["roc_auc"]["held_out"] - figures["roc_auc"]["observed"] >= 0.05
+    assert dropped["estimate_unreliable"] is True  # the scores no longer promise what the labels show
+    assert gauge(after, "performance_drop") == 1
+    assert gauge(after, "performance_enough_labels") == 1
+    assert re.search(r'^ballast_performance_figure\{figure="roc_auc",on="held_out",[^}]*\} 0\.8', after, re.M)
+
+
+def gauge(text: str, name: str) -> float:
+    found = re.search(rf'^ballast_{name}\{{pipeline="fraud",version="\w+"\}} (\S+)$', text, re.M)
+    assert found is not None, name
+    return float(found.group(1))
