@@ -64,6 +64,27 @@ def drift_summary(found: dict[str, Any]) -> str:
             )
         if r["unseen"]:
             lines.append(f"  unseen categories past their share: {', '.join(r['unseen'])}")
+        summary = r.get("summary") or {}
+        if "score_change" in summary:
+            changed = "CHANGED within the window" if summary["score_change"] else "no change"
+            lines.append(f"  score (ADWIN): mean {summary['score_mean']:.4f}, {changed}")
+        if "estimated_accuracy" in summary:
+            lines.append(
+                f"  accuracy its calibrated scores promise (no labels): {summary['estimated_accuracy']:.4f} "
+                f"+- {summary['estimate_stderr']:.4f}"
+            )
+    for p in found.get("performance", []):
+        lines.append(
+            f"\n{p['version']} performance on labelled feedback: {p['standing'].upper()}, {p['labels']} labels"
+        )
+        for f in p["figures"]:
+            measured = "not enough labels" if f["observed"] is None else f"{f['observed']:.4f} (p={f['p_value']:.3g})"
+            lines.append(f"  {f['figure']:<9} held-out {f['held_out']:.4f}, measured {measured}  {f['standing']}")
+        if p["error_change_at"] is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(p["error_change_at"]))
+            lines.append(f"  the error rate changed (ADWIN) at predictions of {when}")
+        if p["estimate_unreliable"]:
+            lines.append("  the calibrated estimate disagrees with the labels: it is unreliable")
     return "\n".join(lines)
 
 

@@ -99,7 +99,7 @@ def test_the_report_is_a_404_when_drift_is_off(serve: Callable[..., Any]) -> Non
 
 
 def test_labelled_performance_says_not_enough_labels_then_the_drop_of_flipped_labels(
-    serve: Callable[..., Any], tmp_path: Path
+    serve: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = {
         "BALLAST_AUDIT_KEY": KEY,
@@ -133,6 +133,10 @@ def test_labelled_performance_says_not_enough_labels_then_the_drop_of_flipped_la
         label(batches[8:], flipped)  # 1,200 more, 10 % of them flipped
         [dropped] = httpx.get(f"{url}/v1/drift", timeout=10).json()["performance"]
         after = httpx.get(f"{url}/metrics", timeout=10).text
+        assert main(["--url", str(url), "drift"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"performance on labelled feedback: DROPPED, 1400 labels$", printed, re.M)
+    assert re.search(r"^  roc_auc .* dropped$", printed, re.M)
     assert few["standing"] == "not_enough_labels"
     assert few["labels"] == 200
     assert {f["figure"]: f["observed"] for f in few["figures"]} == {"roc_auc": None, "accuracy": None}
