@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's package, started here on loopback) scrapes a real fraud server every
 second and evaluates deploy/prometheus/rules.yml: steady traffic leaves BallastDriftConfirmed
-quiet; traffic with amounts four times larger makes it fire, naming the feature, and the recording
-rules and /metrics agree on what Prometheus stored."""
+quiet; traffic with amounts four times larger makes it fire, naming the feature, and /metrics
+agrees with what Prometheus stored. Every query of the Grafana dashboard is then evaluated by the
+same Prometheus: each parses, and those of the panels that traffic feeds return series."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import httpx
 import yaml
 
 from models import fraud
+from tests.deploy.test_grafana import dashboard
 from tests.integration.conftest import free_port
 from tests.integration.test_drift import WINDOW, send
 
@@ -113,6 +115,11 @@ def test_the_drift_alert_fires_in_a_real_prometheus_under_shifted_traffic(
         )
         stored = query(prom, 'ballast_drift_confirmed{feature="amount", source="input"}')
         exported = httpx.get(f"{url}/metrics", timeout=10).text
+        panels = {
+            p["title"]: [len(query(prom, grafana(t["expr"]))) for t in p["targets"]]
+            for p in dashboard()["panels"]
+            if p["type"] != "row"
+        }
     assert quiet == []
     assert {a["labels"]["feature"] for a in fired} >= {"amount"}
     [amount] = [a for a in fired if a["labels"]["feature"] == "amount"]
@@ -125,3 +132,18 @@ def test_the_drift_alert_fires_in_a_real_prometheus_under_shifted_traffic(
     assert f'ballast_drift_confirmed{{feature="amount",pipeline="fraud",source="input",version="{version}"}} 1.0' in (
         exported
     )
+    fed = (
+        "Requests per second, by outcome",
+        "p50 / p95 / p99 latency",
+        "Rows per batch (p50, p95)",
+        "Distance over threshold, per feature",
+        "Confirmed drift, per feature",
+        "Score: change seen by ADWIN",
+        "Calibrated accuracy estimate (no labels), +- 2 standard errors",
+    )
+    assert [title for title in fed if not all(panels[title])] == []
+
+
+def grafana(expr: str) -> str:
+    """A dashboard query as Grafana sends it with every variable at "All"."""
+    return expr.replace("$pipeline", ".*").replace("$version", ".*").replace("$__rate_interval", "1m")
