@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost audit-drill clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost audit-drill drift-drill clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -93,6 +93,13 @@ drift-cost: install wrk hey models
 # store and databases.
 audit-drill: install
 	$(BIN)/python -m loadtests.audit_drill
+
+# A fraud server under locust load whose traffic moves from the usual context to another season,
+# back, and to another country mix: nothing confirmed while usual, each move confirmed on the
+# features it moved, the alarm in /metrics and GET /v1/drift (loadtests/drift_drill.py; about 2
+# minutes). Result in docs/operations/results/drift-drill.md.
+drift-drill: install models
+	$(BIN)/python -m loadtests.drift_drill
 
 # wrk drives the HTTP benchmarks (Debian package; this installs it as root when missing).
 wrk:

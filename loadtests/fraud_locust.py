@@ -61,6 +61,26 @@ class RolloutDrillClient(FastHttpUser):
                 r.failure(f"{r.status_code}: {r.text[:200]}")
 
 
+class DriftDrillClient(FastHttpUser):
+    """Valid single transactions at a steady rate, drawn in the context that
+    ``BALLAST_DRIFT_DRILL_CONTEXT`` names (a key of ``models.fraud.CONTEXTS``; default ``usual``),
+    for the drift drill (loadtests/drift_drill.py). Any status but 200 is a failure."""
+
+    wait_time = constant_throughput(10)
+    drawn_in = os.environ.get("BALLAST_DRIFT_DRILL_CONTEXT", "usual")
+    transactions = fraud_transactions(seed=4321, context=drawn_in)
+
+    def on_start(self) -> None:
+        self.rng = random.Random()
+
+    @task
+    def score(self) -> None:
+        body = self.rng.choice(self.transactions)
+        with self.client.post("/score", json=body, name=f"/score [{self.drawn_in}]", catch_response=True) as r:
+            if r.status_code != 200:
+                r.failure(f"{r.status_code}: {r.text[:200]}")
+
+
 class AuditDrillClient(FastHttpUser):
     """Single transactions, batches of 16 and a few invalid transactions at a steady rate, for the
     audit drill (loadtests/audit_drill.py): every answer is written down, one line each (status, path,

@@ -13,8 +13,9 @@ from typing import Any
 from models import fraud
 
 
-def fraud_transactions(n: int = 2000, seed: int = 1234) -> list[dict[str, Any]]:
-    records, _ = fraud.generate(n, seed=seed)
+def fraud_transactions(n: int = 2000, seed: int = 1234, context: str = "usual") -> list[dict[str, Any]]:
+    """``n`` transactions drawn in ``context`` (a key of ``models.fraud.CONTEXTS``)."""
+    records, _ = fraud.generate(n, seed=seed, context=fraud.CONTEXTS[context])
     return records
 
 

@@ -12,6 +12,7 @@ hidden process, only its labels.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
@@ -109,15 +110,42 @@ RULES = (
 """Consistency rules a valid request must satisfy (layer 3 of validation)."""
 
 
-def generate(n: int, seed: int = 7) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """``n`` transactions as request records, and their fraud labels (0/1)."""
+@dataclass(frozen=True)
+class Context:
+    """Where and when transactions happen: the mix the generator draws from. The models learn the
+    usual one; the others are the traffic a deployed model meets later (drift drills)."""
+
+    merchants: tuple[float, ...] = (0.3, 0.15, 0.2, 0.08, 0.05, 0.1, 0.02, 0.1)
+    """Shares of :data:`MERCHANTS`."""
+    currencies: tuple[float, ...] = (0.55, 0.2, 0.12, 0.08, 0.05)
+    """Shares of :data:`CURRENCIES`."""
+    amount_scale: float = 1.0
+    """Every ticket times this."""
+    hour_mean: float = 14.0
+    abroad: float = 0.08
+    """Share of transactions whose card country differs from the merchant's."""
+
+
+CONTEXTS = {
+    "usual": Context(),
+    "holidays": Context(merchants=(0.24, 0.12, 0.22, 0.06, 0.12, 0.12, 0.04, 0.08), amount_scale=1.3, hour_mean=16.0),
+    "abroad": Context(currencies=(0.3, 0.4, 0.1, 0.1, 0.1), abroad=0.25),
+}
+"""``usual``: what the models were trained on. ``holidays``, another season: more travel and
+jewellery, tickets 30 % larger, later hours. ``abroad``, another country mix: dollars before euros,
+three times as many cards from another country (so longer distances)."""
+
+
+def generate(n: int, seed: int = 7, context: Context = CONTEXTS["usual"]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """``n`` transactions as request records, and their fraud labels (0/1), drawn in ``context``
+    (the usual one: the training data's)."""
     rng = np.random.default_rng(seed)
-    merchant = rng.choice(MERCHANTS, size=n, p=[0.3, 0.15, 0.2, 0.08, 0.05, 0.1, 0.02, 0.1])
-    currency = rng.choice(CURRENCIES, size=n, p=[0.55, 0.2, 0.12, 0.08, 0.05])
-    ticket = np.array([_TICKET[m] for m in merchant])
+    merchant = rng.choice(MERCHANTS, size=n, p=list(context.merchants))
+    currency = rng.choice(CURRENCIES, size=n, p=list(context.currencies))
+    ticket = np.array([_TICKET[m] for m in merchant]) * context.amount_scale
     amount = np.round(ticket * rng.lognormal(0.0, 0.8, size=n), 2).clip(0.01, 50_000)
-    hour = (rng.normal(14, 4.5, size=n).round().astype(int)) % 24
-    country_mismatch = rng.random(n) < 0.08
+    hour = (rng.normal(context.hour_mean, 4.5, size=n).round().astype(int)) % 24
+    country_mismatch = rng.random(n) < context.abroad
     card_age = rng.gamma(2.0, 400, size=n).astype(int).clip(0, 20_000)
     device_change = rng.random(n) < 0.06
     txn_24h = rng.poisson(3, size=n)

@@ -107,7 +107,9 @@ def input_features(declaration: Declaration, columns: int) -> list[Feature]:
     categorical), a tensor service's columns numbered."""
     if declaration.kind == "records" and declaration.request is not None:
         found = [
-            Feature(c.name, FeatureKind.CATEGORICAL if c.kind in ("category", "boolean") else FeatureKind.NUMERIC)
+            Feature(c.name, FeatureKind.NUMERIC)
+            if c.kind not in ("category", "boolean")
+            else Feature(c.name, FeatureKind.CATEGORICAL, c.categories or ("false", "true"))
             for c in columns_of(declaration.request)
         ]
         if len(found) == columns:

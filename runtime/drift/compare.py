@@ -93,7 +93,7 @@ def _test(reference: Reference, index: int, values: np.ndarray) -> tuple[str, fl
     p = _chi2_p(np.vstack([theirs * reference.rows, ours * len(values)]))
     growth = ours - theirs
     top = int(np.argmax(growth))
-    direction = "unseen" if top == len(categories) else f"{categories[top]:g}"
+    direction = "unseen" if top == len(categories) else reference.features[index].label(float(categories[top]))
     return "chi2", p, js_distance(ours, theirs), direction, float(growth[top]), float(ours[-1])
 
 

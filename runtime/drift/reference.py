@@ -29,6 +29,13 @@ class FeatureKind(StrEnum):
 class Feature:
     name: str
     kind: FeatureKind
+    labels: tuple[str, ...] = ()
+    """Categorical: the name of each code (code 0 first), for reports; empty: codes are shown."""
+
+    def label(self, code: float) -> str:
+        """What a report calls category ``code``."""
+        index = int(code)
+        return self.labels[index] if index == code and 0 <= index < len(self.labels) else f"{code:g}"
 
 
 def ecdf_gap(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:

@@ -95,3 +95,12 @@ def test_the_one_pass_statistics_equal_scipys(seed: int) -> None:
         assert area == pytest.approx(wasserstein_distance(x, y), rel=1e-9)
     table = np.array([[400.0, 300.0, 200.0, 100.0], [380.0, 330.0, 150.0, 140.0]])
     assert _chi2_p(table) == pytest.approx(chi2_contingency(table, correction=False).pvalue, rel=1e-9)
+
+
+def test_a_category_is_reported_by_its_name_when_the_feature_names_its_codes() -> None:
+    rng = np.random.default_rng(9)
+    named = (FEATURES[0], Feature("colour", FeatureKind.CATEGORICAL, ("red", "green", "blue")))
+    reference = Reference(sample(rng, 3000), named)
+    [_, colour] = compare(reference, sample(rng, 1000, shares=(0.3, 0.3, 0.4)))
+    assert colour.direction == "blue"
+    assert named[1].label(7.0) == "7"  # a code without a name
