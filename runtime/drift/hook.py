@@ -42,14 +42,10 @@ def prediction_rows(
     return np.column_stack([outputs[name] if c is None else outputs[name][:, c] for name, c, _ in columns])
 
 
-def _blocks(columns: Sequence[tuple[str, int | None, Feature]]) -> list[tuple[int, str]]:
-    """Where each watched output starts among the columns: ``(first column, output)``; every
-    output's columns are watched whole and side by side (see :func:`prediction_features`)."""
-    blocks: list[tuple[int, str]] = []
-    for index, (name, _, _) in enumerate(columns):
-        if not blocks or blocks[-1][1] != name:
-            blocks.append((index, name))
-    return blocks
+def _outputs(columns: Sequence[tuple[str, int | None, Feature]]) -> tuple[str, ...]:
+    """The watched outputs in column order: every output's columns are watched whole and side by
+    side (see :func:`prediction_features`)."""
+    return tuple(dict.fromkeys(name for name, _, _ in columns))
 
 
 class DriftHook:
@@ -68,7 +64,7 @@ class DriftHook:
         self.primary = primary
         self.predictions = predictions
         self.columns = tuple(columns)
-        self._blocks = _blocks(self.columns)
+        self._outputs = _outputs(self.columns)
 
     def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
         if outcome not in (Outcome.SUCCESS, Outcome.FALLBACK) or record.inputs is None:
@@ -77,7 +73,7 @@ class DriftHook:
             self.inputs.add(record.inputs[self.input_name])
         if self.predictions is not None and record.outputs is not None and record.served_by == self.primary:
             outputs = record.outputs
-            self.predictions.add_columns([(first, outputs[name]) for first, name in self._blocks], record.rows)
+            self.predictions.add_columns(tuple([outputs[name] for name in self._outputs]), record.rows)
 
     def close(self) -> None:
         for monitor in (self.inputs, self.predictions):

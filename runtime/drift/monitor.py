@@ -100,7 +100,9 @@ class DriftMonitor:
         self._submit = submit
         self.on_report = on_report
         self.summarise = summarise
-        self._buffer = np.empty((self.policy.window_rows, len(reference.features)), dtype=np.float64)
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        """The open window's requests, as they came: each a tuple of arrays side by side (copied into
+        one window when it closes, in the judging thread)."""
         self._filled = 0
         self._closes_at = clock() + self.policy.window_s
         self._streaks = dict.fromkeys((f.name for f in reference.features), 0)
@@ -110,40 +112,33 @@ class DriftMonitor:
 
     def add(self, rows: np.ndarray) -> None:
         """The rows (rows x features) a request was answered for (from the event loop's thread)."""
-        n, filled = len(rows), self._filled
-        if filled + n < self.policy.window_rows:  # the common case: it fits, the window stays open
-            self._buffer[filled : filled + n] = rows
-            self._filled = filled + n
-        else:
-            self._spanning(rows)
-        if self._clock() >= self._closes_at:
+        self.add_columns((rows,), len(rows))
+
+    def add_columns(self, arrays: tuple[np.ndarray, ...], n: int) -> None:
+        """``n`` rows given as arrays of columns side by side, each of ``n`` rows (1-D for one column):
+        a request's outputs, without stacking them. The window keeps the arrays, never copies them
+        here (a request's arrays are never written after it is answered): a list append per request."""
+        self._parts.append(arrays)
+        self._filled += n
+        if self._filled >= self.policy.window_rows:
+            self._spill()
+        elif self._clock() >= self._closes_at:
             self._close()
 
-    def add_columns(self, blocks: Sequence[tuple[int, np.ndarray]], n: int) -> None:
-        """``n`` rows given as blocks of columns: ``(first column, array of n rows)``, 1-D for one
-        column (a request's outputs, without stacking them first)."""
-        filled = self._filled
-        if filled + n >= self.policy.window_rows:
-            self.add(np.column_stack([array for _, array in blocks]))
-            return
-        for first, array in blocks:
-            if array.ndim == 1:
-                self._buffer[filled : filled + n, first] = array
-            else:
-                self._buffer[filled : filled + n, first : first + array.shape[1]] = array
-        self._filled = filled + n
-        if self._clock() >= self._closes_at:
+    def _spill(self) -> None:
+        """Close full windows; rows beyond the last one open the next."""
+        size = self.policy.window_rows
+        while self._filled >= size:
+            excess = self._filled - size
+            carried: list[tuple[np.ndarray, ...]] = []
+            if excess:
+                last = self._parts[-1]
+                keep = len(last[0]) - excess
+                self._parts[-1] = tuple(a[:keep] for a in last)
+                carried.append(tuple(a[keep:] for a in last))
+            self._filled -= excess
             self._close()
-
-    def _spanning(self, rows: np.ndarray) -> None:
-        start = 0
-        while start < len(rows):
-            taken = rows[start : start + self.policy.window_rows - self._filled]
-            self._buffer[self._filled : self._filled + len(taken)] = taken
-            self._filled += len(taken)
-            start += len(taken)
-            if self._filled == self.policy.window_rows:
-                self._close()
+            self._parts, self._filled = carried, excess
 
     def tick(self) -> None:
         """Close the window if its time is up (for a service that receives no request; from the
@@ -152,10 +147,10 @@ class DriftMonitor:
             self._close()
 
     def _close(self) -> None:
-        window, closed_at = self._buffer[: self._filled].copy(), self._clock()
-        self._filled, self._closes_at = 0, closed_at + self.policy.window_s
+        parts, closed_at = self._parts, self._clock()
+        self._parts, self._filled, self._closes_at = [], 0, closed_at + self.policy.window_s
         self.windows += 1
-        self._submit(lambda: self._judge(window, closed_at))
+        self._submit(lambda: self._judge(_stacked(parts, len(self.reference.features)), closed_at))
 
     def _judge(self, window: np.ndarray, closed_at: float) -> None:
         summary = dict(self.summarise(window)) if self.summarise is not None and len(window) else {}
@@ -186,3 +181,12 @@ class DriftMonitor:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+
+
+def _stacked(parts: Sequence[tuple[np.ndarray, ...]], columns: int) -> np.ndarray:
+    """One window (rows x ``columns``, float64) from the requests' arrays side by side."""
+    if not parts:
+        return np.empty((0, columns))
+    blocks = [np.concatenate([part[i] for part in parts]) for i in range(len(parts[0]))]
+    window = np.column_stack(blocks) if len(blocks) > 1 or blocks[0].ndim == 1 else blocks[0]
+    return np.asarray(window, dtype=np.float64)

@@ -179,7 +179,7 @@ def test_the_policy_checks_its_values() -> None:
         DriftPolicy(alpha=0)
 
 
-def test_outputs_given_as_blocks_of_columns_fill_the_window_as_stacked_rows() -> None:
+def test_outputs_given_as_arrays_side_by_side_fill_the_window_as_stacked_rows() -> None:
     rng = np.random.default_rng(4)
     features = (
         Feature("label", FeatureKind.CATEGORICAL),
@@ -198,8 +198,13 @@ def test_outputs_given_as_blocks_of_columns_fill_the_window_as_stacked_rows() ->
 
     policy = DriftPolicy(window_rows=1000, min_rows=500)
     watcher = Kept(Reference(sample, features), policy, submit=lambda judge: judge())
-    for start in range(0, 2500, 7):  # requests of 7 rows: some span two windows
-        stop = min(start + 7, 2500)
-        watcher.add_columns([(0, label[start:stop]), (1, probabilities[start:stop])], stop - start)
-    assert [len(w) for w in windows] == [1000, 1000]
-    np.testing.assert_array_equal(np.vstack(windows), np.column_stack([label, probabilities])[:2000])
+    for start in range(0, 2300, 7):  # requests of 7 rows: some span two windows
+        stop = min(start + 7, 2300)
+        watcher.add_columns((label[start:stop], probabilities[start:stop]), stop - start)
+    watcher.add_columns((label[2300:], probabilities[2300:]), 200)  # ends a window, starts the next
+    watcher.add_columns((label[:2200], probabilities[:2200]), 2200)  # ends one window, fills one, opens one
+    assert [len(w) for w in windows] == [1000, 1000, 1000, 1000]
+    stacked = np.column_stack([label, probabilities])
+    np.testing.assert_array_equal(np.vstack(windows), np.vstack([stacked, stacked])[:4000])
+    assert watcher._filled == 700  # the rest waits in the open window
+    assert all(w.dtype == np.float64 for w in windows)
