@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,6 +53,10 @@ class Prediction:
     """The validated inputs it answered (a shadow runs them again on a candidate)."""
 
 
+class Closing(Protocol):
+    def close(self) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -67,6 +71,7 @@ class Pipeline:
         metrics: RuntimeMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         cache: ResultCache | None = None,
+        closing: Sequence[Closing] = (),
     ) -> None:
         self.name = name
         self.validator = validator
@@ -83,6 +88,8 @@ class Pipeline:
         self._clock = clock
         self.cache = cache
         """The deployment's result cache (``None``: off)."""
+        self.closing = tuple(closing)
+        """What was made for this pipeline alone (its version's drift hook), closed after it drains."""
         self.ready = False
         self._artifacts = {stage.model.name: stage.model.sha256 for stage in chain.stages}
         """Each model's file hash, by name, for the request's record."""
@@ -104,6 +111,7 @@ class Pipeline:
         metrics: RuntimeMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         cache: ResultCache | None = None,
+        closing: Sequence[Closing] = (),
     ) -> Pipeline:
         """Compose a pipeline: ``models[0]`` is the primary, the rest fallbacks in order, each run as
         its ``stages`` entry says (by default ``settings.stage(model.name)``). A model whose batch
@@ -158,6 +166,7 @@ class Pipeline:
             metrics=metrics,
             clock=clock,
             cache=cache,
+            closing=closing,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -204,6 +213,8 @@ class Pipeline:
         for stage in self.chain.stages:
             await stage.batcher.close(drain=True)
             stage.model.close()
+        for resource in self.closing:
+            await asyncio.to_thread(resource.close)
         if self.metrics is not None:
             self.metrics.buffer.flush()
 

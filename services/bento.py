@@ -233,12 +233,14 @@ class ServedService:
             if runtime.drift_enabled
             else None
         )
+        self._drift_ticker: asyncio.Task[None] | None = None
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
         d, settings = self.declaration, self.settings
         tags = [f"{d.primary.model}:{version}", *(stage.tag for stage in d.models[1:])]
         models, stages = [], []
+        drift: DriftHook | None = None
         try:
             for index, (stage, tag) in enumerate(zip(d.models, tags, strict=True)):
                 found = stored(tag)
@@ -274,6 +276,7 @@ class ServedService:
                     ttl_s=runtime.cache_ttl_s,
                     observer=metrics.cache_observer(d.name, models[0].version) if metrics else None,
                 )
+            drift = self.drift_hook(models[0].version, found_primary, models[0])
             return Pipeline.build(
                 d.name,
                 models=models,
@@ -285,15 +288,14 @@ class ServedService:
                 fallback_rules=d.rule_stage(),
                 examples=[d.request_example(models[0].signature, learned)],
                 cache=cache,
-                hooks=[
-                    hook
-                    for hook in (self.audit_hook, self.drift_hook(models[0].version, found_primary, models[0]))
-                    if hook
-                ],
+                hooks=[hook for hook in (self.audit_hook, drift) if hook],
+                closing=[drift] if drift else [],
             )
         except BaseException:
             for model in models:
                 model.close()
+            if drift is not None:
+                drift.close()
             raise
 
     def drift_hook(self, version: str, stored_model: Any, primary: OnnxModel) -> DriftHook | None:
@@ -324,10 +326,28 @@ class ServedService:
         """Deploy the production version (the declared one the first time; then what the lifecycle
         database says), resume a rollout in progress; /readyz turns 200 after this."""
         await self.lifecycle.start()
+        if self.drift is not None:
+            self._drift_ticker = asyncio.get_running_loop().create_task(
+                self._tick_drift(self.drift, self.settings.runtime.drift_window_s), name="ballast-drift-tick"
+            )
+
+    @staticmethod
+    async def _tick_drift(drift: DriftWatch, window_s: float) -> None:
+        """Close drift windows whose time is up even when no request comes (a request closes them
+        too): every twentieth of the window's time, between 1 s and a minute."""
+        period = min(60.0, max(1.0, window_s / 20))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                drift.tick()
+            except Exception:
+                log.exception("drift: closing windows by time failed")
 
     @bentoml.on_shutdown
     async def stop(self) -> None:
         """Finish admitted requests, then release the models; flush the audit trail."""
+        if self._drift_ticker is not None:
+            self._drift_ticker.cancel()
         await self.lifecycle.close()
         if self.drift is not None:
             await asyncio.to_thread(self.drift.close)

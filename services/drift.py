@@ -176,7 +176,8 @@ class DriftWatch:
         """Per watched version, its held-out figures (those performance is judged on)."""
         self.calibrations: dict[str, Calibration | None] = {}
         self.performance: dict[str, PerformanceReport] = {}
-        self._hooks: list[DriftHook] = []
+        self._hooks: dict[str, list[DriftHook]] = {}
+        """Per version, its live hooks (one per pipeline that serves it)."""
         self._lock = threading.Lock()
 
     def hook(
@@ -190,10 +191,6 @@ class DriftWatch:
         """A drift hook for ``version``, whose primary model is ``primary`` and reference sample is
         at ``sample_path``; ``None`` (logged) when there is nothing to watch. ``metadata``: the
         version's, from the store (its held-out ``metrics`` and ``calibration``)."""
-        metadata = metadata or {}
-        figures = metadata.get("metrics") or {}
-        self.held_out[version] = {k: float(figures[k]) for k in FIGURES if k in figures}
-        self.calibrations[version] = Calibration.of(metadata.get("calibration"))
         if not sample_path.is_file():
             log.warning(
                 "%s %s: no reference sample (%s): drift is not watched", self.service, version, sample_path.name
@@ -205,19 +202,60 @@ class DriftWatch:
             log.warning("%s %s: drift watches one 2-D input with a sample of 100 rows or more", self.service, version)
             return None
         name = specs[0].name
+        metadata = metadata or {}
+        figures = metadata.get("metrics") or {}
+        calibration = Calibration.of(metadata.get("calibration"))
         inputs = self._monitor(version, INPUT, Reference(sample, input_features(declaration, sample.shape[1])))
-        outputs = primary.run({name: sample.astype(np.float32)}, inject=False)
-        columns = prediction_features(outputs)
-        predictions = None
-        if columns:
-            reference = Reference(prediction_rows(outputs, columns), [f for _, _, f in columns])
-            score = score_column(columns)
-            summarise = None if score is None else prediction_summary(score, self.calibrations[version])
-            predictions = self._monitor(version, PREDICTION, reference, summarise)
+        columns, predictions = self._predictions(version, primary, name, sample, calibration)
         found = DriftHook(name, inputs, primary.name, predictions, columns)
+        found.on_close = lambda: self._forget(version, found)
         with self._lock:
-            self._hooks.append(found)
+            self._hooks.setdefault(version, []).append(found)
+            self.held_out[version] = {k: float(figures[k]) for k in FIGURES if k in figures}
+            self.calibrations[version] = calibration
         return found
+
+    def _predictions(
+        self, version: str, primary: OnnxModel, name: str, sample: np.ndarray, calibration: Calibration | None
+    ) -> tuple[list[tuple[str, int | None, Feature]], DriftMonitor | None]:
+        """The watched output columns and their monitor, from the primary's answers on the reference
+        sample; none (logged: the inputs are still watched) when it cannot answer them all."""
+        try:
+            outputs = primary.run({name: sample.astype(np.float32)}, inject=False)
+            columns = prediction_features(outputs)
+            if not columns:
+                return [], None
+            rows = prediction_rows(outputs, columns)
+            if not np.isfinite(rows).all():
+                raise ValueError("outputs that are not finite numbers")
+        except Exception as exc:
+            log.warning("%s %s: predictions are not watched: on the reference sample, %s", self.service, version, exc)
+            return [], None
+        reference = Reference(rows, [f for _, _, f in columns])
+        score = score_column(columns)
+        summarise = None if score is None else prediction_summary(score, calibration)
+        return columns, self._monitor(version, PREDICTION, reference, summarise)
+
+    def _forget(self, version: str, hook: DriftHook) -> None:
+        """A version's hook closed; with its last one, the version's reports go too."""
+        with self._lock:
+            hooks = self._hooks.get(version, [])
+            if hook in hooks:
+                hooks.remove(hook)
+            if hooks:
+                return
+            self._hooks.pop(version, None)
+            for found in (self.held_out, self.calibrations, self.performance):
+                found.pop(version, None)
+            for key in [key for key in self.latest if key[0] == version]:
+                del self.latest[key]
+
+    def tick(self) -> None:
+        """Close the windows whose time is up, traffic or not (from the event loop's thread)."""
+        with self._lock:
+            hooks = [hook for found in self._hooks.values() for hook in found]
+        for hook in hooks:
+            hook.tick()
 
     def _monitor(
         self, version: str, source: str, reference: Reference, summarise: Summarise | None = None
@@ -305,7 +343,7 @@ class DriftWatch:
 
     def close(self) -> None:
         with self._lock:
-            hooks, self._hooks = self._hooks, []
+            hooks = [hook for found in self._hooks.values() for hook in found]
         for hook in hooks:
             hook.close()
 

@@ -9,7 +9,7 @@ reference of the predictions is the primary model's outputs on the input referen
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,6 +65,8 @@ class DriftHook:
         self.predictions = predictions
         self.columns = tuple(columns)
         self._outputs = _outputs(self.columns)
+        self.on_close: Callable[[], None] | None = None
+        """Told once the hook is closed (its version's pipeline closed)."""
 
     def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
         if outcome not in (Outcome.SUCCESS, Outcome.FALLBACK) or record.inputs is None:
@@ -75,7 +77,15 @@ class DriftHook:
             outputs = record.outputs
             self.predictions.add_columns(tuple([outputs[name] for name in self._outputs]), record.rows)
 
+    def tick(self) -> None:
+        """Close a window whose time is up though no request came (from the event loop's thread)."""
+        for monitor in (self.inputs, self.predictions):
+            if monitor is not None:
+                monitor.tick()
+
     def close(self) -> None:
         for monitor in (self.inputs, self.predictions):
             if monitor is not None:
                 monitor.close()
+        if self.on_close is not None:
+            self.on_close()

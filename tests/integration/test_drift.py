@@ -5,7 +5,10 @@ traffic with amounts four times larger is confirmed within two windows on ``amou
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,7 @@ from models import fraud
 from runtime.audit import AuditStore
 from services.cli import main
 from tests.integration.test_audit import KEY, wait_for_rows
+from tests.integration.test_rollouts import pinned
 
 WINDOW = 200
 
@@ -98,10 +102,25 @@ def test_the_report_is_a_404_when_drift_is_off(serve: Callable[..., Any]) -> Non
     assert answer.json()["error"]["type"] == "not_found"
 
 
+@pytest.fixture(scope="module")
+def primary(bentoml_home: Path) -> str:
+    """The newest fraud-gbt version that the build made as the primary (with held-out figures);
+    other tests store versions without them."""
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
+    script = (
+        "import bentoml\n"
+        "built = [m for m in bentoml.models.list('fraud-gbt') if m.info.metadata.get('role') == 'primary']\n"
+        "print(max(built, key=lambda m: m.info.creation_time).tag.version)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_labelled_performance_says_not_enough_labels_then_the_drop_of_flipped_labels(
-    serve: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    serve: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], primary: str
 ) -> None:
     env = {
+        **pinned(tmp_path / "lifecycle.sqlite", primary),
         "BALLAST_AUDIT_KEY": KEY,
         "BALLAST_AUDIT_PATH": str(tmp_path / "audit.sqlite"),
         "BALLAST_PERFORMANCE_MIN_LABELS": "300",
@@ -157,3 +176,23 @@ def gauge(text: str, name: str) -> float:
     found = re.search(rf'^ballast_{name}\{{pipeline="fraud",version="\w+"\}} (\S+)$', text, re.M)
     assert found is not None, name
     return float(found.group(1))
+
+
+def test_a_window_closes_by_time_with_no_request_after_it(serve: Callable[..., Any]) -> None:
+    env = {"BALLAST_DRIFT_WINDOW_ROWS": "1000", "BALLAST_DRIFT_MIN_ROWS": "50", "BALLAST_DRIFT_WINDOW_S": "2"}
+    with serve("services.fraud:Fraud", **env) as url:
+        time.sleep(2.5)  # the first (empty) window closes by time
+        # one request: its rows land in one window whenever the window opened
+        answer = httpx.post(f"{url}/score_batch", json={"transactions": fraud.generate(60, seed=7)[0]}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        sent = time.monotonic()
+        deadline = sent + 15
+        found: list[dict[str, Any]] = []
+        while not found and time.monotonic() < deadline:  # no request from here on
+            time.sleep(0.2)
+            found = [r for r in httpx.get(f"{url}/v1/drift", timeout=10).json()["reports"] if r["source"] == "input"]
+            found = [r for r in found if r["rows"] == 60]
+        waited = time.monotonic() - sent
+    assert found, "no window of the 60 rows closed without traffic"
+    assert found[0]["decided"] is True
+    assert waited < 5  # the window's 2 s, and the tick's 1 s

@@ -39,14 +39,17 @@ TRANSACTIONS = fraud.generate(400, seed=17)[0]
 @pytest.fixture(scope="module")
 def versions(bentoml_home: Path) -> tuple[str, str]:
     """(production, candidate): fraud-gbt's version, and a second version stored after it holding the
-    same model file, so as good as production."""
+    same model file and reference files (not its held-out metrics), so as good as production; as
+    the newest version, it is what later tests' servers deploy, drift watched."""
     env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
     script = (
         "import bentoml, sys\n"
         "from models.store import store_onnx\n"
         "model = bentoml.models.get('fraud-gbt:latest')\n"
         "print(model.tag.version)\n"
-        "print(store_onnx('fraud-gbt', open(model.path_of('model.onnx'), 'rb').read(), metadata={'drill': 'copy'}))\n"
+        "files = {f: open(model.path_of(f), 'rb').read() for f in ('reference.json', 'reference_sample.npy')}\n"
+        "onnx = open(model.path_of('model.onnx'), 'rb').read()\n"
+        "print(store_onnx('fraud-gbt', onnx, metadata={'drill': 'copy'}, files=files))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     production, tag = out.stdout.strip().splitlines()[-2:]

@@ -253,3 +253,34 @@ async def test_a_stage_with_small_batches_computes_a_larger_request_in_parts(
     }
     assert sizes["4.0"] - sizes["2.0"] == 3  # batches of 3, 3, 3 (and the warm-up's) ...
     assert sizes["1.0"] >= 1  # ... and 1
+
+
+async def test_what_was_made_for_the_pipeline_is_closed_after_its_requests_drain(
+    load_model: Callable[..., OnnxModel], metrics: RuntimeMetrics
+) -> None:
+    model = load_model("affine", name="primary", version="1")
+    events: list[str] = []
+
+    class Owned:
+        def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
+            events.append("request")
+
+        def close(self) -> None:
+            events.append("closed")
+
+    owned = Owned()
+    pipeline = Pipeline.build(
+        "test",
+        models=[model],
+        schema=TensorSchema(model.signature, max_rows=16),
+        settings=Settings(warmup_runs=0),
+        hooks=[owned],
+        closing=[owned],
+        metrics=metrics,
+    )
+    await pipeline.start()
+    answer = asyncio.create_task(pipeline.predict({"x": np.ones((1, 4), np.float32)}))
+    await asyncio.sleep(0)
+    await pipeline.close()
+    await answer
+    assert events == ["request", "closed"]
