@@ -1,0 +1,305 @@
+"""Tensors of the Open Inference Protocol (KServe's V2 inference protocol, with Triton's binary
+tensor extension): an inference request's inputs decoded and checked against the model's
+signature, and a response's outputs encoded.
+
+A request body is JSON, or JSON followed by binary tensors when the ``Inference-Header-Content-Length``
+header says where the JSON ends. Each input gives a name, a datatype, a shape and its elements,
+either as ``data`` (a flat or nested JSON array) or, with ``parameters.binary_data_size``, as that
+many bytes of the binary part (little-endian, row-major, in the order of the inputs). Nothing is
+reshaped or converted to fit: the checks, in this order, each a 400 naming the input and the rule:
+
+    structure     the JSON's fields and types (pydantic), at most ``MAX_INPUTS`` inputs
+    name          an input the model has, once; every input the model has
+    datatype      the model's own (FP16 only in binary: JSON has no half floats); BYTES is not served
+    shape         the model's rank, its fixed dimensions, one batch size across inputs, 1 to max_rows rows
+    elements      as many as the shape says (before any reshape): JSON elements of the datatype's
+                  kind (booleans for BOOL, integers for integer types) and within its range;
+                  binary sizes that add up to the binary part exactly
+
+A response lists each output (all of them, or those asked for) as JSON ``data`` or, when asked
+(``parameters.binary_data`` on the output, or ``binary_data_output`` on the request), as binary
+after the JSON, with ``parameters.binary_data_size``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from runtime import ModelSignature
+from runtime.core.codes import Layer, Rule
+from runtime.core.errors import FieldError, ValidationFailed
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+]
+DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+"""The protocol's numeric datatypes and their little-endian NumPy dtypes (BYTES has none)."""
+DATATYPES: dict[np.dtype[Any], str] = {dtype.newbyteorder("="): name for name, dtype in DTYPES.items()}
+"""A model's dtype to the protocol's datatype."""
+MAX_INPUTS = 64
+MAX_RANK = 8
+HEADER = "inference-header-content-length"
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The protocol's datatype of a model's tensor dtype (``BYTES`` for strings)."""
+    return DATATYPES.get(dtype.newbyteorder("="), "BYTES")
+
+
+class TensorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1, max_length=256)
+    shape: list[Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]] = Field(max_length=MAX_RANK)
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class OutputIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1, max_length=256)
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr | None = Field(None, max_length=256)
+    parameters: dict[str, Any] | None = None
+    inputs: list[TensorIn] = Field(min_length=1, max_length=MAX_INPUTS)
+    outputs: list[OutputIn] | None = Field(None, max_length=MAX_INPUTS)
+
+
+@dataclass(frozen=True, slots=True)
+class InferRequest:
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    rows: int
+    outputs: tuple[str, ...] | None
+    """The outputs asked for, in order (``None``: all of them)."""
+    binary: frozenset[str]
+    """Outputs to send as binary."""
+    all_binary: bool
+    """``binary_data_output``: every output as binary unless it says otherwise."""
+
+
+def _fail(path: str, rule: Rule, message: str, value: Any = None) -> ValidationFailed:
+    return ValidationFailed([FieldError(path, rule, message, value)], Layer.SCHEMA)
+
+
+def _flag(parameters: Mapping[str, Any] | None, name: str, path: str) -> bool | None:
+    if not parameters or name not in parameters:
+        return None
+    value = parameters[name]
+    if not isinstance(value, bool):
+        raise _fail(f"{path}.parameters.{name}", Rule.TYPE, "must be true or false", value)
+    return value
+
+
+def _size(parameters: Mapping[str, Any] | None, path: str) -> int | None:
+    if not parameters or "binary_data_size" not in parameters:
+        return None
+    value = parameters["binary_data_size"]
+    if type(value) is not int or value < 0:
+        raise _fail(f"{path}.parameters.binary_data_size", Rule.TYPE, "must be an integer >= 0", value)
+    return value
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+    """The JSON part and the binary part of a body, by the ``Inference-Header-Content-Length`` header."""
+    if header_length is None:
+        return body, memoryview(b"")
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise _fail(
+            "Inference-Header-Content-Length",
+            Rule.SHAPE,
+            f"must be a length within the body ({len(body)} bytes)",
+            header_length[:32],
+        )
+    length = int(header_length)
+    return body[:length], memoryview(body)[length:]
+
+
+def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
+    """An inference request for a model of ``signature``, checked as the module says."""
+    text, binary = split_body(body, header_length)
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _fail("body", Rule.TYPE, f"not JSON: {exc}") from None
+    try:
+        request = InferRequestIn.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            FieldError(".".join(str(p) for p in e["loc"]) or "body", Rule.TYPE, e["msg"], None)
+            for e in exc.errors(include_url=False)[:20]
+        ]
+        raise ValidationFailed(errors, Layer.SCHEMA) from None
+    wanted = {spec.name: spec for spec in signature.inputs}
+    given = [t.name for t in request.inputs]
+    for index, name in enumerate(given):
+        if name not in wanted:
+            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no input {name!r}", name)
+        if given.index(name) != index:
+            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"input {name!r} given twice", name)
+    for name in wanted:
+        if name not in given:
+            raise _fail("inputs", Rule.REQUIRED, f"the model's input {name!r} is missing", name)
+    arrays: dict[str, np.ndarray] = {}
+    rows: int | None = None
+    offset = 0
+    for index, tensor in enumerate(request.inputs):
+        path = f"inputs[{index}]"
+        spec = wanted[tensor.name]
+        expected = datatype_of(spec.dtype)
+        if tensor.datatype != expected:
+            raise _fail(f"{path}.datatype", Rule.TYPE, f"the model takes {expected}", tensor.datatype)
+        if expected == "BYTES":
+            raise _fail(f"{path}.datatype", Rule.TYPE, "BYTES tensors are not served")
+        shape = tuple(tensor.shape)
+        if len(shape) != len(spec.shape) or not spec.row_shape_matches(shape[1:]):
+            raise _fail(f"{path}.shape", Rule.SHAPE, f"the model takes {_describe(spec.shape)}", list(shape))
+        if rows is None:
+            rows = shape[0]
+        if shape[0] != rows:
+            raise _fail(f"{path}.shape", Rule.SHAPE, f"every input must have the same batch size ({rows})", shape[0])
+        if not 1 <= rows <= max_rows:
+            raise _fail(f"{path}.shape", Rule.MAX_ROWS, f"the batch size must be 1 to {max_rows}", rows)
+        count = math.prod(shape)
+        size = _size(tensor.parameters, path)
+        if size is not None:
+            if tensor.data is not None:
+                raise _fail(f"{path}.data", Rule.UNKNOWN_FIELD, "data and binary_data_size are exclusive")
+            itemsize = DTYPES[expected].itemsize
+            if size != count * itemsize:
+                raise _fail(
+                    f"{path}.parameters.binary_data_size",
+                    Rule.SHAPE,
+                    f"{_describe(shape)} of {expected} is {count * itemsize} bytes",
+                    size,
+                )
+            if offset + size > len(binary):
+                raise _fail(
+                    f"{path}.parameters.binary_data_size",
+                    Rule.SHAPE,
+                    f"beyond the body's binary part ({len(binary)} bytes)",
+                    size,
+                )
+            chunk = binary[offset : offset + size]
+            offset += size
+            arrays[tensor.name] = np.frombuffer(chunk, dtype=DTYPES[expected]).reshape(shape).astype(spec.dtype)
+        else:
+            if tensor.data is None:
+                raise _fail(f"{path}.data", Rule.REQUIRED, "give data, or parameters.binary_data_size")
+            if expected == "FP16":
+                raise _fail(f"{path}.datatype", Rule.TYPE, "FP16 only as binary data: JSON has no half floats")
+            arrays[tensor.name] = _from_json(tensor.data, shape, count, expected, spec.dtype, path)
+    if offset != len(binary):
+        raise _fail("body", Rule.SHAPE, f"{len(binary) - offset} bytes of binary data that no input claims")
+    outputs = None
+    binary_outputs: set[str] = set()
+    all_binary = bool(_flag(request.parameters, "binary_data_output", "parameters"))
+    if request.outputs is not None:
+        names = {spec.name for spec in signature.outputs}
+        for index, out in enumerate(request.outputs):
+            if out.name not in names:
+                raise _fail(f"outputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no output {out.name!r}")
+            flag = _flag(out.parameters, "binary_data", f"outputs[{index}]")
+            if flag or (flag is None and all_binary):
+                binary_outputs.add(out.name)
+        outputs = tuple(out.name for out in request.outputs)
+    elif all_binary:
+        binary_outputs = {spec.name for spec in signature.outputs}
+    assert rows is not None
+    return InferRequest(request.id, arrays, rows, outputs, frozenset(binary_outputs), all_binary)
+
+
+_KINDS: dict[str, tuple[type, ...]] = {"b": (bool,), "i": (int,), "u": (int,), "f": (int, float)}
+"""The JSON element types each kind of datatype takes (``bool`` is not an ``int`` here)."""
+
+
+def _from_json(
+    data: list[Any], shape: tuple[int, ...], count: int, datatype: str, dtype: np.dtype[Any], path: str
+) -> np.ndarray:
+    try:
+        elements = np.asarray(data, dtype=object).ravel()
+    except ValueError:
+        raise _fail(f"{path}.data", Rule.SHAPE, "nested lists of unequal lengths") from None
+    if elements.size != count:
+        raise _fail(f"{path}.data", Rule.SHAPE, f"{_describe(shape)} holds {count} elements, not {elements.size}")
+    allowed = _KINDS[DTYPES[datatype].kind]
+    found = set(map(type, elements.tolist()))
+    if not found <= set(allowed):
+        names = ", ".join(sorted(t.__name__ for t in found - set(allowed)))
+        raise _fail(
+            f"{path}.data", Rule.TYPE, f"{datatype} takes {' or '.join(t.__name__ for t in allowed)}, not {names}"
+        )
+    target = DTYPES[datatype]
+    if target.kind in "iu" and count:
+        info = np.iinfo(target)
+        low, high = min(elements.tolist()), max(elements.tolist())
+        if low < info.min or high > info.max:
+            raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range [{info.min}, {info.max}]")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        array = elements.astype(target).reshape(shape)
+    if target.kind == "f" and not np.isfinite(array).all():
+        raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
+    return array.astype(dtype, copy=False)
+
+
+def _describe(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: Mapping[str, np.ndarray],
+    binary: frozenset[str],
+    parameters: Mapping[str, Any],
+) -> tuple[bytes, int | None]:
+    """The response body, and the length of its JSON part when binary outputs follow it."""
+    listed = []
+    chunks: list[bytes] = []
+    for name, array in outputs.items():
+        datatype = datatype_of(array.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if name in binary:
+            raw = np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = array.ravel().tolist()
+        listed.append(entry)
+    document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        document["id"] = request_id
+    document["parameters"] = dict(parameters)
+    document["outputs"] = listed
+    text = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not chunks:
+        return text, None
+    return text + b"".join(chunks), len(text)
