@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import inspect
 import json
 import logging
@@ -76,6 +77,7 @@ from .http.auth import Credentials
 from .http.drain import Drain
 from .http.envelope import HTTPError, HttpErrorType
 from .http.frontdoor import FrontDoor
+from .oip.rest import OipRoutes
 from .settings import ServerSettings
 
 log = logging.getLogger("ballast.service")
@@ -397,6 +399,16 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         )
         metrics = default_metrics if settings.drills.metrics_enabled else None
         protocol.install()
+        oip = OipRoutes(
+            declaration,
+            lambda: instance().lifecycle,
+            endpoints,
+            ready=lambda: instance().registry.ready,
+            credentials=credentials,
+            max_body_bytes=settings.server.max_body_bytes,
+            max_rows=settings.runtime.max_request_rows,
+            server_version=_version(),
+        )
         return FrontDoor(
             [*endpoints.routes, *feedback.routes, *drift.routes, *admin.routes],
             super().to_asgi(is_main),
@@ -416,6 +428,7 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
                 "/schema.json": documents.bentoml_schema,
             },
             count_refusal=lambda path, reason: _count_refusal(metrics, path, reason),
+            mounted=oip,
             before_metrics=(lambda: _before_metrics(instance())) if metrics else None,
         )
 
@@ -444,6 +457,14 @@ def _report_feedback(service: str, received: Received, figures: list[Performance
 def _judge_performance(drift: DriftWatch | None, labelled: LabelledRows) -> None:
     if drift is not None:
         drift.judge_performance(labelled)
+
+
+def _version() -> str:
+    """Ballast's version, as installed."""
+    try:
+        return importlib.metadata.version("ballast")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _count_refusal(metrics: Callable[[], Any] | None, route: str, reason: str) -> None:

@@ -78,6 +78,10 @@ class Traffic(Protocol):
 
     def pick(self, key: str) -> tuple[Pipeline, Arm]: ...
 
+    def find(self, version: str) -> tuple[Pipeline, Arm] | None:
+        """The pipeline of ``version`` when it is deployed here (production, or a rollout's candidate)."""
+        ...
+
     @property
     def comparing(self) -> bool:
         """A rollout is gathering evidence: every answer must come from a model, none from a cache."""

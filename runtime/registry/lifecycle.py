@@ -149,6 +149,16 @@ class Lifecycle:
             return self.registry.pick(), Arm.PRODUCTION
         return running.candidate.pipeline, Arm.CANARY
 
+    def find(self, version: str) -> tuple[Pipeline, Arm] | None:
+        """The pipeline of ``version`` when it answers here: production's, or the running rollout's
+        candidate (as a canary); ``None`` otherwise."""
+        if self.registry.ready and self.registry.production.version == version:
+            return self.registry.pick(), Arm.PRODUCTION
+        running = self._running
+        if running is not None and running.candidate.version == version:
+            return running.candidate.pipeline, Arm.CANARY
+        return None
+
     @property
     def comparing(self) -> bool:
         """Whether a rollout (or the watch after one) is gathering evidence. Its comparisons need the

@@ -139,6 +139,11 @@ class Credentials:
                     f"{principal.name} may not call {found.path} (it needs {' or '.join(sorted(found.roles))})"
                 )
             return principal
+        return self.caller(headers)
+
+    def caller(self, headers: Headers) -> Principal | None:
+        """Who calls a prediction route: the owner of the request's API key (``None`` when the
+        server has no keys), or :class:`Unauthorized` / :class:`Forbidden`."""
         if self.api_keys:
             key = header(headers, b"x-api-key")
             if key is None:

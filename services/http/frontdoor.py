@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -54,6 +54,21 @@ from .routes import RequestInfo, Route
 log = logging.getLogger("ballast.http")
 
 ASGIApp = Callable[[Scope, Receive, Send], Any]
+
+
+class Mounted(Protocol):
+    """An app that serves every path under its ``prefix`` (a protocol of its own, like the Open
+    Inference Protocol's ``/v2``): it reads its bodies, checks its credentials and answers its errors."""
+
+    prefix: str
+
+    def is_prediction(self, path: str) -> bool:
+        """Whether ``path`` runs a model (refused like a prediction route when the server is behind)."""
+        ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
 Document = Callable[[], dict[str, Any]]
 """A read-only JSON document served at a path (OpenAPI, BentoML's schema); built on first use."""
 
@@ -77,10 +92,12 @@ class FrontDoor:
         documents: Mapping[str, Document] | None = None,
         count_refusal: Callable[[str, str], None] | None = None,
         before_metrics: Callable[[], None] | None = None,
+        mounted: Mounted | None = None,
     ) -> None:
         """``app`` serves every path that is not one of ``routes`` or ``documents``.
         ``count_refusal(route, reason)`` counts answers refused before any handler ran;
-        ``before_metrics`` runs before each scrape of ``/metrics`` (buffered series)."""
+        ``before_metrics`` runs before each scrape of ``/metrics`` (buffered series); ``mounted``
+        serves every path under its prefix, drained and admitted like the routes."""
         self.routes = {r.path: r for r in routes}
         if len(self.routes) != len(routes):
             raise ValueError(f"two routes share a path: {sorted(r.path for r in routes)}")
@@ -95,6 +112,7 @@ class FrontDoor:
         self._count_refusal = count_refusal
         self._before_metrics = before_metrics
         self._busy = Overloaded(RefusalReason.SERVER_BUSY, admission.retry_after_s)
+        self.mounted = mounted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -110,6 +128,17 @@ class FrontDoor:
                 self.drain.enter()
                 try:
                     await self._serve(route, scope, receive, send)
+                finally:
+                    self.drain.leave()
+                return
+            mounted = self.mounted
+            if mounted is not None and (path == mounted.prefix or path.startswith(mounted.prefix + "/")):
+                if mounted.is_prediction(path) and self.admission.refuses(scope):
+                    await self._refuse(send, path, self._busy)
+                    return
+                self.drain.enter()
+                try:
+                    await mounted(scope, receive, send)
                 finally:
                     self.drain.leave()
                 return

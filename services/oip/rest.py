@@ -1,0 +1,324 @@
+"""The Open Inference Protocol's REST routes (``/v2``) for one service, beside its own routes.
+
+    GET  /v2                                        server metadata: name, version, extensions
+    GET  /v2/health/live | /v2/health/ready         {"live": true} / {"ready": ...} (503 when not)
+    GET  /v2/models/{model}[/versions/{version}]    model metadata: platform, inputs, outputs
+    GET  /v2/models/{model}[/versions/{version}]/ready
+    GET  /v2/models/{model}[/versions/{version}]/config    Triton's model configuration, minimal
+    POST /v2/models/{model}[/versions/{version}]/infer     inference (JSON, or binary tensors)
+
+``{model}`` is the service's primary model (``digits-mlp``); without a version the request goes
+where the service's own routes send it (production, or a rollout's canary by routing key), with a
+version only to that version when it is deployed here (production or the candidate). An inference
+request's tensors are the model's own inputs (tensors.py checks them), laid out as the service
+declares (a declared ``images`` of 8 x 8 fed to the model's ``input`` of 64 takes ``input``), and
+answered through the service's pipeline as its own routes are: validation, batching, the fallback
+chain, breakers, hooks, metrics, the audit trail, a rollout's gates. The response's ``parameters``
+say who answered (``served_by``, ``degraded``, ``route``, ``request_id``).
+
+Errors are ``{"error": "..."}`` (with ``fields`` for a validation failure): 400 for a bad request,
+404 for an unknown model, version or path, 405, 413, 503 with Retry-After when not ready or
+overloaded, 500 with nothing of the internals. Services that take records (``fraud``) list their
+model's metadata but answer inference with 400: their tensors are made from records by the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from runtime import ModelSignature, Pipeline, TensorSchema
+from runtime.core.codes import Arm
+from runtime.core.errors import BadRequest, BallastError, Overloaded, ValidationFailed
+
+from ..declaration import Declaration
+from ..endpoints import Endpoints, Traffic
+from ..http.auth import Credentials
+from ..http.codecs import Receive, Scope, Send, header, respond
+from ..http.envelope import HTTPError, HttpErrorType
+from ..http.routes import RequestInfo
+from .tensors import HEADER, datatype_of, encode_response, parse_request
+
+log = logging.getLogger("ballast.oip")
+
+PREFIX = "/v2"
+EXTENSIONS = ("binary_tensor_data", "model_configuration")
+JSON = b"application/json"
+BINARY = b"application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a path points: a model (and version) and what is asked of it."""
+
+    model: str
+    version: str | None
+    action: str
+    """``metadata``, ``ready``, ``config`` or ``infer``."""
+
+
+def parse_path(path: str) -> Target | str | None:
+    """``/v2/...`` as a server action (``server``, ``live``, ``ready``), a :class:`Target`, or
+    ``None`` (no such route)."""
+    parts = path.removeprefix(PREFIX).strip("/").split("/") if path != PREFIX else []
+    if not parts:
+        return "server"
+    if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
+        return parts[1]
+    if parts[0] != "models" or len(parts) < 2 or not parts[1]:
+        return None
+    model, rest = parts[1], parts[2:]
+    version = None
+    if rest[:1] == ["versions"]:
+        if len(rest) < 2 or not rest[1]:
+            return None
+        version, rest = rest[1], rest[2:]
+    if not rest:
+        return Target(model, version, "metadata")
+    if len(rest) == 1 and rest[0] in ("ready", "config", "infer"):
+        return Target(model, version, rest[0])
+    return None
+
+
+class OipRoutes:
+    """The ``/v2`` routes of one service (an ASGI app the front door hands every path under ``/v2``)."""
+
+    prefix = PREFIX
+
+    def __init__(
+        self,
+        declaration: Declaration,
+        traffic: Callable[[], Traffic],
+        endpoints: Endpoints,
+        *,
+        ready: Callable[[], bool],
+        credentials: Credentials,
+        max_body_bytes: int,
+        max_rows: int,
+        server_version: str,
+    ) -> None:
+        self.declaration = declaration
+        self.traffic = traffic
+        self.endpoints = endpoints
+        self.ready = ready
+        self.credentials = credentials
+        self.max_body_bytes = max_body_bytes
+        self.max_rows = max_rows
+        self.server_version = server_version
+        self.model = declaration.primary.model
+
+    def is_prediction(self, path: str) -> bool:
+        return path.endswith("/infer")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope["headers"]
+        request_id = (header(headers, b"x-request-id") or b"").decode("latin-1")[:64] or os.urandom(8).hex()
+        try:
+            found = parse_path(scope["path"])
+            if found is None:
+                raise HTTPError(404, HttpErrorType.NOT_FOUND, f"no route {scope['path']}")
+            method = "POST" if isinstance(found, Target) and found.action == "infer" else "GET"
+            if scope["method"] != method:
+                await self._error(send, 405, f"use {method}", request_id, [(b"allow", method.encode())])
+                return
+            who = None
+            if found not in ("live", "ready"):  # health needs no key, like /livez and /readyz
+                caller = self.credentials.caller(headers)
+                who = caller.name if caller is not None else None
+            if isinstance(found, str):
+                await self._server(send, found, request_id)
+                return
+            pipeline, arm = self._pick(found, request_id, headers)
+            if found.action == "infer":
+                await self._infer(found, pipeline, arm, scope, receive, send, request_id, who)
+            elif found.action == "ready":
+                await self._json(send, {"name": self.model, "ready": pipeline.ready}, request_id)
+            elif found.action == "config":
+                await self._json(send, self.config(pipeline), request_id)
+            else:
+                await self._json(send, self.metadata(pipeline), request_id)
+        except ValidationFailed as exc:
+            message = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
+            fields = [e.as_dict() for e in exc.errors]
+            await self._error(send, 400, message, request_id, fields=fields)
+        except Overloaded as exc:
+            retry = [(b"retry-after", str(exc.retry_after_header).encode())]
+            await self._error(send, 503, str(exc), request_id, retry)
+        except BallastError as exc:
+            status = 400 if exc.status == 422 else exc.status
+            message = str(exc) if status < 500 else exc.public_message
+            extra = list(getattr(exc, "headers", ()))
+            if status == 503:
+                extra.append((b"retry-after", b"1"))
+            await self._error(send, status, message, request_id, extra)
+        except Exception:
+            log.exception("unhandled error on %s (request %s)", scope["path"], request_id)
+            await self._error(send, 500, "internal error", request_id)
+
+    # --- what each route answers ----------------------------------------------------------------
+
+    async def _server(self, send: Send, action: str, request_id: str) -> None:
+        if action == "server":
+            body = {"name": f"ballast-{self.declaration.name}", "version": self.server_version}
+            await self._json(send, {**body, "extensions": list(EXTENSIONS)}, request_id)
+        elif action == "live":
+            await self._json(send, {"live": True}, request_id)
+        else:
+            ready = self.ready()
+            await self._json(send, {"ready": ready}, request_id, 200 if ready else 503)
+
+    def _pick(self, target: Target, request_id: str, headers: Any) -> tuple[Pipeline, Arm]:
+        if target.model != self.model:
+            raise HTTPError(
+                404, HttpErrorType.NOT_FOUND, f"no model {target.model!r} here; this service serves {self.model!r}"
+            )
+        if not self.ready():
+            raise HTTPError(503, HttpErrorType.NOT_READY, f"{self.model} is not ready yet")
+        traffic = self.traffic()
+        if target.version is None:
+            key = header(headers, b"x-routing-key")
+            return traffic.pick(key.decode("latin-1") if key else request_id)
+        found = traffic.find(target.version)
+        if found is None:
+            raise HTTPError(
+                404, HttpErrorType.NOT_FOUND, f"version {target.version!r} of {self.model!r} is not deployed here"
+            )
+        return found
+
+    def metadata(self, pipeline: Pipeline) -> dict[str, Any]:
+        signature = pipeline.chain.primary.model.signature
+        return {
+            "name": self.model,
+            "versions": [pipeline.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": _tensors(signature, "inputs"),
+            "outputs": _tensors(signature, "outputs"),
+        }
+
+    def config(self, pipeline: Pipeline) -> dict[str, Any]:
+        """Triton's model configuration, as far as tools read it."""
+        model = pipeline.chain.primary.model
+        signature = model.signature
+        return {
+            "name": self.model,
+            "platform": "onnxruntime_onnx",
+            "backend": "onnxruntime",
+            "max_batch_size": self.max_rows if model.batchable else 0,
+            "input": [_config_tensor(t, model.batchable) for t in _tensors(signature, "inputs")],
+            "output": [_config_tensor(t, model.batchable) for t in _tensors(signature, "outputs")],
+            **({"dynamic_batching": {}} if model.batchable else {}),
+        }
+
+    async def _infer(
+        self,
+        target: Target,
+        pipeline: Pipeline,
+        arm: Arm,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        principal: str | None,
+    ) -> None:
+        if self.declaration.kind == "records":
+            raise BadRequest(
+                f"{self.model} takes tensors made from records by the service: use {self.declaration.route}"
+            )
+        headers = scope["headers"]
+        body = await self._read(headers, receive)
+        length = header(headers, HEADER.encode())
+        signature = pipeline.chain.primary.model.signature
+        request = parse_request(body, length.decode("latin-1") if length else None, signature, self.max_rows)
+        payload = self._payload(pipeline, request.inputs)
+        timeout = header(headers, b"x-request-timeout-ms")
+        info = RequestInfo(
+            rid,
+            int(timeout) / 1000 if timeout and timeout.isdigit() else None,
+            routing_key=(header(headers, b"x-routing-key") or b"").decode("latin-1") or None,
+            principal=principal,
+            no_cache=b"no-cache" in (header(headers, b"cache-control") or b""),
+        )
+        given = None if target.version is None else pipeline
+        prediction, arm = await self.endpoints.answer(payload, info, given, arm)
+        names = request.outputs or tuple(prediction.outputs)
+        outputs = {name: prediction.outputs[name] for name in names}
+        parameters = {
+            "request_id": prediction.request_id,
+            "served_by": prediction.served_by,
+            "degraded": prediction.degraded,
+            "route": arm.value,
+        }
+        text, json_length = encode_response(
+            self.model, prediction.model_version, request.id, outputs, request.binary, parameters
+        )
+        extra = [] if json_length is None else [(HEADER.encode(), str(json_length).encode())]
+        await respond(send, 200, text, rid, extra, JSON if json_length is None else BINARY)
+
+    def _payload(self, pipeline: Pipeline, inputs: dict[str, Any]) -> dict[str, Any]:
+        """The model's input tensors as the service's payload: a declared tensor fed to a model input
+        (``feeds``) takes that input's rows laid out as declared."""
+        schema = pipeline.validator.schema
+        if not isinstance(schema, TensorSchema) or not schema.feeds:
+            return inputs
+        payload = dict(inputs)
+        declared = {spec.name: spec for spec in schema.specs}
+        for name, (target, _) in schema.feeds.items():
+            array = payload.pop(target)
+            payload[name] = array.reshape(len(array), *declared[name].row_shape)
+        return payload
+
+    async def _read(self, headers: Any, receive: Receive) -> bytes:
+        declared = header(headers, b"content-length") or b""
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_body_bytes):
+            raise HTTPError(413, HttpErrorType.PAYLOAD_TOO_LARGE, f"the body exceeds {self.max_body_bytes} bytes")
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise HTTPError(413, HttpErrorType.PAYLOAD_TOO_LARGE, f"the body exceeds {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    # --- answers ---------------------------------------------------------------------------------
+
+    async def _json(self, send: Send, body: dict[str, Any], rid: str, status: int = 200) -> None:
+        await respond(send, status, orjson.dumps(body), rid)
+
+    async def _error(
+        self,
+        send: Send,
+        status: int,
+        message: str,
+        rid: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        fields: list[dict[str, Any]] | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"error": message}
+        if fields:
+            body["fields"] = fields
+        await respond(send, status, orjson.dumps(body), rid, headers or [])
+
+
+def _tensors(signature: ModelSignature, which: str) -> list[dict[str, Any]]:
+    specs = signature.inputs if which == "inputs" else signature.outputs
+    return [
+        {"name": s.name, "datatype": datatype_of(s.dtype), "shape": [-1 if d is None else d for d in s.shape]}
+        for s in specs
+    ]
+
+
+def _config_tensor(tensor: dict[str, Any], batchable: bool) -> dict[str, Any]:
+    """A tensor in Triton's configuration: ``TYPE_FP32``, its dimensions without the batch one."""
+    dims = tensor["shape"][1:] if batchable else tensor["shape"]
+    datatype = "STRING" if tensor["datatype"] == "BYTES" else tensor["datatype"]
+    return {"name": tensor["name"], "data_type": f"TYPE_{datatype}", "dims": dims}

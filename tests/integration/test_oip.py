@@ -1,0 +1,106 @@
+"""The Open Inference Protocol's REST routes on real servers, spoken over HTTP: server and model
+metadata, health, Triton's configuration, inference in JSON and with binary tensors both ways
+answering as the service's own route does, and the errors a V2 client gets (400 naming the input,
+404, 405, 413), in the protocol's ``{"error": ...}`` form."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+from sklearn.datasets import load_digits
+
+IMAGES = load_digits().images[:5].astype(np.float32)
+
+
+def infer_json(url: str, pixels: np.ndarray, **extra: Any) -> httpx.Response:
+    body = {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]
+    }
+    return httpx.post(f"{url}/v2/models/digits-mlp/infer", json={**body, **extra}, timeout=10)
+
+
+def test_server_and_model_metadata_health_and_config(digits_url: str) -> None:
+    server = httpx.get(f"{digits_url}/v2", timeout=10).json()
+    assert server["name"] == "ballast-digits"
+    assert server["extensions"] == ["binary_tensor_data", "model_configuration"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", server["version"])
+    assert httpx.get(f"{digits_url}/v2/health/live", timeout=10).json() == {"live": True}
+    assert httpx.get(f"{digits_url}/v2/health/ready", timeout=10).json() == {"ready": True}
+    model = httpx.get(f"{digits_url}/v2/models/digits-mlp", timeout=10).json()
+    assert model["platform"] == "onnxruntime_onnx"
+    assert model["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}]
+    assert {o["name"]: o["datatype"] for o in model["outputs"]} == {"label": "INT64", "probabilities": "FP32"}
+    [version] = model["versions"]
+    by_version = httpx.get(f"{digits_url}/v2/models/digits-mlp/versions/{version}", timeout=10).json()
+    assert by_version == model
+    ready = httpx.get(f"{digits_url}/v2/models/digits-mlp/versions/{version}/ready", timeout=10)
+    assert ready.json() == {"name": "digits-mlp", "ready": True}
+    config = httpx.get(f"{digits_url}/v2/models/digits-mlp/config", timeout=10).json()
+    assert config["input"] == [{"name": "input", "data_type": "TYPE_FP32", "dims": [64]}]
+    assert config["max_batch_size"] >= 1
+    assert "dynamic_batching" in config
+
+
+def test_inference_in_json_and_binary_answers_as_the_services_own_route(digits_url: str) -> None:
+    own = httpx.post(f"{digits_url}/classify", json={"images": IMAGES.tolist()}, timeout=10).json()["results"]
+    flat = IMAGES.reshape(5, 64)
+    answer = infer_json(digits_url, flat, id="abc")
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["model_name"] == "digits-mlp"
+    assert found["id"] == "abc"
+    assert found["parameters"]["served_by"] == "digits-mlp"
+    assert found["parameters"]["degraded"] is False
+    outputs = {o["name"]: o for o in found["outputs"]}
+    assert outputs["label"]["data"] == [r["label"] for r in own]
+    probabilities = np.array(outputs["probabilities"]["data"]).reshape(outputs["probabilities"]["shape"])
+    np.testing.assert_allclose(probabilities, [r["probabilities"] for r in own], atol=1e-6)
+
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "input", "datatype": "FP32", "shape": [5, 64], "parameters": {"binary_data_size": flat.nbytes}}
+            ],
+            "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}, {"name": "label"}],
+        }
+    )
+    binary = httpx.post(
+        f"{digits_url}/v2/models/digits-mlp/infer",
+        content=header + flat.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+        timeout=10,
+    )
+    assert binary.status_code == 200, binary.text
+    length = int(binary.headers["inference-header-content-length"])
+    head = orjson.loads(binary.content[:length])
+    assert [o["name"] for o in head["outputs"]] == ["probabilities", "label"]
+    assert head["outputs"][0]["parameters"] == {"binary_data_size": 5 * 10 * 4}
+    assert head["outputs"][1]["data"] == [r["label"] for r in own]
+    np.testing.assert_allclose(np.frombuffer(binary.content[length:], "<f4").reshape(5, 10), probabilities, atol=1e-6)
+
+
+def test_a_v2_client_gets_the_protocols_errors(digits_url: str, fraud_url: str) -> None:
+    bad_shape = infer_json(digits_url, IMAGES)  # 8 x 8 where the model takes 64 values: never reshaped
+    assert bad_shape.status_code == 400
+    assert bad_shape.json()["fields"][0]["path"] == "inputs[0].shape"
+    assert "the model takes [-1, 64]" in bad_shape.json()["error"]
+    out_of_range = infer_json(digits_url, np.full((1, 64), 99, np.float32))  # the service's own range holds
+    assert out_of_range.status_code == 400
+    assert "error" in out_of_range.json()
+    unknown = httpx.get(f"{digits_url}/v2/models/nope", timeout=10)
+    assert (unknown.status_code, set(unknown.json())) == (404, {"error"})
+    no_version = httpx.get(f"{digits_url}/v2/models/digits-mlp/versions/0/ready", timeout=10)
+    assert no_version.status_code == 404
+    assert httpx.get(f"{digits_url}/v2/models/digits-mlp/nothing", timeout=10).status_code == 404
+    wrong_method = httpx.get(f"{digits_url}/v2/models/digits-mlp/infer", timeout=10)
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
+    huge = httpx.post(f"{digits_url}/v2/models/digits-mlp/infer", content=b" " * (64 * 1024 * 1024), timeout=30)
+    assert huge.status_code == 413
+    records = httpx.post(f"{fraud_url}/v2/models/fraud-gbt/infer", json={"inputs": []}, timeout=10)
+    assert records.status_code == 400
+    assert "/score" in records.json()["error"]
+    assert httpx.get(f"{fraud_url}/v2/models/fraud-gbt", timeout=10).json()["inputs"][0]["shape"] == [-1, 10]
