@@ -5,13 +5,23 @@ answering as the service's own route does, and the errors a V2 client gets (400 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import orjson
+import pytest
 from sklearn.datasets import load_digits
+
+from tests import onnx_factory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 IMAGES = load_digits().images[:5].astype(np.float32)
 
@@ -104,3 +114,73 @@ def test_a_v2_client_gets_the_protocols_errors(digits_url: str, fraud_url: str) 
     assert records.status_code == 400
     assert "/score" in records.json()["error"]
     assert httpx.get(f"{fraud_url}/v2/models/fraud-gbt", timeout=10).json()["inputs"][0]["shape"] == [-1, 10]
+
+
+def v2_input(**changes: Any) -> dict[str, Any]:
+    return {"name": "input", "datatype": "FP32", "shape": [1, 64], "data": [1.0] * 64, **changes}
+
+
+def v2_binary(size: int, **changes: Any) -> dict[str, Any]:
+    tensor = {"name": "input", "datatype": "FP32", "shape": [1, 64], "parameters": {"binary_data_size": size}}
+    return {**tensor, **changes}
+
+
+def framed(document: Any, binary: bytes = b"", length: int | None = None) -> tuple[bytes, dict[str, str]]:
+    head = orjson.dumps(document)
+    return head + binary, {"Inference-Header-Content-Length": str(len(head) if length is None else length)}
+
+
+BAD_V2: list[tuple[str, bytes, dict[str, str]]] = [
+    ("element count not the shape's", orjson.dumps({"inputs": [v2_input(data=[1.0] * 63)]}), {}),
+    ("negative dimension", orjson.dumps({"inputs": [v2_input(shape=[-1, 64])]}), {}),
+    ("huge dimensions", orjson.dumps({"inputs": [v2_input(shape=[2**31 - 1, 64])]}), {}),
+    ("rank nine", orjson.dumps({"inputs": [v2_input(shape=[1] * 9)]}), {}),
+    ("ragged data", orjson.dumps({"inputs": [v2_input(data=[[1.0] * 32, [1.0] * 31])]}), {}),
+    ("booleans for FP32", orjson.dumps({"inputs": [v2_input(data=[True] * 64)]}), {}),
+    ("strings for FP32", orjson.dumps({"inputs": [v2_input(data=["1"] * 64)]}), {}),
+    ("FP32 beyond its range", orjson.dumps({"inputs": [v2_input(data=[1e39] * 64)]}), {}),
+    ("another datatype", orjson.dumps({"inputs": [v2_input(datatype="FP64")]}), {}),
+    ("an unknown datatype", orjson.dumps({"inputs": [v2_input(datatype="FP8")]}), {}),
+    ("no inputs", orjson.dumps({"inputs": []}), {}),
+    ("an unknown input", orjson.dumps({"inputs": [v2_input(), v2_input(name="other")]}), {}),
+    ("an unknown output", orjson.dumps({"inputs": [v2_input()], "outputs": [{"name": "logits"}]}), {}),
+    ("binary size beyond the body", *framed({"inputs": [v2_binary(256)]}, bytes(100))),
+    ("binary size not the shape's", *framed({"inputs": [v2_binary(252)]}, bytes(252))),
+    ("bytes nobody claims", *framed({"inputs": [v2_binary(256)]}, bytes(300))),
+    ("header length beyond the body", *framed({"inputs": [v2_binary(256)]}, bytes(256), 10**6)),
+    ("header length not a number", *framed({"inputs": [v2_binary(256)]}, bytes(256), -5)),
+    ("deep JSON", b"[" * 100_000 + b"]" * 100_000, {}),
+    ("not JSON", b"\x00\xff not json", {}),
+    ("a JSON array", b"[1, 2]", {}),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "headers"), BAD_V2, ids=[case[0] for case in BAD_V2])
+def test_bad_v2_input_is_a_400_in_the_protocols_form(
+    digits_url: str, name: str, body: bytes, headers: dict[str, str]
+) -> None:
+    answer = httpx.post(f"{digits_url}/v2/models/digits-mlp/infer", content=body, headers=headers, timeout=30)
+    assert answer.status_code == 400, (name, answer.text)
+    found = answer.json()
+    assert isinstance(found["error"], str)
+    assert found["error"]
+    assert httpx.get(f"{digits_url}/v2/health/live", timeout=10).status_code == 200
+
+
+def test_the_generic_tensor_service_answers_v2_as_its_own_route(
+    bentoml_home: Path, serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    onnx = onnx_factory.affine(tmp_path / "affine.onnx")
+    env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
+    subprocess.run([sys.executable, "-m", "models.store", "affine-v2", str(onnx)], env=env, check=True, cwd=ROOT)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with serve("services.tensor:Tensor", BALLAST_TENSOR_MODEL="affine-v2:latest") as url:
+        own = httpx.post(f"{url}/predict", json={"x": x.tolist()}, timeout=10).json()["outputs"]
+        tensor = {"name": "x", "datatype": "FP32", "shape": [3, 4], "data": x.ravel().tolist()}
+        answer = httpx.post(f"{url}/v2/models/affine-v2/infer", json={"inputs": [tensor]}, timeout=10)
+        metadata = httpx.get(f"{url}/v2/models/affine-v2", timeout=10).json()
+    assert answer.status_code == 200, answer.text
+    [y] = answer.json()["outputs"]
+    assert (y["name"], y["datatype"], y["shape"]) == ("y", "FP32", [3, 4])
+    assert y["data"] == np.asarray(own["y"]).ravel().tolist()
+    assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
