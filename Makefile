@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost audit-drill drift-drill clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost audit-drill drift-drill proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -100,6 +100,11 @@ audit-drill: install
 # minutes). Result in docs/operations/results/drift-drill.md.
 drift-drill: install models
 	$(BIN)/python -m loadtests.drift_drill
+
+# The Open Inference Protocol's gRPC code, generated from services/oip/inference.proto (a test
+# checks that the committed files are what this makes).
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. services/oip/inference.proto
 
 # wrk drives the HTTP benchmarks (Debian package; this installs it as root when missing).
 wrk:

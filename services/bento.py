@@ -77,6 +77,7 @@ from .http.auth import Credentials
 from .http.drain import Drain
 from .http.envelope import HTTPError, HttpErrorType
 from .http.frontdoor import FrontDoor
+from .oip import grpc_service
 from .oip.rest import OipRoutes
 from .settings import ServerSettings
 
@@ -236,6 +237,8 @@ class ServedService:
             else None
         )
         self._drift_ticker: asyncio.Task[None] | None = None
+        self._grpc: tuple[Any, Any] | None = None
+        """The gRPC server and its health servicer, when ``BALLAST_GRPC_PORT`` is set."""
 
     def load(self, version: str) -> Pipeline:
         """A pipeline over ``version`` of the primary model and the declared fallbacks (in a worker thread)."""
@@ -328,6 +331,16 @@ class ServedService:
         """Deploy the production version (the declared one the first time; then what the lifecycle
         database says), resume a rollout in progress; /readyz turns 200 after this."""
         await self.lifecycle.start()
+        port = self.settings.server.grpc_port
+        if port:
+            routes = _oip(
+                self.declaration,
+                self.settings,
+                lambda: self,
+                _endpoints(self.declaration, self.settings, lambda: self),
+                _credentials(self.settings),
+            )
+            self._grpc = await grpc_service.serve(routes, f"ballast-{self.declaration.name}", port)
         if self.drift is not None:
             self._drift_ticker = asyncio.get_running_loop().create_task(
                 self._tick_drift(self.drift, self.settings.runtime.drift_window_s), name="ballast-drift-tick"
@@ -350,6 +363,10 @@ class ServedService:
         """Finish admitted requests, then release the models; flush the audit trail."""
         if self._drift_ticker is not None:
             self._drift_ticker.cancel()
+        if self._grpc is not None:
+            server, checker = self._grpc
+            await checker.enter_graceful_shutdown()  # health says NOT_SERVING; calls in flight finish
+            await server.stop(self.settings.server.drain_s)
         await self.lifecycle.close()
         if self.drift is not None:
             await asyncio.to_thread(self.drift.close)
@@ -368,13 +385,7 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
         settings = process_settings()
         declaration: Declaration = self.inner.declaration
         instance: Callable[[], ServedService] = bentoml.get_current_service
-        fails_closed = settings.runtime.audit_key is not None and settings.runtime.audit_overflow == "fail_closed"
-        endpoints = Endpoints(
-            declaration,
-            lambda: instance().lifecycle,
-            own_settings(declaration.settings),
-            guard=(lambda: instance().audit_guard()) if fails_closed else None,  # nothing on the path otherwise
-        )
+        endpoints = _endpoints(declaration, settings, instance)
 
         def audit() -> AuditStore | None:
             writer = instance().audit
@@ -389,26 +400,14 @@ class BallastService(bentoml.Service[T]):  # type: ignore[misc]  # bentoml ships
             on_labelled=lambda labelled: _judge_performance(instance().drift, labelled),
             enabled=settings.runtime.audit_key is not None,
         )
-        tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
-        credentials = Credentials.from_secrets(
-            settings.server.admin_token, settings.server.api_key, tokens, settings.server.api_keys
-        )
+        credentials = _credentials(settings)
         drift = DriftRoutes(lambda: instance().drift)
         documents = Documents(
             self, declaration, endpoints, admin, (feedback, drift), instance, api_key=credentials.api_key
         )
         metrics = default_metrics if settings.drills.metrics_enabled else None
         protocol.install()
-        oip = OipRoutes(
-            declaration,
-            lambda: instance().lifecycle,
-            endpoints,
-            ready=lambda: instance().registry.ready,
-            credentials=credentials,
-            max_body_bytes=settings.server.max_body_bytes,
-            max_rows=settings.runtime.max_request_rows,
-            server_version=_version(),
-        )
+        oip = _oip(declaration, settings, instance, endpoints, credentials)
         return FrontDoor(
             [*endpoints.routes, *feedback.routes, *drift.routes, *admin.routes],
             super().to_asgi(is_main),
@@ -457,6 +456,44 @@ def _report_feedback(service: str, received: Received, figures: list[Performance
 def _judge_performance(drift: DriftWatch | None, labelled: LabelledRows) -> None:
     if drift is not None:
         drift.judge_performance(labelled)
+
+
+def _endpoints(declaration: Declaration, settings: Any, service: Callable[[], ServedService]) -> Endpoints:
+    """The service's routes, answering through ``service()``'s lifecycle."""
+    fails_closed = settings.runtime.audit_key is not None and settings.runtime.audit_overflow == "fail_closed"
+    return Endpoints(
+        declaration,
+        lambda: service().lifecycle,
+        own_settings(declaration.settings),
+        guard=(lambda: service().audit_guard()) if fails_closed else None,  # nothing on the path otherwise
+    )
+
+
+def _credentials(settings: Any) -> Credentials:
+    tokens = {name: (t.token, list(t.roles)) for name, t in settings.server.tokens.items()}
+    return Credentials.from_secrets(
+        settings.server.admin_token, settings.server.api_key, tokens, settings.server.api_keys
+    )
+
+
+def _oip(
+    declaration: Declaration,
+    settings: Any,
+    service: Callable[[], ServedService],
+    endpoints: Endpoints,
+    credentials: Credentials,
+) -> OipRoutes:
+    """The Open Inference Protocol's routes of the service (``/v2``, and gRPC when it is on)."""
+    return OipRoutes(
+        declaration,
+        lambda: service().lifecycle,
+        endpoints,
+        ready=lambda: service().registry.ready,
+        credentials=credentials,
+        max_body_bytes=settings.server.max_body_bytes,
+        max_rows=settings.runtime.max_request_rows,
+        server_version=_version(),
+    )
 
 
 def _version() -> str:

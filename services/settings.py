@@ -25,6 +25,9 @@ class ServerSettings(BaseSettings):
 
     workers: int = Field(1, ge=1, le=64)
     """BentoML worker processes; each loads its own copy of the models."""
+    grpc_port: int = Field(0, ge=0, le=65535)
+    """The Open Inference Protocol over gRPC on this port, all interfaces (0: off). Every worker
+    listens on it (the port is shared, SO_REUSEPORT), in its own event loop beside HTTP."""
     max_body_bytes: int = Field(1 << 20, ge=1024, le=1 << 30)
     """Largest request body accepted; larger ones get 413."""
     read_timeout_s: float = Field(10.0, gt=0, le=3600)

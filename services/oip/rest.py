@@ -133,7 +133,7 @@ class OipRoutes:
             if isinstance(found, str):
                 await self._server(send, found, request_id)
                 return
-            pipeline, arm = self._pick(found, request_id, headers)
+            pipeline, arm = self.pick(found.model, found.version, request_id, headers)
             if found.action == "infer":
                 await self._infer(found, pipeline, arm, scope, receive, send, request_id, who)
             elif found.action == "ready":
@@ -172,22 +172,21 @@ class OipRoutes:
             ready = self.ready()
             await self._json(send, {"ready": ready}, request_id, 200 if ready else 503)
 
-    def _pick(self, target: Target, request_id: str, headers: Any) -> tuple[Pipeline, Arm]:
-        if target.model != self.model:
+    def pick(self, model: str, version: str | None, request_id: str, headers: Any) -> tuple[Pipeline, Arm]:
+        """The pipeline that answers ``model`` (at ``version``, when given) for this request."""
+        if model != self.model:
             raise HTTPError(
-                404, HttpErrorType.NOT_FOUND, f"no model {target.model!r} here; this service serves {self.model!r}"
+                404, HttpErrorType.NOT_FOUND, f"no model {model!r} here; this service serves {self.model!r}"
             )
         if not self.ready():
             raise HTTPError(503, HttpErrorType.NOT_READY, f"{self.model} is not ready yet")
         traffic = self.traffic()
-        if target.version is None:
+        if not version:
             key = header(headers, b"x-routing-key")
             return traffic.pick(key.decode("latin-1") if key else request_id)
-        found = traffic.find(target.version)
+        found = traffic.find(version)
         if found is None:
-            raise HTTPError(
-                404, HttpErrorType.NOT_FOUND, f"version {target.version!r} of {self.model!r} is not deployed here"
-            )
+            raise HTTPError(404, HttpErrorType.NOT_FOUND, f"version {version!r} of {self.model!r} is not deployed here")
         return found
 
     def metadata(self, pipeline: Pipeline) -> dict[str, Any]:
@@ -234,7 +233,7 @@ class OipRoutes:
         length = header(headers, HEADER.encode())
         signature = pipeline.chain.primary.model.signature
         request = parse_request(body, length.decode("latin-1") if length else None, signature, self.max_rows)
-        payload = self._payload(pipeline, request.inputs)
+        payload = self.payload(pipeline, request.inputs)
         timeout = header(headers, b"x-request-timeout-ms")
         info = RequestInfo(
             rid,
@@ -259,7 +258,7 @@ class OipRoutes:
         extra = [] if json_length is None else [(HEADER.encode(), str(json_length).encode())]
         await respond(send, 200, text, rid, extra, JSON if json_length is None else BINARY)
 
-    def _payload(self, pipeline: Pipeline, inputs: dict[str, Any]) -> dict[str, Any]:
+    def payload(self, pipeline: Pipeline, inputs: dict[str, Any]) -> dict[str, Any]:
         """The model's input tensors as the service's payload: a declared tensor fed to a model input
         (``feeds``) takes that input's rows laid out as declared."""
         schema = pipeline.validator.schema

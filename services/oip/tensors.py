@@ -157,49 +157,15 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             for e in exc.errors(include_url=False)[:20]
         ]
         raise ValidationFailed(errors, Layer.SCHEMA) from None
-    wanted = {spec.name: spec for spec in signature.inputs}
-    given = [t.name for t in request.inputs]
-    for index, name in enumerate(given):
-        if name not in wanted:
-            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no input {name!r}", name)
-        if given.index(name) != index:
-            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"input {name!r} given twice", name)
-    for name in wanted:
-        if name not in given:
-            raise _fail("inputs", Rule.REQUIRED, f"the model's input {name!r} is missing", name)
-    arrays: dict[str, np.ndarray] = {}
-    rows: int | None = None
+    given: list[Given] = []
     offset = 0
     for index, tensor in enumerate(request.inputs):
         path = f"inputs[{index}]"
-        spec = wanted[tensor.name]
-        expected = datatype_of(spec.dtype)
-        if tensor.datatype != expected:
-            raise _fail(f"{path}.datatype", Rule.TYPE, f"the model takes {expected}", tensor.datatype)
-        if expected == "BYTES":
-            raise _fail(f"{path}.datatype", Rule.TYPE, "BYTES tensors are not served")
-        shape = tuple(tensor.shape)
-        if len(shape) != len(spec.shape) or not spec.row_shape_matches(shape[1:]):
-            raise _fail(f"{path}.shape", Rule.SHAPE, f"the model takes {_describe(spec.shape)}", list(shape))
-        if rows is None:
-            rows = shape[0]
-        if shape[0] != rows:
-            raise _fail(f"{path}.shape", Rule.SHAPE, f"every input must have the same batch size ({rows})", shape[0])
-        if not 1 <= rows <= max_rows:
-            raise _fail(f"{path}.shape", Rule.MAX_ROWS, f"the batch size must be 1 to {max_rows}", rows)
-        count = math.prod(shape)
         size = _size(tensor.parameters, path)
+        raw = None
         if size is not None:
             if tensor.data is not None:
                 raise _fail(f"{path}.data", Rule.UNKNOWN_FIELD, "data and binary_data_size are exclusive")
-            itemsize = DTYPES[expected].itemsize
-            if size != count * itemsize:
-                raise _fail(
-                    f"{path}.parameters.binary_data_size",
-                    Rule.SHAPE,
-                    f"{_describe(shape)} of {expected} is {count * itemsize} bytes",
-                    size,
-                )
             if offset + size > len(binary):
                 raise _fail(
                     f"{path}.parameters.binary_data_size",
@@ -207,17 +173,20 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
                     f"beyond the body's binary part ({len(binary)} bytes)",
                     size,
                 )
-            chunk = binary[offset : offset + size]
-            offset += size
-            arrays[tensor.name] = np.frombuffer(chunk, dtype=DTYPES[expected]).reshape(shape).astype(spec.dtype)
-        else:
-            if tensor.data is None:
-                raise _fail(f"{path}.data", Rule.REQUIRED, "give data, or parameters.binary_data_size")
-            if expected == "FP16":
-                raise _fail(f"{path}.datatype", Rule.TYPE, "FP16 only as binary data: JSON has no half floats")
-            arrays[tensor.name] = _from_json(tensor.data, shape, count, expected, spec.dtype, path)
+            raw, offset = binary[offset : offset + size], offset + size
+        given.append(
+            Given(
+                tensor.name,
+                tensor.datatype,
+                tuple(tensor.shape),
+                tensor.data,
+                raw,
+                f"{path}.parameters.binary_data_size",
+            )
+        )
     if offset != len(binary):
         raise _fail("body", Rule.SHAPE, f"{len(binary) - offset} bytes of binary data that no input claims")
+    arrays, rows = decode_inputs(given, signature, max_rows)
     outputs = None
     binary_outputs: set[str] = set()
     all_binary = bool(_flag(request.parameters, "binary_data_output", "parameters"))
@@ -232,8 +201,78 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
         outputs = tuple(out.name for out in request.outputs)
     elif all_binary:
         binary_outputs = {spec.name for spec in signature.outputs}
-    assert rows is not None
     return InferRequest(request.id, arrays, rows, outputs, frozenset(binary_outputs), all_binary)
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    """One input tensor as a request gives it, before any check against the model."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: list[Any] | None
+    """Its elements as values (JSON's ``data``, gRPC's typed contents); ``None`` when ``raw``."""
+    raw: bytes | memoryview | None
+    """Its elements as little-endian bytes (a binary part, gRPC's raw contents)."""
+    raw_path: str
+    """Where the request says how many bytes ``raw`` holds (for an error)."""
+
+
+def decode_inputs(
+    given: Sequence[Given], signature: ModelSignature, max_rows: int
+) -> tuple[dict[str, np.ndarray], int]:
+    """The model's inputs and their row count from ``given``, checked as the module says (names,
+    datatype, shape, elements); a :class:`ValidationFailed` names the first broken rule."""
+    wanted = {spec.name: spec for spec in signature.inputs}
+    names = [t.name for t in given]
+    for index, name in enumerate(names):
+        if name not in wanted:
+            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no input {name!r}", name)
+        if names.index(name) != index:
+            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"input {name!r} given twice", name)
+    for name in wanted:
+        if name not in names:
+            raise _fail("inputs", Rule.REQUIRED, f"the model's input {name!r} is missing", name)
+    arrays: dict[str, np.ndarray] = {}
+    rows: int | None = None
+    for index, tensor in enumerate(given):
+        path = f"inputs[{index}]"
+        spec = wanted[tensor.name]
+        expected = datatype_of(spec.dtype)
+        if tensor.datatype != expected:
+            raise _fail(f"{path}.datatype", Rule.TYPE, f"the model takes {expected}", tensor.datatype)
+        if expected == "BYTES":
+            raise _fail(f"{path}.datatype", Rule.TYPE, "BYTES tensors are not served")
+        shape = tensor.shape
+        if len(shape) != len(spec.shape) or not spec.row_shape_matches(shape[1:]):
+            raise _fail(f"{path}.shape", Rule.SHAPE, f"the model takes {_describe(spec.shape)}", list(shape))
+        if rows is None:
+            rows = shape[0]
+        if shape[0] != rows:
+            raise _fail(f"{path}.shape", Rule.SHAPE, f"every input must have the same batch size ({rows})", shape[0])
+        if not 1 <= rows <= max_rows:
+            raise _fail(f"{path}.shape", Rule.MAX_ROWS, f"the batch size must be 1 to {max_rows}", rows)
+        count = math.prod(shape)
+        if tensor.raw is not None:
+            itemsize = DTYPES[expected].itemsize
+            if len(tensor.raw) != count * itemsize:
+                raise _fail(
+                    tensor.raw_path,
+                    Rule.SHAPE,
+                    f"{_describe(shape)} of {expected} is {count * itemsize} bytes",
+                    len(tensor.raw),
+                )
+            arrays[tensor.name] = np.frombuffer(tensor.raw, dtype=DTYPES[expected]).reshape(shape).astype(spec.dtype)
+        else:
+            if tensor.data is None:
+                raise _fail(f"{path}.data", Rule.REQUIRED, "give data, or parameters.binary_data_size")
+            if expected == "FP16":
+                raise _fail(f"{path}.datatype", Rule.TYPE, "FP16 only as binary data: JSON has no half floats")
+            arrays[tensor.name] = _from_json(tensor.data, shape, count, expected, spec.dtype, path)
+    if rows is None:
+        raise _fail("inputs", Rule.REQUIRED, "no input given")
+    return arrays, rows
 
 
 _KINDS: dict[str, tuple[type, ...]] = {"b": (bool,), "i": (int,), "u": (int,), "f": (int, float)}

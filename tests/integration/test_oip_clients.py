@@ -1,15 +1,25 @@
-"""A V2 client nobody here wrote, against a real Ballast server: Triton's ``tritonclient.http``
+"""V2 clients nobody here wrote, against a real Ballast server: Triton's ``tritonclient.http``
 reads the server's and the model's metadata and configuration, checks readiness, and infers with
 JSON and with binary tensors, answers equal to the service's own route; its errors carry the
-server's message."""
+server's message. ``tritonclient.grpc`` does the same over gRPC (raw tensors), its errors as status
+codes, and grpc.health.v1 says SERVING."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
 from sklearn.datasets import load_digits
 from tritonclient.utils import InferenceServerException
+
+from tests.integration.conftest import free_port
 
 IMAGES = load_digits().images[:7].astype(np.float32)
 
@@ -54,3 +64,59 @@ def test_tritonclient_errors_carry_the_servers_message(client: triton.InferenceS
         client.infer("digits-mlp", [tensor])
     with pytest.raises(InferenceServerException, match="no model 'resnet'"):
         client.get_model_metadata("resnet")
+
+
+@pytest.fixture(scope="module")
+def grpc_digits(serve: Callable[..., Any]) -> Iterator[tuple[str, str]]:
+    """A digits server with gRPC on: (its HTTP URL, its gRPC address)."""
+    port = free_port()
+    with serve("services.digits:Digits", BALLAST_GRPC_PORT=str(port)) as url:
+        yield str(url), f"127.0.0.1:{port}"
+
+
+def grpc_client(address: str) -> dict[str, Any]:
+    """What tritonclient.grpc makes of the server (tests/integration/grpc_client.py, in a process of
+    its own: Triton's client and Ballast's generated code both name their messages ``inference.*``,
+    which one process's protobuf cannot hold twice)."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("grpc_client.py")), address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def test_tritonclient_grpc_reads_metadata_infers_and_gets_status_codes(grpc_digits: tuple[str, str]) -> None:
+    import httpx
+
+    url, address = grpc_digits
+    found = grpc_client(address)
+    assert found["live"] is True
+    assert found["ready"] is True
+    assert found["model_ready"] is True
+    assert found["unknown_model_ready"] is False
+    assert found["extensions"] == ["binary_tensor_data", "model_configuration"]
+    assert found["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "64"]}]
+    own = httpx.post(f"{url}/classify", json={"images": IMAGES.tolist()}, timeout=10).json()["results"]
+    assert found["id"] == "over-grpc"
+    assert found["served_by"] == "digits-mlp"
+    assert found["label"] == [r["label"] for r in own]
+    np.testing.assert_allclose(found["probabilities"], [r["probabilities"] for r in own], atol=1e-6)
+    assert found["bad_shape"][0] == "StatusCode.INVALID_ARGUMENT"
+    assert "the model takes [-1, 64]" in found["bad_shape"][1]
+    assert found["unknown_model"][0] == "StatusCode.NOT_FOUND"
+
+
+def test_grpc_health_is_served(grpc_digits: tuple[str, str]) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    _, address = grpc_digits
+    with grpc.insecure_channel(address) as channel:
+        checked = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"), timeout=10
+        )
+    assert checked.status == health_pb2.HealthCheckResponse.SERVING
