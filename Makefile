@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost audit-drill drift-drill proto clean
+.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -87,6 +87,11 @@ audit-cost: install wrk hey models
 # on, in interleaved rounds (benchmarks/drift_cost.py; about 3 minutes).
 drift-cost: install wrk hey models
 	$(BIN)/python -m benchmarks.drift_cost
+
+# The Open Inference Protocol's JSON route against the service's own JSON route on one tensor server
+# (the heavy MLP), interleaved rounds at saturation (benchmarks/oip_cost.py; about 3 minutes).
+oip-cost: install wrk hey
+	$(BIN)/python -m benchmarks.oip_cost
 
 # A fraud server with the audit trail on under locust load (a canary held at 50 %): a row per 200, on
 # its route, none dropped, the chain verifies (loadtests/audit_drill.py; about 70 s). Its own model
@@ -169,6 +174,7 @@ bench-smoke: install wrk hey nginx models
 	$(BIN)/python -m benchmarks.refusal_cost --seconds 1 --rounds 1
 	$(BIN)/python -m benchmarks.audit_cost --smoke
 	$(BIN)/python -m benchmarks.drift_cost --smoke
+	$(BIN)/python -m benchmarks.oip_cost --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

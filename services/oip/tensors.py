@@ -73,7 +73,8 @@ class TensorIn(BaseModel):
     shape: list[Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]] = Field(max_length=MAX_RANK)
     datatype: Datatype
     parameters: dict[str, Any] | None = None
-    data: list[Any] | None = None
+    data: Any = Field(None, json_schema_extra={"type": "array"})
+    """A flat or nested array; checked by :func:`decode_inputs` (pydantic would walk every element)."""
 
 
 class OutputIn(BaseModel):
@@ -211,7 +212,7 @@ class Given:
     name: str
     datatype: str
     shape: tuple[int, ...]
-    data: list[Any] | None
+    data: Any
     """Its elements as values (JSON's ``data``, gRPC's typed contents); ``None`` when ``raw``."""
     raw: bytes | memoryview | None
     """Its elements as little-endian bytes (a binary part, gRPC's raw contents)."""
@@ -280,29 +281,32 @@ _KINDS: dict[str, tuple[type, ...]] = {"b": (bool,), "i": (int,), "u": (int,), "
 
 
 def _from_json(
-    data: list[Any], shape: tuple[int, ...], count: int, datatype: str, dtype: np.dtype[Any], path: str
+    data: Any, shape: tuple[int, ...], count: int, datatype: str, dtype: np.dtype[Any], path: str
 ) -> np.ndarray:
-    try:
-        elements = np.asarray(data, dtype=object).ravel()
-    except ValueError:
-        raise _fail(f"{path}.data", Rule.SHAPE, "nested lists of unequal lengths") from None
-    if elements.size != count:
-        raise _fail(f"{path}.data", Rule.SHAPE, f"{_describe(shape)} holds {count} elements, not {elements.size}")
+    if not isinstance(data, list):
+        raise _fail(f"{path}.data", Rule.TYPE, "must be an array", type(data).__name__)
+    if data and not isinstance(data[0], list):  # flat, the usual form: no object array to walk
+        elements: list[Any] = data
+    else:
+        try:
+            elements = np.asarray(data, dtype=object).ravel().tolist()
+        except ValueError:
+            raise _fail(f"{path}.data", Rule.SHAPE, "nested lists of unequal lengths") from None
+    if len(elements) != count:
+        raise _fail(f"{path}.data", Rule.SHAPE, f"{_describe(shape)} holds {count} elements, not {len(elements)}")
     allowed = _KINDS[DTYPES[datatype].kind]
-    found = set(map(type, elements.tolist()))
+    found = set(map(type, elements))
     if not found <= set(allowed):
         names = ", ".join(sorted(t.__name__ for t in found - set(allowed)))
-        raise _fail(
-            f"{path}.data", Rule.TYPE, f"{datatype} takes {' or '.join(t.__name__ for t in allowed)}, not {names}"
-        )
+        kinds = " or ".join(t.__name__ for t in allowed)
+        raise _fail(f"{path}.data", Rule.TYPE, f"{datatype} takes {kinds}, not {names}")
     target = DTYPES[datatype]
     if target.kind in "iu" and count:
         info = np.iinfo(target)
-        low, high = min(elements.tolist()), max(elements.tolist())
-        if low < info.min or high > info.max:
+        if min(elements) < info.min or max(elements) > info.max:
             raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range [{info.min}, {info.max}]")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
-        array = elements.astype(target).reshape(shape)
+        array = np.array(elements, dtype=target).reshape(shape)
     if target.kind == "f" and not np.isfinite(array).all():
         raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
     return array.astype(dtype, copy=False)
@@ -331,7 +335,7 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            entry["data"] = array.ravel().tolist()
+            entry["data"] = np.ascontiguousarray(array).ravel()  # orjson writes arrays in C
         listed.append(entry)
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version}
     if request_id is not None:
