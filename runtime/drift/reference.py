@@ -59,11 +59,17 @@ def ecdf_gap(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
 
 def js_distance(p: np.ndarray, q: np.ndarray) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) of two distributions over the same categories."""
+    return float(js_distances(p, q))
+
+
+def js_distances(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """:func:`js_distance` of each row of ``p`` (distributions over the last axis) and ``q``."""
     m = (p + q) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    return float(np.sqrt(max((kl_p + kl_q) / 2, 0.0)))
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=-1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=-1)
+    found: np.ndarray = np.sqrt(np.maximum((kl_p + kl_q) / 2, 0.0))
+    return found
 
 
 def distribution(codes: np.ndarray, categories: np.ndarray) -> np.ndarray:
@@ -150,14 +156,7 @@ class Reference:
             theirs = np.searchsorted(self.sorted[index], values[:-1], side="right") / self.rows
             found: np.ndarray = np.abs(ours - theirs) @ np.diff(values) / float(self.scale[index])
             return found
-        p = counts / rows
-        q = self.shares[index][:-1]
-        m = (p + q) / 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1)
-            kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
-        found = np.sqrt(np.maximum((kl_p + kl_q) / 2, 0.0))
-        return found
+        return js_distances(counts / rows, self.shares[index][:-1])
 
 
 def _scale(column: np.ndarray) -> float:

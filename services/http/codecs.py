@@ -86,6 +86,14 @@ class BodyReader:
             raise self._too_large()
         return media_type
 
+    async def raw(self, headers: Headers, receive: Receive) -> bytes:
+        """The body's bytes as they are, within ``max_body_bytes`` (413 for a declared
+        ``Content-Length`` over it before reading, or for more bytes while reading)."""
+        declared = header(headers, b"content-length") or b""
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_body_bytes):
+            raise self._too_large()
+        return await self._read(receive)
+
     async def read(self, media_type: bytes, receive: Receive) -> Any:
         body = await self._read(receive)
         if media_type == NPY:

@@ -30,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from runtime.core.errors import BadRequest, BallastError, Overloaded, ValidationFailed
 
+from ..http import codecs
 from ..http.routes import RequestInfo
 from . import inference_pb2 as pb
 from . import inference_pb2_grpc as pb_grpc
@@ -125,7 +126,7 @@ class InferenceService:
         principal = self._caller(context)
         routes = self.routes
         metadata = _metadata(context)
-        request_id = request.id or metadata_value(metadata, "x-request-id") or os.urandom(8).hex()
+        request_id = request.id or codecs.request_id(metadata) or os.urandom(8).hex()
         pipeline, arm = routes.pick(request.model_name, request.model_version or None, request_id, metadata)
         if routes.declaration.kind == "records":
             raise BadRequest(
@@ -147,14 +148,15 @@ class InferenceService:
         ]
         signature = pipeline.chain.primary.model.signature
         arrays, _ = decode_inputs(given, signature, routes.max_rows)
+        known = {spec.name for spec in signature.outputs}
         for index, out in enumerate(request.outputs):
-            if out.name not in {spec.name for spec in signature.outputs}:
+            if out.name not in known:
                 raise BadRequest(f"outputs[{index}]: the model has no output {out.name!r}")
         remaining = context.time_remaining()
         info = RequestInfo(
             request_id,
             remaining if remaining is not None else None,
-            routing_key=metadata_value(metadata, "x-routing-key"),
+            routing_key=codecs.routing_key(metadata),
             principal=principal,
         )
         given_pipeline = pipeline if request.model_version else None
@@ -204,13 +206,6 @@ def _metadata(context: Any) -> list[tuple[bytes, bytes]]:
         (key.lower().encode("latin-1"), value if isinstance(value, bytes) else value.encode("latin-1"))
         for key, value in (context.invocation_metadata() or ())
     ]
-
-
-def metadata_value(metadata: list[tuple[bytes, bytes]], name: str) -> str | None:
-    for key, value in metadata:
-        if key == name.encode():
-            return value.decode("latin-1")[:128] or None
-    return None
 
 
 def _contents(tensor: Any) -> list[Any] | None:

@@ -38,6 +38,7 @@ from runtime.core.errors import BadRequest, BallastError, Overloaded, Validation
 
 from ..declaration import Declaration
 from ..endpoints import Endpoints, Traffic
+from ..http import codecs
 from ..http.auth import Credentials
 from ..http.codecs import Receive, Scope, Send, header, respond
 from ..http.envelope import HTTPError, HttpErrorType
@@ -107,7 +108,7 @@ class OipRoutes:
         self.endpoints = endpoints
         self.ready = ready
         self.credentials = credentials
-        self.max_body_bytes = max_body_bytes
+        self.body = codecs.BodyReader(max_body_bytes)
         self.max_rows = max_rows
         self.server_version = server_version
         self.model = declaration.primary.model
@@ -117,7 +118,7 @@ class OipRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
-        request_id = (header(headers, b"x-request-id") or b"").decode("latin-1")[:64] or os.urandom(8).hex()
+        request_id = codecs.request_id(headers) or os.urandom(8).hex()
         try:
             found = parse_path(scope["path"])
             if found is None:
@@ -182,8 +183,7 @@ class OipRoutes:
             raise HTTPError(503, HttpErrorType.NOT_READY, f"{self.model} is not ready yet")
         traffic = self.traffic()
         if not version:
-            key = header(headers, b"x-routing-key")
-            return traffic.pick(key.decode("latin-1") if key else request_id)
+            return traffic.pick(codecs.routing_key(headers) or request_id)
         found = traffic.find(version)
         if found is None:
             raise HTTPError(404, HttpErrorType.NOT_FOUND, f"version {version!r} of {self.model!r} is not deployed here")
@@ -229,18 +229,17 @@ class OipRoutes:
                 f"{self.model} takes tensors made from records by the service: use {self.declaration.route}"
             )
         headers = scope["headers"]
-        body = await self._read(headers, receive)
+        body = await self.body.raw(headers, receive)
         length = header(headers, HEADER.encode())
         signature = pipeline.chain.primary.model.signature
         request = parse_request(body, length.decode("latin-1") if length else None, signature, self.max_rows)
         payload = self.payload(pipeline, request.inputs)
-        timeout = header(headers, b"x-request-timeout-ms")
         info = RequestInfo(
             rid,
-            int(timeout) / 1000 if timeout and timeout.isdigit() else None,
-            routing_key=(header(headers, b"x-routing-key") or b"").decode("latin-1") or None,
+            codecs.timeout(headers),
+            routing_key=codecs.routing_key(headers),
             principal=principal,
-            no_cache=b"no-cache" in (header(headers, b"cache-control") or b""),
+            no_cache=codecs.no_cache(headers),
         )
         given = None if target.version is None else pipeline
         prediction, arm = await self.endpoints.answer(payload, info, given, arm)
@@ -270,23 +269,6 @@ class OipRoutes:
             array = payload.pop(target)
             payload[name] = array.reshape(len(array), *declared[name].row_shape)
         return payload
-
-    async def _read(self, headers: Any, receive: Receive) -> bytes:
-        declared = header(headers, b"content-length") or b""
-        if declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_body_bytes):
-            raise HTTPError(413, HttpErrorType.PAYLOAD_TOO_LARGE, f"the body exceeds {self.max_body_bytes} bytes")
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise BadRequest("the client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                raise HTTPError(413, HttpErrorType.PAYLOAD_TOO_LARGE, f"the body exceeds {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return b"".join(chunks)
 
     # --- answers ---------------------------------------------------------------------------------
 
