@@ -265,6 +265,14 @@ def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: st
         slo_ms, path, name, env = 50.0, setup.path, "services.tensor:Tensor", {**env, **setup.env}
         [body] = [p.body for p in setup.plan if p.variant == "ballast" and p.rows == 1]
     env.update(dict(kv.split("=", 1) for kv in ballast_env))
+    if "BENTOML_HOME" not in env:  # a home of its own: BentoML keeps its metrics files there, and
+        # servers started together in one home would each count the others' requests
+        source = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml"))
+        home = work / "bentoml"
+        home.mkdir(exist_ok=True)
+        if not (home / "models").exists():
+            (home / "models").symlink_to(source / "models")
+        env["BENTOML_HOME"] = str(home)
     command = ["taskset", "-c", "0", str(BIN / "bentoml"), "serve", name, "--port", "{port}"]
     server = Server(command, env, ROOT, work / "server.log")
     os.sched_setaffinity(0, {1})

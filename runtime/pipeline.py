@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 
 from .core.codes import ErrorType, Outcome
 from .core.errors import BallastError, InternalError, Overloaded, ValidationFailed
-from .core.record import Hook, RequestRecord, current_request
+from .core.record import Hook, RequestRecord, current_request, new_request_id
 from .core.settings import DrillSettings, Settings, StageSettings
 from .engine.batching.queue import AdaptiveBatcher
 from .engine.cache import ResultCache
@@ -273,7 +272,7 @@ class Pipeline:
         result cache is neither read nor filled."""
         started = self._clock()
         record = RequestRecord(
-            request_id or os.urandom(8).hex(), self.name, self.version, route=route, principal=principal
+            request_id or new_request_id(), self.name, self.version, route=route, principal=principal
         )
         token = current_request.set(record)
         outcome = Outcome.ERROR

@@ -119,14 +119,10 @@ class Feedback:
                 if known is not None:
                     (received.duplicates if known[0] == text else received.conflicts).append(label.request_id)
                     continue
-                found = db.execute(
-                    "SELECT row FROM audit WHERE request_id = ? AND kind = 'prediction' ORDER BY seq LIMIT 1",
-                    (label.request_id,),
-                ).fetchone()
-                if found is None:
+                row = self.store.prediction(label.request_id, db)
+                if row is None:
                     received.unknown.append(label.request_id)
                     continue
-                row = json.loads(found[0])
                 if row.get("rows") != len(values):
                     received.mismatched.append(label.request_id)
                     continue
@@ -150,12 +146,8 @@ class Feedback:
     def performance(self, window_s: float) -> list[Performance]:
         """Each version's figures over predictions made in the last ``window_s`` (by prediction time)."""
         since = self._clock() - window_s
+        made = self.store.predictions(since)
         with self.store.reading() as db:
-            made = db.execute(
-                "SELECT json_extract(row, '$.service'), version, COUNT(*) FROM audit "
-                "WHERE at >= ? AND kind = 'prediction' GROUP BY 1, 2",
-                (since,),
-            ).fetchall()
             labelled = db.execute(
                 "SELECT service, version, pairs FROM feedback WHERE predicted_at >= ?", (since,)
             ).fetchall()
@@ -163,7 +155,7 @@ class Feedback:
         for service, version, pairs in labelled:
             by_version.setdefault((service, version), []).append([(p[0], p[1], p[2]) for p in json.loads(pairs)])
         found = []
-        for service, version, count in made:
+        for (service, version), count in made.items():
             requests = by_version.get((service, version), [])
             rows = [pair for request in requests for pair in request]
             judged = [(p, y) for _, p, y in rows if p is not None]

@@ -8,7 +8,7 @@ answers, say a decision, the compliance checks that held, the rules that fired) 
 took. Refused requests (422, 503) are not predictions: the metrics count them.
 
 On the request path the hook takes what the row needs as plain values, its tensors as bytes, and
-the service's description (runtime/audit/rows.py: ``Answered``), and queues it: a few
+the service's description as JSON (runtime/audit/rows.py: ``Answered``), and queues it: a few
 microseconds. The writer digests, serialises, chains and stores it, by default in a process of its
 own (runtime/audit/sink.py), so that the request path pays for neither the hashing, nor the JSON,
 nor the database. A sampled share of requests (``payload_share``, by a hash of the request id, so
@@ -27,15 +27,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ..core.codes import Outcome
 from ..core.record import RequestRecord
-from .chain import pack
+from .chain import message_of, pack
 from .redact import Redactor
-from .rows import Answered, Row, Shadowed, seal
+from .rows import Answered, Row, Shadowed
 from .writer import AuditWriter
 
 log = logging.getLogger(__name__)
+
+_ANSWERED = frozenset((Outcome.SUCCESS, Outcome.FALLBACK))
+_FALLBACK = Outcome.FALLBACK
+"""(Read once: an enum's members are slow to read from its class on every request.)"""
 
 Describe = Callable[[RequestRecord], Mapping[str, Any]]
 """What the service says about an answer, for its row (e.g. ``answers``, ``checks``, ``rules``)."""
@@ -82,17 +87,17 @@ class AuditHook:
         self._clock = clock
 
     def on_request(self, outcome: Outcome, record: RequestRecord) -> None:
-        if outcome not in (Outcome.SUCCESS, Outcome.FALLBACK) or record.outputs is None or record.inputs is None:
+        if outcome not in _ANSWERED or record.outputs is None or record.inputs is None:
             return
         at = self._clock()
         try:
             facts = self.describe(record) if self.describe is not None else None
-            sealed = seal(self.answered(record, outcome is Outcome.FALLBACK, at, facts))
+            item = self.answered(record, outcome is _FALLBACK, at, orjson.dumps(facts) if facts else None)
         except Exception:  # a bug in a description must not fail the request: count the row, go on
             log.exception("the audit row of request %s could not be made", record.request_id)
             self.writer.count_dropped("build_failed")
             return
-        if not self.writer.offer(sealed):
+        if not self.writer.offer(item):
             return
         if not self.payload_share or not sampled(record.request_id, self.payload_share):
             return
@@ -102,8 +107,8 @@ class AuditHook:
             self.writer.count_dropped("payload_shed")
 
     @staticmethod
-    def answered(record: RequestRecord, degraded: bool, at: float, facts: Mapping[str, Any] | None = None) -> Answered:
-        """What the row of one answered request needs (``facts``: its description)."""
+    def answered(record: RequestRecord, degraded: bool, at: float, facts: bytes | None = None) -> Answered:
+        """What the row of one answered request needs (``facts``: its description, as a JSON object)."""
         assert record.outputs is not None
         assert record.inputs is not None
         return Answered(
@@ -121,7 +126,7 @@ class AuditHook:
             record.cached,
             [[a, b, str(reason)] for a, b, reason in record.fallbacks] if record.fallbacks else None,
             record.total_s,
-            pack(record.inputs),
+            message_of(record.inputs),
             pack(record.outputs),
             facts,
         )
@@ -148,19 +153,17 @@ class AuditHook:
     def on_shadow(self, run: ShadowRun) -> None:
         """A row for a shadow's run of a copy (``kind`` and ``route`` ``shadow``, the same request id)."""
         self.writer.offer(
-            seal(
-                Shadowed(
-                    self._clock(),
-                    run.request_id,
-                    run.service,
-                    run.model,
-                    run.version,
-                    run.artifact,
-                    pack(run.inputs),
-                    pack(run.outputs) if run.outputs is not None else None,
-                    run.agreed,
-                    run.distance,
-                    run.seconds,
-                )
+            Shadowed(
+                self._clock(),
+                run.request_id,
+                run.service,
+                run.model,
+                run.version,
+                run.artifact,
+                message_of(run.inputs),
+                pack(run.outputs) if run.outputs is not None else None,
+                run.agreed,
+                run.distance,
+                run.seconds,
             )
         )

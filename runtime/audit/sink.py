@@ -2,9 +2,8 @@
 (:class:`StoreSink`), or in a writer process of their own (:class:`ProcessSink`, the default), so
 that a worker pays only for taking what a row needs and handing it over.
 
-A :class:`ProcessSink` sends each batch (its items sealed into bytes on the request path, see
-runtime/audit/rows.py; the batch marshalled, or pickled when a row holds anything else) down a
-pipe to
+A :class:`ProcessSink` sends each batch (its items plain values, see runtime/audit/rows.py; the
+batch marshalled, or pickled when a row holds anything else) down a pipe to
 ``python -m runtime.audit.sink``, which makes the rows (digests under the trail's key, sent once
 through the pipe when it starts; JSON) and appends them to the SQLite store in one transaction, then
 answers ``ok`` (or the error, having appended nothing). One batch is in flight at a time: while the
@@ -17,6 +16,7 @@ ends when its pipe closes: when the worker closes the sink, or dies.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import marshal
 import os
@@ -30,8 +30,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
 
-from .rows import Item, RowBuilder
-from .store import AuditStore
+from .rows import Item, RowBuilder, from_plain, plain
+from .store import AuditStore, Line
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,8 @@ class StoreSink:
         self._build = RowBuilder(key)
 
     def append(self, items: Sequence[Item], unsure: bool = False) -> int:
-        rows, failed = [], 0
-        for item in items:
-            try:
-                rows.append(self._build(item))
-            except Exception:
-                log.exception("an audit row could not be made")
-                failed += 1
-        chained = [row for row in rows if row.get("kind") != "payload"]
+        rows, failed = self._build.batch(items)
+        chained = [row for row in rows if isinstance(row, Line)]
         if rows and not (unsure and chained and self.store.holds(chained[0])):
             self.store.append(rows)
         return failed
@@ -76,17 +70,30 @@ class StoreSink:
 
 
 def encode(unsure: bool, items: Sequence[Item]) -> bytes:
-    """A batch as one frame for the pipe: marshalled (sealed items are bytes, rows plain values),
-    or pickled when marshal cannot write one (a row made elsewhere holding, say, an enum)."""
+    """A batch as one frame for the pipe: marshalled (items are plain values), or pickled when
+    marshal cannot write one (a row made elsewhere holding, say, an enum)."""
+    batch = [plain(item) for item in items]
     try:
-        return b"m" + marshal.dumps((unsure, list(items)), 2)
+        return b"m" + marshal.dumps((unsure, batch), 2)
     except ValueError:
-        return b"p" + pickle.dumps((unsure, list(items)), protocol=pickle.HIGHEST_PROTOCOL)
+        return b"p" + pickle.dumps((unsure, batch), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode(frame: bytes) -> tuple[bool, list[Item]]:
-    unsure, items = (pickle.loads if frame[:1] == b"p" else marshal.loads)(memoryview(frame)[1:])
-    return unsure, list(items)
+    unsure, batch = (pickle.loads if frame[:1] == b"p" else marshal.loads)(memoryview(frame)[1:])
+    return unsure, [from_plain(value) for value in batch]
+
+
+PIPE_BYTES = 1 << 20
+"""The pipe to the writer process holds a whole batch (Linux's default, 64 KiB, holds a fifth of
+one: the worker would wait for the process to read the rest)."""
+
+
+def _widen(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (OSError, AttributeError):  # not Linux, or above /proc/sys/fs/pipe-max-size: the default
+        log.debug("the audit pipe keeps its default size", exc_info=True)
 
 
 class SinkFailed(RuntimeError):
@@ -149,6 +156,7 @@ class ProcessSink:
         self._stop()
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
+        _widen(from_parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
         try:
             process = subprocess.Popen(

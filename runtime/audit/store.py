@@ -2,43 +2,60 @@
 sampled payloads beside it, outside the chain (they are purged sooner, and a payload is not evidence
 of what was decided, the metadata is).
 
-Each row is stored as its canonical JSON with its sequence number, the previous row's hash and its
-own (runtime/audit/chain.py); the columns that queries filter on (request id, time, version, route)
-are generated from the JSON, so that they cannot say something the hashed row does not. Appends are
-one ``BEGIN IMMEDIATE`` transaction per batch that reads the chain's last hash first: several
-workers writing one file extend one chain.
+Rows are stored in blocks, one per batch the writer appends: a block holds its rows' JSON (one per
+line, exactly the text that was hashed), their hashes side by side, the hash of the row before its
+first (runtime/audit/chain.py), the range of its rows' times and the count of its predictions per
+service and version. A row is still a row: it has its own sequence number (the block's first plus
+its place) and its own hash, and a verification names it. One database row per batch instead of
+one per prediction is what makes the trail cheap to write: SQLite's cost is per database row
+and per index entry, not per byte.
+
+Two indexes: the blocks by time (a range of times reads the blocks that overlap it), and
+``audit_ids``, each row's request id with its sequence number (the lookups of labelled feedback
+and of a request's rows). A B-tree's cost is where its keys land: random ids dirty a page each, ids
+that grow with time are appended at the end. The ids Ballast gives requests are time-ordered
+(runtime/core/record.py: ``new_request_id``); a caller's own ``X-Request-ID`` is indexed as it is.
+Other filters (version, route, kind, decision) read the blocks in order and test each row.
+
+Appends are one ``BEGIN IMMEDIATE`` transaction per batch that reads the chain's tail first: several
+workers writing one file extend one chain. A purge removes the oldest rows (whole blocks, or the
+head of a block, which is rewritten to start later) and keeps the last removed row's sequence number
+and hash as the anchor the chain is verified from.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from ..core.sqlite import SharedDatabase
-from .chain import GENESIS, canonical, text_hash, verify
+from .chain import GENESIS, HASH, Block, canonical, link, verify
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    row TEXT NOT NULL,
-    request_id TEXT GENERATED ALWAYS AS (json_extract(row, '$.request_id')) VIRTUAL,
-    at REAL GENERATED ALWAYS AS (json_extract(row, '$.at')) VIRTUAL,
-    version TEXT GENERATED ALWAYS AS (json_extract(row, '$.version')) VIRTUAL,
-    route TEXT GENERATED ALWAYS AS (json_extract(row, '$.route')) VIRTUAL,
-    kind TEXT GENERATED ALWAYS AS (json_extract(row, '$.kind')) VIRTUAL
+CREATE TABLE IF NOT EXISTS audit_blocks (
+    first_seq INTEGER PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    at_first REAL NOT NULL,
+    at_last REAL NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hashes BLOB NOT NULL,
+    predictions TEXT NOT NULL,
+    body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS audit_request ON audit (request_id);
-CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_blocks_at ON audit_blocks (at_last);
+CREATE TABLE IF NOT EXISTS audit_ids (
+    request_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS payloads (
     id INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -60,9 +77,41 @@ CREATE INDEX IF NOT EXISTS feedback_predicted ON feedback (predicted_at);
 CREATE TABLE IF NOT EXISTS audit_anchor (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
-    hash TEXT NOT NULL
-);
+    hash BLOB NOT NULL
+)
 """
+
+INSERT_BLOCK = (
+    "INSERT INTO audit_blocks (first_seq, rows, at_first, at_last, prev_hash, hashes, predictions, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class Line(NamedTuple):
+    """A chained row made ready to store: what the indexes and counts need, and its JSON."""
+
+    request_id: str
+    at: float
+    kind: str
+    service: str | None
+    version: str | None
+    text: bytes
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Line:
+        """A row given as a mapping (its JSON: :func:`runtime.audit.chain.canonical`)."""
+        return cls(
+            str(row.get("request_id")),
+            float(row["at"]),
+            str(row.get("kind", "prediction")),
+            row.get("service"),
+            row.get("version"),
+            canonical(row),
+        )
+
+
+def _key(service: str | None, version: str | None) -> str:
+    return f"{service or ''}\x00{version or ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +130,22 @@ class Retention:
         return cls(seconds(metadata), seconds(payloads), seconds(feedback))
 
 
+class OldFormat(RuntimeError):
+    """The file holds a trail in the format of one row per database row, which this version does
+    not read."""
+
+
 class AuditStore(SharedDatabase):
     def __init__(self, path: str | Path) -> None:
         super().__init__(path, SCHEMA)
+        with self._lock:
+            old = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'").fetchone()
+        if old is not None:
+            self.close()
+            raise OldFormat(
+                f"{path} holds an audit trail in an earlier format (a table 'audit'): keep it for reading "
+                "with the version that wrote it, and give this one a new BALLAST_AUDIT_PATH"
+            )
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction on the trail's database (the feedback's labels are written in one)."""
@@ -95,72 +157,137 @@ class AuditStore(SharedDatabase):
         with self._lock:
             yield self._db
 
-    def _tail(self, db: sqlite3.Connection) -> tuple[int, str]:
-        last = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    @staticmethod
+    def _tail(db: sqlite3.Connection) -> tuple[int, bytes]:
+        """The last row's sequence number and hash (from the anchor when every row was purged)."""
+        last = db.execute(
+            "SELECT first_seq + rows - 1, substr(hashes, -?) FROM audit_blocks ORDER BY first_seq DESC LIMIT 1", (HASH,)
+        ).fetchone()
         if last is not None:
-            return int(last[0]), str(last[1])
+            return int(last[0]), bytes(last[1])
         anchor = db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
-        return (int(anchor[0]), str(anchor[1])) if anchor is not None else (0, GENESIS)
+        return (int(anchor[0]), bytes(anchor[1])) if anchor is not None else (0, GENESIS)
 
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Add ``rows`` at the end of the chain (payload rows to their own table), in one transaction;
-        the last sequence number."""
-        payloads = [
-            (row["request_id"], row["at"], orjson.dumps(dict(row)).decode())
-            for row in rows
-            if row.get("kind") == "payload"
-        ]
+    def append(self, rows: Sequence[Line | Mapping[str, Any]]) -> int:
+        """Add ``rows`` at the end of the chain as one block (payload rows, given as mappings with
+        ``kind`` ``payload``, to their own table), in one transaction; the last sequence number."""
+        lines: list[Line] = []
+        payloads = []
+        for row in rows:
+            if isinstance(row, Line):
+                lines.append(row)
+            elif row.get("kind") == "payload":
+                payloads.append((row["request_id"], row["at"], orjson.dumps(dict(row)).decode()))
+            else:
+                lines.append(Line.of(row))
+        predictions = Counter(_key(line.service, line.version) for line in lines if line.kind == "prediction")
+        body = b"\n".join(line.text for line in lines)
+        times = [line.at for line in lines]
         with self._write() as db:
             seq, previous = self._tail(db)
-            values = []
-            for row in rows:
-                if row.get("kind") == "payload":
-                    continue
-                seq += 1
-                text = canonical(row)
-                digest = text_hash(previous, text)
-                values.append((seq, previous, digest, text.decode()))
-                previous = digest
-            db.executemany("INSERT INTO audit (seq, prev_hash, hash, row) VALUES (?, ?, ?, ?)", values)
+            if lines:
+                first, before, hashes = seq + 1, previous, []
+                for line in lines:
+                    previous = link(previous, line.text)
+                    hashes.append(previous)
+                db.execute(
+                    INSERT_BLOCK,
+                    (
+                        first,
+                        len(lines),
+                        min(times),
+                        max(times),
+                        before,
+                        b"".join(hashes),
+                        orjson.dumps(predictions).decode(),
+                        body,
+                    ),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO audit_ids (request_id, seq) VALUES (?, ?)",
+                    [(line.request_id, first + i) for i, line in enumerate(lines)],
+                )
+                seq += len(lines)
             if payloads:
                 db.executemany("INSERT INTO payloads (request_id, at, row) VALUES (?, ?, ?)", payloads)
         return seq
 
-    def holds(self, row: Mapping[str, Any]) -> bool:
+    @staticmethod
+    def _blocks(db: sqlite3.Connection, limit: int = -1) -> Iterator[Block]:
+        """The blocks, oldest first (at most ``limit``)."""
+        for first, prev, hashes, body in db.execute(
+            "SELECT first_seq, prev_hash, hashes, body FROM audit_blocks ORDER BY first_seq LIMIT ?", (limit,)
+        ):
+            yield Block(int(first), bytes(prev), bytes(hashes), bytes(body))
+
+    def holds(self, row: Line | Mapping[str, Any]) -> bool:
         """Whether a row of ``row``'s kind, request id and time is stored (a batch sent again after
         its writer died may have been committed)."""
-        with self._lock:
-            found = self._db.execute(
-                "SELECT 1 FROM audit WHERE request_id = ? AND at = ? AND kind = ? LIMIT 1",
-                (row.get("request_id"), row.get("at"), row.get("kind")),
-            ).fetchone()
-        return found is not None
+        line = row if isinstance(row, Line) else Line.of(row)
+        return any(
+            found.get("at") == line.at and found.get("kind", "prediction") == line.kind
+            for found in self.query(request_id=line.request_id, limit=1000)
+        )
 
     def verify(self) -> list[str]:
         """What is wrong with the chain (empty: nothing), each problem naming its row."""
         with self._lock:
             anchor = self._db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
-            rows = self._db.execute("SELECT seq, prev_hash, hash, row FROM audit ORDER BY seq").fetchall()
-        return verify([(s, p, h, r.encode()) for s, p, h, r in rows], tuple(anchor) if anchor else None)
+            blocks = list(self._blocks(self._db))
+        return verify(blocks, (int(anchor[0]), bytes(anchor[1])) if anchor else None)
 
     def purge_before(self, at: float, batch: int = 1000) -> int:
-        """Delete rows written before ``at`` (seconds since the epoch), oldest first, at most ``batch``
-        in one transaction; the chain stays verifiable from an anchor (the last deleted row's hash)."""
+        """Delete the chain's oldest rows written before ``at`` (seconds since the epoch), in order, at
+        most ``batch`` in one transaction; the first row not before ``at`` stops it. The chain stays
+        verifiable from an anchor (the last deleted row's sequence number and hash)."""
+        purged = 0
         with self._write() as db:
-            found = db.execute("SELECT seq, hash FROM audit WHERE at < ? ORDER BY seq LIMIT ?", (at, batch)).fetchall()
-            if not found:
-                return 0
-            first = db.execute("SELECT MIN(seq) FROM audit").fetchone()[0]
-            last_seq, last_hash = found[-1]
-            if found[0][0] != first or last_seq - first + 1 != len(found):
-                raise ValueError("rows to purge are not the chain's oldest, in order")
-            db.execute("DELETE FROM audit WHERE seq <= ?", (last_seq,))
-            db.execute(
-                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                (last_seq, last_hash),
+            for block in list(self._blocks(db, batch)):
+                lines = block.body.split(b"\n")
+                times = [float(orjson.loads(text)["at"]) for text in lines]
+                head = next((i for i, t in enumerate(times) if t >= at), len(times))
+                head = min(head, batch - purged)
+                if head == 0:
+                    break
+                self._purge_head(db, block, lines, times, head)
+                purged += head
+                if head < len(lines) or purged >= batch:
+                    break
+        return purged
+
+    @staticmethod
+    def _purge_head(db: sqlite3.Connection, block: Block, lines: list[bytes], times: list[float], head: int) -> None:
+        """Delete the first ``head`` rows of ``block`` (all: the block), move the anchor after them."""
+        last_seq = block.first_seq + head - 1
+        last_hash = block.hashes[(head - 1) * HASH : head * HASH]
+        ids = [(orjson.loads(text).get("request_id"), block.first_seq + i) for i, text in enumerate(lines[:head])]
+        db.executemany("DELETE FROM audit_ids WHERE request_id = ? AND seq = ?", [(str(r), s) for r, s in ids])
+        db.execute("DELETE FROM audit_blocks WHERE first_seq = ?", (block.first_seq,))
+        if head < len(lines):
+            kept = [orjson.loads(text) for text in lines[head:]]
+            predictions = Counter(
+                _key(row.get("service"), row.get("version"))
+                for row in kept
+                if row.get("kind", "prediction") == "prediction"
             )
-        return len(found)
+            db.execute(
+                INSERT_BLOCK,
+                (
+                    last_seq + 1,
+                    len(lines) - head,
+                    min(times[head:]),
+                    max(times[head:]),
+                    last_hash,
+                    block.hashes[head * HASH :],
+                    orjson.dumps(predictions).decode(),
+                    b"\n".join(lines[head:]),
+                ),
+            )
+        db.execute(
+            "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            (last_seq, last_hash),
+        )
 
     def query(
         self,
@@ -177,33 +304,106 @@ class AuditStore(SharedDatabase):
     ) -> list[dict[str, Any]]:
         """Rows matching every filter given, oldest first, each with its ``seq``; only those after
         ``after_seq`` (to page through the trail). ``decision``: one of the row's answers has it."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if decision is not None:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(row, '$.answers') WHERE value ->> '$.decision' = ?)")
-            params.append(decision)
-        for column, op, value in (
-            ("seq", ">", after_seq or None),
-            ("request_id", "=", request_id),
-            ("at", ">=", since),
-            ("at", "<", until),
-            ("version", "=", version),
-            ("route", "=", route),
-            ("kind", "=", kind),
-        ):
-            if value is not None:
-                clauses.append(f"{column} {op} ?")  # our column names and operators only
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        wanted = {"version": version, "route": route, "kind": kind}
+        wanted = {name: value for name, value in wanted.items() if value is not None}
+
+        def matches(row: dict[str, Any]) -> bool:
+            if request_id is not None and row.get("request_id") != request_id:
+                return False
+            if since is not None and row["at"] < since:
+                return False
+            if until is not None and row["at"] >= until:
+                return False
+            if any(row.get(name, "prediction" if name == "kind" else None) != value for name, value in wanted.items()):
+                return False
+            return decision is None or any(
+                isinstance(a, dict) and a.get("decision") == decision for a in row.get("answers") or ()
+            )
+
+        found: list[dict[str, Any]] = []
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT seq, row FROM audit {where} ORDER BY seq LIMIT ?", (*params, limit)
+            for seq, text in self._candidates(request_id, since, until, after_seq):
+                row = orjson.loads(text)
+                if matches(row):
+                    found.append({"seq": seq, **row})
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def _candidates(
+        self, request_id: str | None, since: float | None, until: float | None, after_seq: int
+    ) -> Iterator[tuple[int, bytes]]:
+        """``(seq, JSON)`` of the rows after ``after_seq`` that may match, in order: a request's
+        rows through the ids, else the rows of the blocks whose times overlap ``since``-``until``."""
+        if request_id is not None:
+            seqs = [
+                int(s)
+                for (s,) in self._db.execute(
+                    "SELECT seq FROM audit_ids WHERE request_id = ? AND seq > ? ORDER BY seq", (request_id, after_seq)
+                )
+            ]
+            for seq in seqs:
+                block = self._db.execute(
+                    "SELECT first_seq, body FROM audit_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
+                    (seq,),
+                ).fetchone()
+                if block is not None:
+                    lines = bytes(block[1]).split(b"\n")
+                    if 0 <= seq - block[0] < len(lines):
+                        yield seq, lines[seq - block[0]]
+            return
+        clauses, params = ["first_seq + rows - 1 > ?"], [float(after_seq)]
+        if since is not None:
+            clauses.append("at_last >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("at_first < ?")
+            params.append(until)
+        cursor = self._db.execute(
+            f"SELECT first_seq, body FROM audit_blocks WHERE {' AND '.join(clauses)} ORDER BY first_seq", params
+        )
+        for first, body in cursor:
+            for i, text in enumerate(bytes(body).split(b"\n")):
+                if first + i > after_seq:
+                    yield first + i, text
+
+    def predictions(self, since: float) -> dict[tuple[str, str], int]:
+        """Predictions made from ``since`` on, per (service, version): counted per block, rows read
+        only in the blocks that straddle ``since``."""
+        counts: Counter[str] = Counter()
+        with self._lock:
+            blocks = self._db.execute(
+                "SELECT at_first, predictions, body FROM audit_blocks WHERE at_last >= ?", (since,)
             ).fetchall()
-        return [{"seq": seq, **json.loads(row)} for seq, row in rows]
+        for at_first, predictions, body in blocks:
+            if at_first >= since:
+                counts.update(orjson.loads(predictions))
+                continue
+            for text in bytes(body).split(b"\n"):
+                row = orjson.loads(text)
+                if row["at"] >= since and row.get("kind", "prediction") == "prediction":
+                    counts[_key(row.get("service"), row.get("version"))] += 1
+        return {(key.split("\x00")[0], key.split("\x00")[1]): n for key, n in counts.items()}
+
+    def prediction(self, request_id: str, db: sqlite3.Connection | None = None) -> dict[str, Any] | None:
+        """The first prediction row of ``request_id`` (on ``db``, inside a transaction the caller holds)."""
+        connection = db if db is not None else self._db
+        for (seq,) in connection.execute("SELECT seq FROM audit_ids WHERE request_id = ? ORDER BY seq", (request_id,)):
+            block = connection.execute(
+                "SELECT first_seq, body FROM audit_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (seq,)
+            ).fetchone()
+            if block is None:
+                continue
+            lines = bytes(block[1]).split(b"\n")
+            if 0 <= seq - block[0] < len(lines):
+                row: dict[str, Any] = orjson.loads(lines[seq - block[0]])
+                if row.get("kind", "prediction") == "prediction":
+                    return row
+        return None
 
     def count(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM audit").fetchone()[0])
+            return int(self._db.execute("SELECT COALESCE(SUM(rows), 0) FROM audit_blocks").fetchone()[0])
 
     def payloads(self, request_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Sampled payloads, oldest first (of one request, if given)."""
@@ -212,7 +412,7 @@ class AuditStore(SharedDatabase):
             rows = self._db.execute(
                 f"SELECT row FROM payloads {where} ORDER BY id LIMIT ?", (*params, limit)
             ).fetchall()
-        return [json.loads(row) for (row,) in rows]
+        return [orjson.loads(row) for (row,) in rows]
 
     def _purge_oldest(self, table: str, column: str, at: float, batch: int) -> int:
         """Delete at most ``batch`` rows of ``table`` (payloads, feedback) whose ``column`` is before

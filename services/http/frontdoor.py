@@ -22,7 +22,6 @@ request cycle exists, and reads its settings from this object (``admission``, ``
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -30,6 +29,7 @@ import orjson
 
 from runtime.core.codes import RefusalReason
 from runtime.core.errors import BallastError, Overloaded
+from runtime.core.record import new_request_id
 
 from .admission import Admission
 from .auth import Credentials
@@ -163,7 +163,7 @@ class FrontDoor:
 
     async def _serve(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
-        rid = request_id(headers) or os.urandom(8).hex()
+        rid = request_id(headers) or new_request_id()
         try:
             if scope["method"] != route.method:
                 raise HTTPError(405, HttpErrorType.METHOD_NOT_ALLOWED, f"use {route.method} for {route.path}")

@@ -20,7 +20,6 @@ A client's deadline is the request's deadline. The API key, when the server has 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -29,6 +28,7 @@ import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from runtime.core.errors import BadRequest, BallastError, Overloaded, ValidationFailed
+from runtime.core.record import new_request_id
 
 from ..http import codecs
 from ..http.routes import RequestInfo
@@ -126,7 +126,7 @@ class InferenceService:
         principal = self._caller(context)
         routes = self.routes
         metadata = _metadata(context)
-        request_id = request.id or codecs.request_id(metadata) or os.urandom(8).hex()
+        request_id = request.id or codecs.request_id(metadata) or new_request_id()
         pipeline, arm = routes.pick(request.model_name, request.model_version or None, request_id, metadata)
         if routes.declaration.kind == "records":
             raise BadRequest(

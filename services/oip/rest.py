@@ -25,7 +25,6 @@ model's metadata but answer inference with 400: their tensors are made from reco
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ import orjson
 from runtime import ModelSignature, Pipeline, TensorSchema
 from runtime.core.codes import Arm
 from runtime.core.errors import BadRequest, BallastError, Overloaded, ValidationFailed
+from runtime.core.record import new_request_id
 
 from ..declaration import Declaration
 from ..endpoints import Endpoints, Traffic
@@ -118,7 +118,7 @@ class OipRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
-        request_id = codecs.request_id(headers) or os.urandom(8).hex()
+        request_id = codecs.request_id(headers) or new_request_id()
         try:
             found = parse_path(scope["path"])
             if found is None:

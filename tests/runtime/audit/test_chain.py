@@ -4,6 +4,7 @@ deleted or reordered row is named; a purge keeps the rest verifiable; inputs onl
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from runtime.audit import AuditStore, keyed_digest
+from runtime.audit.chain import HASH
 from runtime.audit.store import Retention
 
 
@@ -26,9 +28,22 @@ def store(tmp_path: Path) -> AuditStore:
     return AuditStore(tmp_path / "audit.sqlite")
 
 
-def tamper(store: AuditStore, sql: str, *params: Any) -> None:
+def tamper(store: AuditStore, seq: int, edit: Callable[[list[bytes], list[bytes], int], Any]) -> None:
+    """Edit the stored block that holds row ``seq`` behind the store's back: ``edit(lines, hashes,
+    place)`` changes the rows' JSON lines and hashes in place (``place``: the row's index)."""
     db = sqlite3.connect(store.path)
-    db.execute(sql, params)
+    first, prev, hashes, body = db.execute(
+        "SELECT first_seq, prev_hash, hashes, body FROM audit_blocks WHERE first_seq <= ? "
+        "ORDER BY first_seq DESC LIMIT 1",
+        (seq,),
+    ).fetchone()
+    lines = bytes(body).split(b"\n")
+    digests = [bytes(hashes)[i : i + HASH] for i in range(0, len(hashes), HASH)]
+    new_first = edit(lines, digests, seq - first)
+    db.execute(
+        "UPDATE audit_blocks SET first_seq = ?, rows = ?, prev_hash = ?, hashes = ?, body = ? WHERE first_seq = ?",
+        (first if new_first is None else new_first, len(digests), prev, b"".join(digests), b"\n".join(lines), first),
+    )
     db.commit()
     db.close()
 
@@ -42,31 +57,62 @@ def test_rows_from_two_writers_make_one_chain_that_verifies(store: AuditStore) -
     assert [r["request_id"] for r in store.query(since=1002, until=1005)] == ["r2", "r3", "r4"]
     assert store.query(request_id="r4")[0]["seq"] == 5
     assert [r["seq"] for r in store.query(after_seq=4, limit=1)] == [5]  # paging
+    assert store.count() == 6
     other.close()
 
 
 def test_an_edited_row_is_named(store: AuditStore) -> None:
     store.append(rows(5))
-    tamper(store, "UPDATE audit SET row = replace(row, '\"prediction\":0', '\"prediction\":1') WHERE seq = 3")
+
+    def edit(lines: list[bytes], hashes: list[bytes], place: int) -> None:
+        lines[place] = lines[place].replace(b'"prediction":0', b'"prediction":1')
+
+    tamper(store, 3, edit)
     assert store.verify() == ["row 3: changed since it was written"]
 
 
 def test_a_deleted_row_is_named(store: AuditStore) -> None:
     store.append(rows(5))
-    tamper(store, "DELETE FROM audit WHERE seq = 2")
+
+    def drop(lines: list[bytes], hashes: list[bytes], place: int) -> None:
+        del lines[place]  # the row's JSON, not its hash
+
+    tamper(store, 2, drop)
+    assert store.verify() == ["row 2 missing (deleted)"]
+
+
+def test_a_deleted_row_and_its_hash_are_named_where_the_chain_breaks(store: AuditStore) -> None:
+    store.append(rows(5))
+    store.append(rows(2, start=5))
+
+    def drop(lines: list[bytes], hashes: list[bytes], place: int) -> None:
+        lines.pop(place)
+        hashes.pop(place)
+
+    tamper(store, 2, drop)
+    assert store.verify() == ["row 2: changed since it was written", "row 5 missing (deleted)"]
+
+
+def test_a_deleted_block_is_named_by_its_rows(store: AuditStore) -> None:
+    store.append(rows(3))
+    store.append(rows(2, start=3))
+    store.append(rows(2, start=5))
+    db = sqlite3.connect(store.path)
+    db.execute("DELETE FROM audit_blocks WHERE first_seq = 4")
+    db.commit()
+    db.close()
     problems = store.verify()
-    assert problems[0] == "row 2 missing (deleted)"
-    assert "row 3: does not follow the row before it" in problems[1]
+    assert problems[0] == "row 4-5 missing (deleted)"
+    assert problems[1].startswith("row 6: does not follow the row before it")
 
 
 def test_reordered_rows_are_named(store: AuditStore) -> None:
     store.append(rows(4))
-    db = sqlite3.connect(store.path)
-    two, three = (db.execute("SELECT row FROM audit WHERE seq = ?", (s,)).fetchone()[0] for s in (2, 3))
-    db.execute("UPDATE audit SET row = ? WHERE seq = 2", (three,))
-    db.execute("UPDATE audit SET row = ? WHERE seq = 3", (two,))
-    db.commit()
-    db.close()
+
+    def swap(lines: list[bytes], hashes: list[bytes], place: int) -> None:
+        lines[place], lines[place + 1] = lines[place + 1], lines[place]
+
+    tamper(store, 2, swap)
     assert store.verify() == ["row 2: changed since it was written", "row 3: changed since it was written"]
 
 
@@ -76,11 +122,26 @@ def test_a_purge_keeps_the_rest_verifiable_and_a_deletion_after_it_is_still_seen
     assert store.purge_before(1004.0) == 1
     assert store.purge_before(1004.0) == 0
     assert store.count() == 6
+    assert [r["seq"] for r in store.query(limit=2)] == [5, 6]
+    assert store.query(request_id="r2") == []  # its index entry went with it
     assert store.verify() == []
     store.append(rows(1, start=10))
     assert store.verify() == []
-    tamper(store, "DELETE FROM audit WHERE seq = 5")  # the oldest left, not through a purge
-    assert store.verify()[0] == "row 5 missing (deleted)"
+
+    def drop_oldest(lines: list[bytes], hashes: list[bytes], place: int) -> int:  # as a purge would, minus the anchor
+        del lines[0], hashes[0]
+        return 6
+
+    tamper(store, 5, drop_oldest)
+    problems = store.verify()
+    assert problems == ["row 5 missing (deleted)", "row 6: changed since it was written"]
+
+
+def test_a_purge_stops_at_the_first_row_it_must_keep(store: AuditStore) -> None:
+    store.append([*rows(2, at=1000.0), *rows(1, start=2, at=2000.0), *rows(2, start=3, at=1000.0)])
+    assert store.purge_before(1500.0) == 2  # rows 4 and 5 are old too, but after one that is not
+    assert [r["request_id"] for r in store.query()] == ["r2", "r3", "r4"]
+    assert store.verify() == []
 
 
 def test_inputs_are_stored_only_as_keyed_digests() -> None:

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from runtime.audit import AuditStore, AuditWriter, keyed_digest
-from runtime.audit.chain import pack
-from runtime.audit.rows import Answered, Shadowed, seal, unseal
+from runtime.audit.chain import message_of, pack
+from runtime.audit.rows import Answered, Shadowed
 from runtime.audit.sink import OK, ProcessSink, SinkFailed, decode, encode, serve
+from runtime.audit.store import Line
 from tests.runtime.audit.test_writer import until
 
 KEY = b"an-audit-key-for-the-unit-test"
@@ -36,13 +37,13 @@ def inputs(i: int) -> dict[str, np.ndarray]:
     return {"x": np.array([[i, 1.0, 2.0]], np.float32)}
 
 
-def answered(i: int) -> bytes:
+def answered(i: int) -> Answered:
     outputs = {"probabilities": np.array([[0.25, 0.75]], np.float32)}
-    facts = {"answers": [{"decision": "approve"}]}
-    return seal(Answered(
+    facts = b'{"answers":[{"decision":"approve"}]}'
+    return Answered(
         1000.0 + i, f"r{i}", "checkout", "svc", "v1", "m", "v1", "f" * 64, "production", False, 1, False, None,
-        0.002, pack(inputs(i)), pack(outputs), facts,
-    ))  # fmt: skip
+        0.002, message_of(inputs(i)), pack(outputs), facts,
+    )  # fmt: skip
 
 
 def test_rows_are_made_in_a_process_of_their_own_and_it_ends_with_the_sink(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ class Failing(AuditStore):
         super().__init__(path)
         self.broken = True
 
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def append(self, rows: Sequence[Line | Mapping[str, Any]]) -> int:
         if self.broken:
             raise OSError(28, "No space left on device")
         return super().append(rows)
@@ -139,18 +140,14 @@ def test_a_closed_sink_refuses_to_append(tmp_path: Path) -> None:
     assert AuditStore(tmp_path / "audit.sqlite").count() == 1
 
 
-def test_an_item_is_sealed_into_bytes_and_a_batch_crosses_the_pipe_marshalled_or_else_pickled() -> None:
-    shadowed = Shadowed(1000.5, "r1", "svc", "m", "v2", None, pack(inputs(1)), None, True, 0.0, 0.001)
-    assert unseal(seal(shadowed)) == shadowed
-    assert type(unseal(seal(shadowed))) is Shadowed
-    odd = Answered._make([*unseal(answered(2))[:-1], {"route": Route.CANARY}])
-    assert seal(odd)[:1] == b"p"  # marshal writes no enum: pickled
-    assert unseal(seal(odd)) == odd
-    batch: list[Any] = [answered(1), seal(shadowed), {"kind": "payload", "request_id": "r1", "at": 1000.0}]
+def test_a_batch_crosses_the_pipe_marshalled_or_else_pickled() -> None:
+    shadowed = Shadowed(1000.5, "r1", "svc", "m", "v2", None, message_of(inputs(1)), None, True, 0.0, 0.001)
+    batch: list[Any] = [answered(1), shadowed, {"kind": "payload", "request_id": "r1", "at": 1000.0}]
     frame = encode(True, batch)
     assert frame[:1] == b"m"
     assert decode(frame) == (True, batch)
+    assert [type(item) for item in decode(frame)[1]] == [Answered, Shadowed, dict]
     rows = [{"kind": "payload", "request_id": "r2", "at": 1001.0, "route": Route.CANARY}]
     frame = encode(False, rows)
-    assert frame[:1] == b"p"
+    assert frame[:1] == b"p"  # marshal writes no enum: pickled
     assert decode(frame) == (False, rows)

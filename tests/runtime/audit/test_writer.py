@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.audit import AuditStore, AuditWriter, Overflow
+from runtime.audit.store import Line
 
 
 def row(i: int) -> dict[str, Any]:
@@ -24,7 +25,7 @@ class Failing(AuditStore):
         self.broken = threading.Event()
         self.slow_s = 0.0
 
-    def append(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def append(self, rows: Sequence[Line | Mapping[str, Any]]) -> int:
         time.sleep(self.slow_s)
         if self.broken.is_set():
             raise OSError(28, "No space left on device")
@@ -80,7 +81,8 @@ def test_an_item_that_cannot_be_made_into_a_row_is_counted_and_the_rest_written(
     store = AuditStore(tmp_path / "audit.sqlite")
     writer = AuditWriter(store, key=b"an-audit-key-for-the-unit-test", flush_s=0.01)
     for i in range(10):
-        writer.offer(b"m not a sealed item" if i == 3 else row(i))
+        item: Any = "not an item" if i == 3 else row(i)
+        writer.offer(item)
     writer.close()
     assert (writer.written, writer.dropped, store.count()) == (9, {"build_failed": 1}, 9)
     assert store.verify() == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -75,7 +77,8 @@ async def test_a_route_answers_json_with_the_callers_request_id(client: httpx.As
 async def test_a_missing_or_malformed_request_id_is_replaced(client: httpx.AsyncClient) -> None:
     response = await client.post("/echo", json={}, headers={"X-Request-ID": "bad id with spaces"})
     generated = response.json()["request_id"]
-    assert len(generated) == 16
+    assert re.fullmatch(r"[0-9a-f]{28}", generated)
+    assert abs(int(generated[:12], 16) / 1000 - time.time()) < 60  # time-ordered: milliseconds first
     assert generated == response.headers["x-request-id"]
 
 
