@@ -104,8 +104,11 @@ def process_settings() -> ProcessSettings:
 
 
 @functools.cache
+@functools.cache
 def own_settings(cls: type[BaseSettings] | None) -> BaseSettings | None:
-    """A service's own settings (``BALLAST_FRAUD_*``, say), read once per process."""
+    """A service's own settings (``BALLAST_FRAUD_*``, say), read once per process: one object, which
+    the routes and the audit's description share (the answers computed for a request's response
+    are reused for its audit row only when both ask with the same settings object)."""
     return cls() if cls is not None else None
 
 
