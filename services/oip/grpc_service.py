@@ -111,6 +111,25 @@ class InferenceService:
 
         return await self._guarded(context, metadata)
 
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+        async def config() -> pb.ModelConfigResponse:
+            self._caller(context)
+            pipeline, _ = self.routes.pick(request.name, request.version or None, "config", [])
+            found = self.routes.config(pipeline)
+            return pb.ModelConfigResponse(
+                config=pb.ModelConfig(
+                    name=found["name"],
+                    platform=found["platform"],
+                    backend=found["backend"],
+                    max_batch_size=found["max_batch_size"],
+                    input=[pb.ModelInput(**t) for t in found["input"]],
+                    output=[pb.ModelOutput(**t) for t in found["output"]],
+                    dynamic_batching=pb.ModelDynamicBatching() if "dynamic_batching" in found else None,
+                )
+            )
+
+        return await self._guarded(context, config)
+
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         return await self._guarded(context, lambda: self._infer(request, context))
 

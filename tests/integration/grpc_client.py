@@ -26,6 +26,7 @@ def main(address: str) -> None:
         "unknown_model_ready": client.is_model_ready("resnet"),
         "extensions": client.get_server_metadata(as_json=True)["extensions"],
         "inputs": client.get_model_metadata("digits-mlp", as_json=True)["inputs"],
+        "config": client.get_model_config("digits-mlp", as_json=True)["config"],
     }
     tensor = triton.InferInput("input", [7, 64], "FP32")
     tensor.set_data_from_numpy(images.reshape(7, 64))

@@ -100,6 +100,20 @@ def test_tritonclient_grpc_reads_metadata_infers_and_gets_status_codes(grpc_digi
     assert found["unknown_model_ready"] is False
     assert found["extensions"] == ["binary_tensor_data", "model_configuration"]
     assert found["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "64"]}]
+    config = httpx.get(f"{url}/v2/models/digits-mlp/config").json()  # what the REST route says
+    assert config["dynamic_batching"] == {}
+    over_grpc = found["config"]
+    assert "dynamic_batching" in over_grpc  # present (empty: JSON leaves its defaults out)
+    assert (over_grpc["name"], over_grpc["platform"], over_grpc["backend"], over_grpc["max_batch_size"]) == (
+        config["name"],
+        config["platform"],
+        config["backend"],
+        config["max_batch_size"],
+    )
+    for side in ("input", "output"):
+        assert [(t["name"], t["data_type"], [int(d) for d in t.get("dims", [])]) for t in over_grpc[side]] == [
+            (t["name"], t["data_type"], t["dims"]) for t in config[side]
+        ]
     own = httpx.post(f"{url}/classify", json={"images": IMAGES.tolist()}, timeout=10).json()["results"]
     assert found["id"] == "over-grpc"
     assert found["served_by"] == "digits-mlp"
