@@ -137,15 +137,18 @@ class OldFormat(RuntimeError):
 
 class AuditStore(SharedDatabase):
     def __init__(self, path: str | Path) -> None:
+        if Path(path).exists():  # looked at before anything is created in it
+            db = sqlite3.connect(path, timeout=10.0)
+            try:
+                old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'").fetchone()
+            finally:
+                db.close()
+            if old is not None:
+                raise OldFormat(
+                    f"{path} holds an audit trail in an earlier format (a table 'audit'): keep it for reading "
+                    "with the version that wrote it, and give this one a new BALLAST_AUDIT_PATH"
+                )
         super().__init__(path, SCHEMA)
-        with self._lock:
-            old = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'").fetchone()
-        if old is not None:
-            self.close()
-            raise OldFormat(
-                f"{path} holds an audit trail in an earlier format (a table 'audit'): keep it for reading "
-                "with the version that wrote it, and give this one a new BALLAST_AUDIT_PATH"
-            )
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction on the trail's database (the feedback's labels are written in one)."""
@@ -230,11 +233,17 @@ class AuditStore(SharedDatabase):
         )
 
     def verify(self) -> list[str]:
-        """What is wrong with the chain (empty: nothing), each problem naming its row."""
-        with self._lock:
-            anchor = self._db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
-            blocks = list(self._blocks(self._db))
-        return verify(blocks, (int(anchor[0]), bytes(anchor[1])) if anchor else None)
+        """What is wrong with the chain (empty: nothing), each problem naming its row. Read on a
+        connection of its own, in one read transaction: one snapshot of the trail (an append or a
+        purge meanwhile is not seen half done), a block at a time (a long trail is not held in
+        memory), and the writers of this process are not kept waiting."""
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            anchor = db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
+            return verify(self._blocks(db), (int(anchor[0]), bytes(anchor[1])) if anchor else None)
+        finally:
+            db.close()
 
     def purge_before(self, at: float, batch: int = 1000) -> int:
         """Delete the chain's oldest rows written before ``at`` (seconds since the epoch), in order, at

@@ -13,7 +13,7 @@ import pytest
 
 from runtime.audit import AuditStore, keyed_digest
 from runtime.audit.chain import HASH
-from runtime.audit.store import Retention
+from runtime.audit.store import OldFormat, Retention
 
 
 def rows(n: int, start: int = 0, at: float = 1000.0) -> list[dict[str, Any]]:
@@ -181,3 +181,27 @@ def test_retention_purges_each_kind_in_bounded_batches_and_the_chain_still_verif
     assert [p["request_id"] for p in store.payloads()] == ["p0", "p1", "p2", "p3"]
     assert store.verify() == []
     assert store.purge_expired(retention, now) == {"metadata": 0, "payloads": 0}
+
+
+def test_predictions_are_counted_per_block_and_by_row_where_a_block_straddles_the_start(store: AuditStore) -> None:
+    def made(n: int, start: int, at: float, version: str, kind: str = "prediction") -> list[dict[str, Any]]:
+        return [{**row, "service": "fraud", "version": version, "kind": kind} for row in rows(n, start, at)]
+
+    store.append(made(10, 0, 1000.0, "v1"))  # times 1000-1009: straddles 1005
+    store.append([*made(4, 10, 2000.0, "v1"), *made(3, 14, 2000.0, "v2"), *made(2, 17, 2000.0, "v2", "shadow")])
+    assert store.predictions(1005.0) == {("fraud", "v1"): 5 + 4, ("fraud", "v2"): 3}
+    assert store.predictions(0.0) == {("fraud", "v1"): 14, ("fraud", "v2"): 3}
+    assert store.predictions(3000.0) == {}
+
+
+def test_a_file_in_the_earlier_format_is_refused_with_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY, prev_hash TEXT, hash TEXT, row TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(OldFormat, match="earlier format"):
+        AuditStore(path)
+    db = sqlite3.connect(path)
+    assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["audit"]  # left as it was
+    db.close()
