@@ -155,6 +155,18 @@ class AuditStore(SharedDatabase):
         return self._write()
 
     @contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own in one read transaction, for reads that may be long (a query, a
+        verification, a day's counts): one snapshot, read as it goes, and the process's connection,
+        which the writer needs, is not held meanwhile."""
+        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """The connection, for reads, while no other thread of this process uses it."""
         with self._lock:
@@ -237,13 +249,9 @@ class AuditStore(SharedDatabase):
         connection of its own, in one read transaction: one snapshot of the trail (an append or a
         purge meanwhile is not seen half done), a block at a time (a long trail is not held in
         memory), and the writers of this process are not kept waiting."""
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        try:
-            db.execute("BEGIN")
+        with self._reader() as db:
             anchor = db.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
             return verify(self._blocks(db), (int(anchor[0]), bytes(anchor[1])) if anchor else None)
-        finally:
-            db.close()
 
     def purge_before(self, at: float, batch: int = 1000) -> int:
         """Delete the chain's oldest rows written before ``at`` (seconds since the epoch), in order, at
@@ -330,8 +338,8 @@ class AuditStore(SharedDatabase):
             )
 
         found: list[dict[str, Any]] = []
-        with self._lock:
-            for seq, text in self._candidates(request_id, since, until, after_seq):
+        with self._reader() as db:
+            for seq, text in self._candidates(db, request_id, since, until, after_seq):
                 row = orjson.loads(text)
                 if matches(row):
                     found.append({"seq": seq, **row})
@@ -339,20 +347,21 @@ class AuditStore(SharedDatabase):
                         break
         return found
 
+    @staticmethod
     def _candidates(
-        self, request_id: str | None, since: float | None, until: float | None, after_seq: int
+        db: sqlite3.Connection, request_id: str | None, since: float | None, until: float | None, after_seq: int
     ) -> Iterator[tuple[int, bytes]]:
         """``(seq, JSON)`` of the rows after ``after_seq`` that may match, in order: a request's
         rows through the ids, else the rows of the blocks whose times overlap ``since``-``until``."""
         if request_id is not None:
             seqs = [
                 int(s)
-                for (s,) in self._db.execute(
+                for (s,) in db.execute(
                     "SELECT seq FROM audit_ids WHERE request_id = ? AND seq > ? ORDER BY seq", (request_id, after_seq)
                 )
             ]
             for seq in seqs:
-                block = self._db.execute(
+                block = db.execute(
                     "SELECT first_seq, body FROM audit_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
                     (seq,),
                 ).fetchone()
@@ -368,7 +377,7 @@ class AuditStore(SharedDatabase):
         if until is not None:
             clauses.append("at_first < ?")
             params.append(until)
-        cursor = self._db.execute(
+        cursor = db.execute(
             f"SELECT first_seq, body FROM audit_blocks WHERE {' AND '.join(clauses)} ORDER BY first_seq", params
         )
         for first, body in cursor:
@@ -380,18 +389,21 @@ class AuditStore(SharedDatabase):
         """Predictions made from ``since`` on, per (service, version): counted per block, rows read
         only in the blocks that straddle ``since``."""
         counts: Counter[str] = Counter()
-        with self._lock:
-            blocks = self._db.execute(
-                "SELECT at_first, predictions, body FROM audit_blocks WHERE at_last >= ?", (since,)
-            ).fetchall()
-        for at_first, predictions, body in blocks:
-            if at_first >= since:
-                counts.update(orjson.loads(predictions))
-                continue
-            for text in bytes(body).split(b"\n"):
-                row = orjson.loads(text)
-                if row["at"] >= since and row.get("kind", "prediction") == "prediction":
-                    counts[_key(row.get("service"), row.get("version"))] += 1
+        with self._reader() as db:
+            straddling = []
+            for first, at_first, predictions in db.execute(
+                "SELECT first_seq, at_first, predictions FROM audit_blocks WHERE at_last >= ?", (since,)
+            ):
+                if at_first >= since:
+                    counts.update(orjson.loads(predictions))
+                else:
+                    straddling.append(first)
+            for first in straddling:  # the rows themselves only here
+                (body,) = db.execute("SELECT body FROM audit_blocks WHERE first_seq = ?", (first,)).fetchone()
+                for text in bytes(body).split(b"\n"):
+                    row = orjson.loads(text)
+                    if row["at"] >= since and row.get("kind", "prediction") == "prediction":
+                        counts[_key(row.get("service"), row.get("version"))] += 1
         return {(key.split("\x00")[0], key.split("\x00")[1]): n for key, n in counts.items()}
 
     def prediction(self, request_id: str, db: sqlite3.Connection | None = None) -> dict[str, Any] | None:
