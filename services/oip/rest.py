@@ -25,6 +25,7 @@ model's metadata but answer inference with 400: their tensors are made from reco
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ from ..http.auth import Credentials
 from ..http.codecs import Receive, Scope, Send, header, respond
 from ..http.envelope import HTTPError, HttpErrorType
 from ..http.routes import RequestInfo
+from . import openapi as oip_openapi
 from .tensors import HEADER, datatype_of, encode_response, parse_request
 
 log = logging.getLogger("ballast.oip")
@@ -69,6 +71,8 @@ def parse_path(path: str) -> Target | str | None:
     parts = path.removeprefix(PREFIX).strip("/").split("/") if path != PREFIX else []
     if not parts:
         return "server"
+    if parts == ["openapi.json"]:
+        return "openapi"
     if parts[0] == "health" and len(parts) == 2 and parts[1] in ("live", "ready"):
         return parts[1]
     if parts[0] != "models" or len(parts) < 2 or not parts[1]:
@@ -128,7 +132,7 @@ class OipRoutes:
                 await self._error(send, 405, f"use {method}", request_id, [(b"allow", method.encode())])
                 return
             who = None
-            if found not in ("live", "ready"):  # health needs no key, like /livez and /readyz
+            if found not in ("live", "ready", "openapi"):  # health needs no key, like /livez and /readyz
                 caller = self.credentials.caller(headers)
                 who = caller.name if caller is not None else None
             if isinstance(found, str):
@@ -169,6 +173,8 @@ class OipRoutes:
             await self._json(send, {**body, "extensions": list(EXTENSIONS)}, request_id)
         elif action == "live":
             await self._json(send, {"live": True}, request_id)
+        elif action == "openapi":
+            await self._json(send, self.openapi(), request_id)
         else:
             ready = self.ready()
             await self._json(send, {"ready": ready}, request_id, 200 if ready else 503)
@@ -188,6 +194,17 @@ class OipRoutes:
         if found is None:
             raise HTTPError(404, HttpErrorType.NOT_FOUND, f"version {version!r} of {self.model!r} is not deployed here")
         return found
+
+    def openapi(self) -> dict[str, Any]:
+        """The ``/v2`` routes' OpenAPI document (services/oip/openapi.py), with a valid inference
+        request of the model that answers now as the example."""
+        example = None
+        if self.declaration.kind != "records":
+            if not self.ready():
+                raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
+            pipeline, _ = self.traffic().pick("openapi")
+            example = infer_example(pipeline.chain.primary.model.signature)
+        return oip_openapi.document(self.declaration.name, self.model, example, api_key=self.credentials.api_key)
 
     def metadata(self, pipeline: Pipeline) -> dict[str, Any]:
         signature = pipeline.chain.primary.model.signature
@@ -288,6 +305,17 @@ class OipRoutes:
         if fields:
             body["fields"] = fields
         await respond(send, status, orjson.dumps(body), rid, headers or [])
+
+
+def infer_example(signature: ModelSignature) -> dict[str, Any]:
+    """A valid inference request for ``signature``: one row of zeros per input."""
+    inputs = []
+    for spec in signature.inputs:
+        shape = [1 if d is None else d for d in spec.shape]
+        inputs.append(
+            {"name": spec.name, "shape": shape, "datatype": datatype_of(spec.dtype), "data": [0] * math.prod(shape)}
+        )
+    return {"inputs": inputs}
 
 
 def _tensors(signature: ModelSignature, which: str) -> list[dict[str, Any]]:

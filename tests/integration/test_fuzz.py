@@ -201,3 +201,69 @@ def test_fuzzed_feedback_never_gets_a_5xx(audited_url: str, mode: GenerationMode
     else:
         assert count(statuses, 400, 499) > 0, statuses
         assert seen <= {200, 400, 413, 415, 422}, statuses
+
+
+V2_EXAMPLES = 25
+"""Per /v2 operation and mode."""
+
+
+def fuzz_v2(url: str, path: str, method: str, mode: GenerationMode) -> Counter[int]:
+    """Generated requests against one operation of the ``/v2`` document (its errors are the
+    protocol's ``{"error": "..."}``): the statuses seen."""
+    operation = schemathesis.openapi.from_url(f"{url}/v2/openapi.json")[path][method]
+    checks: list[Callable[..., bool | None]] = [not_a_server_error, response_schema_conformance]
+    if mode is GenerationMode.NEGATIVE:
+        checks.append(negative_data_rejection)
+    statuses: Counter[int] = Counter()
+    session = requests.Session()
+
+    @settings(
+        max_examples=V2_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case: Case[Any]) -> None:
+        ms = deadline_ms(case)
+        if ms is not None and 0 < ms < SHORT_DEADLINE_MS:  # a deadline the client made too short
+            for name in [k for k in case.headers or {} if k.lower() == "x-request-timeout-ms"]:
+                del case.headers[name]
+        response = case.call(session=session, timeout=30)
+        case.validate_response(response, checks=checks)
+        if response.status_code >= 400 and path != "/v2/health/ready":
+            assert isinstance(response.json()["error"], str), response.text  # the protocol's form
+        statuses[response.status_code] += 1
+
+    run()
+    assert httpx.get(f"{url}/livez", timeout=5).status_code == 200
+    return statuses
+
+
+@MODES
+def test_fuzzed_v2_requests_never_get_a_5xx_and_answers_match_the_v2_document(
+    digits_url: str, mode: GenerationMode
+) -> None:
+    spec = httpx.get(f"{digits_url}/v2/openapi.json", timeout=10).json()
+    operations = sorted((path, method.upper()) for path, item in spec["paths"].items() for method in item)
+    assert operations == sorted(
+        [
+            ("/v2", "GET"),
+            ("/v2/health/live", "GET"),
+            ("/v2/health/ready", "GET"),
+            ("/v2/models/digits-mlp", "GET"),
+            ("/v2/models/digits-mlp/config", "GET"),
+            ("/v2/models/digits-mlp/ready", "GET"),
+            ("/v2/models/digits-mlp/infer", "POST"),
+        ]
+    )
+    if mode is GenerationMode.NEGATIVE:  # the GETs have nothing to break (any X-Request-ID is taken)
+        operations = [(p, m) for p, m in operations if "requestBody" in spec["paths"][p][m.lower()]]
+    seen = {operation: fuzz_v2(digits_url, *operation, mode) for operation in operations}
+    infer = seen["/v2/models/digits-mlp/infer", "POST"]
+    print(f"\n/v2 fuzzing ({mode.value}): " + "; ".join(f"{m} {p} {dict(s)}" for (p, m), s in seen.items()))
+    if mode is GenerationMode.POSITIVE:
+        assert infer[200] > 0, infer  # the schema's valid requests include ones the model takes
+        assert all(s[200] > 0 for (p, _), s in seen.items() if p != "/v2/models/digits-mlp/infer"), seen
+    else:
+        assert sum(n for status, n in infer.items() if 400 <= status < 500) > 0, infer

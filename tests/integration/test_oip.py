@@ -114,6 +114,20 @@ def test_a_v2_client_gets_the_protocols_errors(digits_url: str, fraud_url: str) 
     assert records.status_code == 400
     assert "/score" in records.json()["error"]
     assert httpx.get(f"{fraud_url}/v2/models/fraud-gbt", timeout=10).json()["inputs"][0]["shape"] == [-1, 10]
+    documented = httpx.get(f"{fraud_url}/v2/openapi.json", timeout=10).json()["paths"]
+    assert "/v2/models/fraud-gbt" in documented
+    assert "/v2/models/fraud-gbt/infer" not in documented  # records services offer no V2 inference yet
+
+
+def test_the_v2_documents_example_is_answered(digits_url: str) -> None:
+    document = httpx.get(f"{digits_url}/v2/openapi.json", timeout=10).json()
+    operation = document["paths"]["/v2/models/digits-mlp/infer"]["post"]
+    example = operation["requestBody"]["content"]["application/json"]["example"]
+    answered = httpx.post(f"{digits_url}/v2/models/digits-mlp/infer", json=example, timeout=10)
+    assert answered.status_code == 200, answered.text
+    assert [o["name"] for o in answered.json()["outputs"]] == ["label", "probabilities"]
+    assert set(operation["responses"]) == {"200", "400", "404", "413", "500", "503", "504"}  # no key set
+    assert operation["responses"]["400"]["content"]["application/json"]["schema"]["required"] == ["error"]
 
 
 def v2_input(**changes: Any) -> dict[str, Any]:
