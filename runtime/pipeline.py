@@ -266,10 +266,14 @@ class Pipeline:
         cache: bool = True,
         route: str = "production",
         principal: str | None = None,
+        model: str | None = None,
     ) -> Prediction:
         """Answer ``payload`` for ``principal`` (who asked, when known). ``observe=False`` (a shadow's
         copy): no hook hears of it. ``cache=False`` (a canary's request, a caller's ``no-cache``): the
-        result cache is neither read nor filled."""
+        result cache is neither read nor filled. ``model``: one of :attr:`model_names` to begin the
+        chain with (a fallback asked for by name; the cache, which holds the primary's answers, is
+        then not used); ``ValueError`` for a name the chain does not have."""
+        start = self.model_names.index(model) if model is not None else 0
         started = self._clock()
         record = RequestRecord(
             request_id or new_request_id(), self.name, self.version, route=route, principal=principal
@@ -279,7 +283,9 @@ class Pipeline:
         try:
             # a caller may ask for less time than the server allows, never more
             budget = min(timeout_s, self.timeout_s) if timeout_s else self.timeout_s
-            result = await self._serve(payload, record, started + budget, cache and self.cache is not None)
+            result = await self._serve(
+                payload, record, started + budget, cache and start == 0 and self.cache is not None, start
+            )
             outcome = Outcome.FALLBACK if result.degraded else Outcome.SUCCESS
             record.outputs = result.outputs
             record.artifact = self._artifacts.get(result.model_name)
@@ -313,7 +319,9 @@ class Pipeline:
             if observe:
                 self.hooks.on_request(outcome, record)
 
-    async def _serve(self, payload: Any, record: RequestRecord, deadline: float, use_cache: bool) -> ChainResult:
+    async def _serve(
+        self, payload: Any, record: RequestRecord, deadline: float, use_cache: bool, start: int = 0
+    ) -> ChainResult:
         started = time.perf_counter()
         try:
             request = self.validator.validate(payload)
@@ -321,7 +329,7 @@ class Pipeline:
             record.validation_s = time.perf_counter() - started
         record.rows, record.inputs, record.records = request.rows, request.inputs, request.records
         if not use_cache:
-            return await self.chain.run(request, deadline, record)
+            return await self.chain.run(request, deadline, record, start)
         assert self.cache is not None
         key = self.cache.key(request.inputs)
         found = self.cache.get(key)

@@ -121,15 +121,23 @@ class Endpoints:
     # --- handlers ------------------------------------------------------------------------------
 
     async def answer(
-        self, payload: Any, info: RequestInfo, pipeline: Pipeline | None = None, arm: Arm = Arm.PRODUCTION
+        self,
+        payload: Any,
+        info: RequestInfo,
+        pipeline: Pipeline | None = None,
+        arm: Arm = Arm.PRODUCTION,
+        model: str | None = None,
     ) -> tuple[Prediction, Arm]:
         """``payload`` answered by the deployment picked for the request (or ``pipeline``), its
-        outcome counted for a rollout's gates, and mirrored to a shadow."""
+        outcome counted for a rollout's gates, and mirrored to a shadow. ``model``: a fallback model
+        asked for by name (the chain begins with it; such an answer says nothing about a rollout's
+        candidate, so it is neither counted nor mirrored)."""
         if self.guard is not None:
             self.guard()
         traffic = self.traffic()
         if pipeline is None:
             pipeline, arm = traffic.pick(info.routing_key or info.request_id)
+        direct = model is not None and model != pipeline.chain.primary.name
         started = time.monotonic()
         try:
             prediction = await pipeline.predict(
@@ -139,12 +147,16 @@ class Endpoints:
                 cache=not (info.no_cache or traffic.comparing),
                 route=arm.value,
                 principal=info.principal,
+                model=model if direct else None,
             )
         except (ValidationFailed, BadRequest, Overloaded):
             raise  # the caller's request or the load, not the model
         except BallastError:
-            traffic.answered(arm, True, time.monotonic() - started)
+            if not direct:
+                traffic.answered(arm, True, time.monotonic() - started)
             raise
+        if direct:
+            return prediction, arm
         traffic.answered(arm, prediction.degraded, time.monotonic() - started)
         if arm is Arm.PRODUCTION:
             traffic.shadow(prediction)

@@ -158,12 +158,17 @@ class InferenceChain:
     def primary(self) -> ModelStage:
         return self.stages[0]
 
-    async def run(self, request: ValidatedRequest, deadline: float, record: RequestRecord) -> ChainResult:
+    async def run(
+        self, request: ValidatedRequest, deadline: float, record: RequestRecord, start: int = 0
+    ) -> ChainResult:
+        """The first answer of the stages from ``start`` on (a caller may ask for a fallback model by
+        its name: the chain then begins there), else the rule stage's; degraded when a stage after
+        ``start`` answered."""
         failures: list[StageFailure | Overloaded] = []
-        for index, stage in enumerate(self.stages):
+        for index, stage in enumerate(self.stages[start:], start):
             reason: FallbackReason
             try:
-                return await self._call_model(stage, request, deadline, record, degraded=index > 0)
+                return await self._call_model(stage, request, deadline, record, degraded=index > start)
             except StageFailure as exc:
                 failures.append(exc)
                 reason = exc.reason
@@ -185,7 +190,7 @@ class InferenceChain:
             if sheds:
                 raise sheds[-1]
             raise DeadlineExceeded("every stage timed out")
-        raise ChainExhausted("; ".join(f"{s.name}: {f}" for s, f in zip(self.stages, failures, strict=False)))
+        raise ChainExhausted("; ".join(f"{s.name}: {f}" for s, f in zip(self.stages[start:], failures, strict=False)))
 
     def _next_name(self, index: int) -> str:
         if index + 1 < len(self.stages):

@@ -31,6 +31,7 @@ from runtime.core.errors import BadRequest, BallastError, Overloaded, Validation
 from runtime.core.record import new_request_id
 
 from ..http import codecs
+from ..http.envelope import HTTPError
 from ..http.routes import RequestInfo
 from . import inference_pb2 as pb
 from . import inference_pb2_grpc as pb_grpc
@@ -86,11 +87,14 @@ class InferenceService:
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
         async def ready() -> pb.ModelReadyResponse:
             self._caller(context)
-            if request.name != self.routes.model or not self.routes.ready():
+            if request.name not in self.routes.models or not self.routes.ready():
                 return pb.ModelReadyResponse(ready=False)
-            if request.version and self.routes.traffic().find(request.version) is None:
-                return pb.ModelReadyResponse(ready=False)
-            pipeline, _ = self.routes.pick(request.name, request.version or None, "ready", [])
+            try:
+                pipeline, _ = self.routes.pick(request.name, request.version or None, "ready", [])
+            except HTTPError as exc:
+                if exc.status == 404:  # a version not deployed (or loaded) here: not ready
+                    return pb.ModelReadyResponse(ready=False)
+                raise
             return pb.ModelReadyResponse(ready=pipeline.ready)
 
         return await self._guarded(context, ready)
@@ -99,7 +103,7 @@ class InferenceService:
         async def metadata() -> pb.ModelMetadataResponse:
             self._caller(context)
             pipeline, _ = self.routes.pick(request.name, request.version or None, "metadata", [])
-            found = self.routes.metadata(pipeline)
+            found = self.routes.metadata(pipeline, request.name)
             tensor = pb.ModelMetadataResponse.TensorMetadata
             return pb.ModelMetadataResponse(
                 name=found["name"],
@@ -115,7 +119,7 @@ class InferenceService:
         async def config() -> pb.ModelConfigResponse:
             self._caller(context)
             pipeline, _ = self.routes.pick(request.name, request.version or None, "config", [])
-            found = self.routes.config(pipeline)
+            found = self.routes.config(pipeline, request.name)
             return pb.ModelConfigResponse(
                 config=pb.ModelConfig(
                     name=found["name"],
@@ -165,7 +169,7 @@ class InferenceService:
             )
             for index, t in enumerate(request.inputs)
         ]
-        signature = pipeline.chain.primary.model.signature
+        signature = routes.stage_model(pipeline, request.model_name).signature
         arrays, _ = decode_inputs(given, signature, routes.max_rows)
         known = {spec.name for spec in signature.outputs}
         for index, out in enumerate(request.outputs):
@@ -179,9 +183,12 @@ class InferenceService:
             principal=principal,
         )
         given_pipeline = pipeline if request.model_version else None
-        prediction, arm = await routes.endpoints.answer(routes.payload(pipeline, arrays), info, given_pipeline, arm)
+        payload = routes.payload(pipeline, arrays)
+        prediction, arm = await routes.endpoints.answer(payload, info, given_pipeline, arm, model=request.model_name)
         names = [out.name for out in request.outputs] or list(prediction.outputs)
-        response = pb.ModelInferResponse(model_name=routes.model, model_version=prediction.model_version, id=request.id)
+        response = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=prediction.model_version, id=request.id
+        )
         response.parameters["request_id"].string_param = prediction.request_id
         response.parameters["served_by"].string_param = prediction.served_by
         response.parameters["degraded"].bool_param = prediction.degraded

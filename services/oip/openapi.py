@@ -4,8 +4,8 @@ so that tools that read OpenAPI (schemathesis in the tests, a client generator) 
 as they are, beside the service's own document (``/openapi.json``), whose errors have Ballast's
 envelope.
 
-The model's paths are written out with its name (``/v2/models/digits-mlp/infer``), not as a
-template: a service serves one model over V2. The inference request's schema is
+The models' paths are written out with their names (``/v2/models/digits-mlp/infer``), not as a
+template: a service serves a few models, known when it starts. The inference request's schema is
 :class:`~services.oip.tensors.InferRequestIn`'s; an element count that does not match the shape,
 which a schema cannot say, is the server's 400.
 """
@@ -143,12 +143,12 @@ def _operation(
 
 
 def document(
-    service: str, model: str, infer_example: dict[str, Any] | None, *, api_key: bool, description: str = ""
+    service: str, models: list[str], infer_example: dict[str, Any] | None, *, api_key: bool, description: str = ""
 ) -> dict[str, Any]:
-    """The ``/v2`` document of ``service`` serving ``model``; ``infer_example``: a valid inference
-    request (``None``: the service takes records, and V2 inference is not offered); ``api_key``:
-    the model routes need ``X-API-Key`` (health never does)."""
-    base = f"/v2/models/{model}"
+    """The ``/v2`` document of ``service`` serving ``models`` (the primary first; a fallback's
+    inference begins the chain with it); ``infer_example``: a valid inference request (``None``: the
+    service takes records, and V2 inference is not offered); ``api_key``: the model routes need
+    ``X-API-Key`` (health never does)."""
     paths: dict[str, Any] = {
         "/v2/health/live": {
             "get": _operation("the server is alive", _object({"live": {"type": "boolean"}}), (), keyed=False)
@@ -163,29 +163,34 @@ def document(
             )
         },
         "/v2": {"get": _operation("the server's name, version and protocol extensions", SERVER, (), keyed=False)},
-        base: {"get": _operation("the model's metadata: its tensors", METADATA, (404, 503), keyed=api_key)},
-        f"{base}/ready": {
+    }
+    for model in models:
+        base = f"/v2/models/{model}"
+        paths[base] = {"get": _operation(f"{model}'s metadata: its tensors", METADATA, (404, 503), keyed=api_key)}
+        paths[f"{base}/ready"] = {
             "get": _operation(
-                "whether the model is ready",
+                f"whether {model} is ready",
                 _object({"name": {"type": "string"}, "ready": {"type": "boolean"}}),
                 (404, 503),
                 keyed=api_key,
             )
-        },
-        f"{base}/config": {
-            "get": _operation("Triton's model configuration, as tools read it", CONFIG, (404, 503), keyed=api_key)
-        },
-    }
-    if infer_example is not None:
-        paths[f"{base}/infer"] = {
-            "post": _operation(
-                "inference through the service's pipeline (validation, batching, fallbacks, hooks)",
-                INFERRED,
-                (400, 404, 413, 503, 504),
-                keyed=api_key,
-                body=(inline(InferRequestIn.model_json_schema()), infer_example),
-            )
         }
+        paths[f"{base}/config"] = {
+            "get": _operation(f"{model}'s configuration, as Triton's tools read it", CONFIG, (404, 503), keyed=api_key)
+        }
+        if infer_example is not None:
+            summary = "inference through the service's pipeline (validation, batching, fallbacks, hooks)"
+            if model != models[0]:
+                summary = f"inference beginning the service's chain with {model} (a fallback)"
+            paths[f"{base}/infer"] = {
+                "post": _operation(
+                    summary,
+                    INFERRED,
+                    (400, 404, 413, 503, 504),
+                    keyed=api_key,
+                    body=(inline(InferRequestIn.model_json_schema()), infer_example),
+                )
+            }
     return {
         "openapi": "3.1.0",
         "info": {

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from runtime import ModelSignature, Pipeline, TensorSchema
+from runtime import ModelSignature, OnnxModel, Pipeline, TensorSchema
 from runtime.core.codes import Arm
 from runtime.core.errors import BadRequest, BallastError, Overloaded, ValidationFailed
 from runtime.core.record import new_request_id
@@ -116,6 +116,9 @@ class OipRoutes:
         self.max_rows = max_rows
         self.server_version = server_version
         self.model = declaration.primary.model
+        self.models = [stage.model for stage in declaration.models]
+        """Every model of the service, the primary first: each is addressable by name (a fallback's
+        inference begins the chain with it)."""
 
     def is_prediction(self, path: str) -> bool:
         return path.endswith("/infer")
@@ -142,11 +145,11 @@ class OipRoutes:
             if found.action == "infer":
                 await self._infer(found, pipeline, arm, scope, receive, send, request_id, who)
             elif found.action == "ready":
-                await self._json(send, {"name": self.model, "ready": pipeline.ready}, request_id)
+                await self._json(send, {"name": found.model, "ready": pipeline.ready}, request_id)
             elif found.action == "config":
-                await self._json(send, self.config(pipeline), request_id)
+                await self._json(send, self.config(pipeline, found.model), request_id)
             else:
-                await self._json(send, self.metadata(pipeline), request_id)
+                await self._json(send, self.metadata(pipeline, found.model), request_id)
         except ValidationFailed as exc:
             message = "; ".join(f"{e.path}: {e.message}" for e in exc.errors)
             fields = [e.as_dict() for e in exc.errors]
@@ -180,20 +183,34 @@ class OipRoutes:
             await self._json(send, {"ready": ready}, request_id, 200 if ready else 503)
 
     def pick(self, model: str, version: str | None, request_id: str, headers: Any) -> tuple[Pipeline, Arm]:
-        """The pipeline that answers ``model`` (at ``version``, when given) for this request."""
-        if model != self.model:
-            raise HTTPError(
-                404, HttpErrorType.NOT_FOUND, f"no model {model!r} here; this service serves {self.model!r}"
-            )
+        """The pipeline that answers ``model`` (at ``version``, when given) for this request. The
+        primary's versions are the deployments (production, a rollout's candidate); a fallback's is
+        the version of it that the deployment picked for the request holds."""
+        if model not in self.models:
+            served = ", ".join(repr(m) for m in self.models)
+            raise HTTPError(404, HttpErrorType.NOT_FOUND, f"no model {model!r} here; this service serves {served}")
         if not self.ready():
             raise HTTPError(503, HttpErrorType.NOT_READY, f"{self.model} is not ready yet")
         traffic = self.traffic()
+        if model != self.model:
+            picked = traffic.pick(codecs.routing_key(headers) or request_id)
+            if version and version != self.stage_model(picked[0], model).version:
+                raise HTTPError(404, HttpErrorType.NOT_FOUND, f"version {version!r} of {model!r} is not loaded here")
+            return picked
         if not version:
             return traffic.pick(codecs.routing_key(headers) or request_id)
         found = traffic.find(version)
         if found is None:
             raise HTTPError(404, HttpErrorType.NOT_FOUND, f"version {version!r} of {self.model!r} is not deployed here")
         return found
+
+    @staticmethod
+    def stage_model(pipeline: Pipeline, name: str) -> OnnxModel:
+        """The model called ``name`` in ``pipeline``'s chain."""
+        for stage in pipeline.chain.stages:
+            if stage.model.name == name:
+                return stage.model
+        raise HTTPError(404, HttpErrorType.NOT_FOUND, f"no model {name!r} in this deployment")
 
     def openapi(self) -> dict[str, Any]:
         """The ``/v2`` routes' OpenAPI document (services/oip/openapi.py), with a valid inference
@@ -204,24 +221,26 @@ class OipRoutes:
                 raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
             pipeline, _ = self.traffic().pick("openapi")
             example = infer_example(pipeline.chain.primary.model.signature)
-        return oip_openapi.document(self.declaration.name, self.model, example, api_key=self.credentials.api_key)
+        return oip_openapi.document(self.declaration.name, self.models, example, api_key=self.credentials.api_key)
 
-    def metadata(self, pipeline: Pipeline) -> dict[str, Any]:
-        signature = pipeline.chain.primary.model.signature
+    def metadata(self, pipeline: Pipeline, name: str | None = None) -> dict[str, Any]:
+        """The metadata of model ``name`` (default: the primary) in ``pipeline``."""
+        model = self.stage_model(pipeline, name or self.model)
+        signature = model.signature
         return {
-            "name": self.model,
-            "versions": [pipeline.version],
+            "name": model.name,
+            "versions": [pipeline.version if model.name == self.model else model.version],
             "platform": "onnxruntime_onnx",
             "inputs": _tensors(signature, "inputs"),
             "outputs": _tensors(signature, "outputs"),
         }
 
-    def config(self, pipeline: Pipeline) -> dict[str, Any]:
-        """Triton's model configuration, as far as tools read it."""
-        model = pipeline.chain.primary.model
+    def config(self, pipeline: Pipeline, name: str | None = None) -> dict[str, Any]:
+        """Triton's model configuration of model ``name`` (default: the primary), as far as tools read it."""
+        model = self.stage_model(pipeline, name or self.model)
         signature = model.signature
         return {
-            "name": self.model,
+            "name": model.name,
             "platform": "onnxruntime_onnx",
             "backend": "onnxruntime",
             "max_batch_size": self.max_rows if model.batchable else 0,
@@ -248,7 +267,7 @@ class OipRoutes:
         headers = scope["headers"]
         body = await self.body.raw(headers, receive)
         length = header(headers, HEADER.encode())
-        signature = pipeline.chain.primary.model.signature
+        signature = self.stage_model(pipeline, target.model).signature
         request = parse_request(body, length.decode("latin-1") if length else None, signature, self.max_rows)
         payload = self.payload(pipeline, request.inputs)
         info = RequestInfo(
@@ -259,7 +278,7 @@ class OipRoutes:
             no_cache=codecs.no_cache(headers),
         )
         given = None if target.version is None else pipeline
-        prediction, arm = await self.endpoints.answer(payload, info, given, arm)
+        prediction, arm = await self.endpoints.answer(payload, info, given, arm, model=target.model)
         names = request.outputs or tuple(prediction.outputs)
         outputs = {name: prediction.outputs[name] for name in names}
         parameters = {
@@ -269,7 +288,7 @@ class OipRoutes:
             "route": arm.value,
         }
         text, json_length = encode_response(
-            self.model, prediction.model_version, request.id, outputs, request.binary, parameters
+            target.model, prediction.model_version, request.id, outputs, request.binary, parameters
         )
         extra = [] if json_length is None else [(HEADER.encode(), str(json_length).encode())]
         await respond(send, 200, text, rid, extra, JSON if json_length is None else BINARY)

@@ -198,3 +198,39 @@ def test_the_generic_tensor_service_answers_v2_as_its_own_route(
     assert (y["name"], y["datatype"], y["shape"]) == ("y", "FP32", [3, 4])
     assert y["data"] == np.asarray(own["y"]).ravel().tolist()
     assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+
+
+def test_a_fallback_model_is_addressed_by_name_and_answers_on_its_own(digits_url: str, bentoml_home: Path) -> None:
+    import onnxruntime as ort
+
+    metadata = httpx.get(f"{digits_url}/v2/models/digits-mlp-small", timeout=10).json()
+    assert (metadata["name"], metadata["inputs"]) == (
+        "digits-mlp-small",
+        [{"name": "input", "datatype": "FP32", "shape": [-1, 64]}],
+    )
+    [version] = metadata["versions"]
+    assert httpx.get(f"{digits_url}/v2/models/digits-mlp-small/ready", timeout=10).json() == {
+        "name": "digits-mlp-small",
+        "ready": True,
+    }
+    assert httpx.get(f"{digits_url}/v2/models/digits-mlp-small/config", timeout=10).json()["name"] == "digits-mlp-small"
+    pixels = IMAGES.reshape(len(IMAGES), 64)
+    body = {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": list(pixels.shape), "data": pixels.ravel().tolist()}]
+    }
+    answer = httpx.post(f"{digits_url}/v2/models/digits-mlp-small/versions/{version}/infer", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert (found["model_name"], found["model_version"]) == ("digits-mlp-small", version)
+    assert (found["parameters"]["served_by"], found["parameters"]["degraded"]) == ("digits-mlp-small", False)
+    session = ort.InferenceSession(str(bentoml_home / "models" / "digits-mlp-small" / version / "model.onnx"))
+    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": pixels}), strict=True))
+    outputs = {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in found["outputs"]}
+    np.testing.assert_array_equal(outputs["label"], expected["label"])
+    np.testing.assert_allclose(outputs["probabilities"], expected["probabilities"], atol=1e-6)
+    primary = infer_json(digits_url, pixels).json()
+    assert primary["model_name"] == "digits-mlp"
+    assert primary["parameters"]["served_by"] == "digits-mlp"
+    wrong = httpx.post(f"{digits_url}/v2/models/digits-mlp-small/versions/nope/infer", json=body, timeout=10)
+    assert wrong.status_code == 404
+    assert "digits-mlp-small" in httpx.get(f"{digits_url}/v2/models/nope", timeout=10).json()["error"]

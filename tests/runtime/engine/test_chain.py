@@ -130,6 +130,21 @@ async def test_invalid_output_falls_back(load_model: Callable[..., OnnxModel], b
     assert record.fallbacks == [("primary", "fallback", "invalid_output")]
 
 
+async def test_a_chain_begun_at_a_fallback_skips_the_stages_before_it(load_model: Callable[..., OnnxModel]) -> None:
+    primary = load_model("affine", name="primary")
+    primary.faults = FaultInjector(error_rate=1.0)  # never asked: a failure here would show
+    fallback = load_model("affine_b", name="fallback")
+    chain = InferenceChain([stage(primary), stage(fallback)], rules())
+    record = RequestRecord("r1", "test")
+    result = await chain.run(request(), time.monotonic() + 2.0, record, start=1)
+    np.testing.assert_array_equal(result.outputs["y"], X * 3)
+    assert (result.served_by, result.degraded, record.fallbacks) == ("fallback", False, [])  # asked for: not degraded
+    fallback.faults = FaultInjector(error_rate=1.0)
+    record = RequestRecord("r2", "test")
+    result = await chain.run(request(), time.monotonic() + 2.0, record, start=1)
+    assert (result.served_by, result.degraded, record.fallbacks) == ("rules", True, [("fallback", "rules", "error")])
+
+
 async def test_when_every_model_fails_the_rules_answer_degraded(load_model: Callable[..., OnnxModel]) -> None:
     primary, fallback = load_model("affine", name="primary"), load_model("affine_b", name="fallback")
     primary.faults = fallback.faults = FaultInjector(error_rate=1.0)
