@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
+.PHONY: kserve-client install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -55,8 +55,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install nginx prometheus
+unit: install nginx prometheus kserve-client
 	$(BIN)/python -m pytest -q
+
+# KServe's own V2 clients (InferenceRESTClient, InferenceGRPCClient) in a virtual environment of
+# their own: KServe's requirements are not Ballast's. tests/integration/test_oip_clients.py runs
+# tests/integration/kserve_client.py with its interpreter. Exact versions: constraints-kserve.txt.
+KSERVE_VENV = .venv-kserve
+kserve-client: $(KSERVE_VENV)/.installed-stamp
+
+$(KSERVE_VENV)/.installed-stamp: constraints-kserve.txt
+	test -x $(KSERVE_VENV)/bin/python || $(PY) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-kserve.txt kserve
+	touch $@
 
 # The test command: lint, type check, the whole test suite (integration tests start real
 # servers, build a bento and run a short SLO gate), the benchmark in smoke mode, and the short
@@ -177,4 +188,4 @@ bench-smoke: install wrk hey nginx models
 	$(BIN)/python -m benchmarks.oip_cost --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

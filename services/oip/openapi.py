@@ -54,6 +54,7 @@ TENSOR = _object(
         "shape": {"type": "array", "items": {"type": "integer"}},
     }
 )
+MODEL_READY = _object({"name": {"type": "string"}, "ready": {"type": "boolean"}})
 SERVER = _object({"name": {"type": "string"}, "version": {"type": "string"}, "extensions": STRINGS})
 METADATA = _object(
     {
@@ -169,10 +170,11 @@ def document(
         paths[base] = {"get": _operation(f"{model}'s metadata: its tensors", METADATA, (404, 503), keyed=api_key)}
         paths[f"{base}/ready"] = {
             "get": _operation(
-                f"whether {model} is ready",
-                _object({"name": {"type": "string"}, "ready": {"type": "boolean"}}),
+                f"whether {model} is ready (200; 503 with ready false while it loads)",
+                MODEL_READY,
                 (404, 503),
                 keyed=api_key,
+                failed={"anyOf": [ERROR, MODEL_READY]},
             )
         }
         paths[f"{base}/config"] = {

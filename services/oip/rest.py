@@ -145,7 +145,8 @@ class OipRoutes:
             if found.action == "infer":
                 await self._infer(found, pipeline, arm, scope, receive, send, request_id, who)
             elif found.action == "ready":
-                await self._json(send, {"name": found.model, "ready": pipeline.ready}, request_id)
+                ready = pipeline.ready  # the protocol: 200 says ready (clients read the status only)
+                await self._json(send, {"name": found.model, "ready": ready}, request_id, 200 if ready else 503)
             elif found.action == "config":
                 await self._json(send, self.config(pipeline, found.model), request_id)
             else:
@@ -269,6 +270,12 @@ class OipRoutes:
         length = header(headers, HEADER.encode())
         signature = self.stage_model(pipeline, target.model).signature
         request = parse_request(body, length.decode("latin-1") if length else None, signature, self.max_rows)
+        for said, meant, what in (
+            (request.model_name, target.model, "model_name"),
+            (request.model_version, target.version, "model_version"),
+        ):
+            if said is not None and meant is not None and said != meant:
+                raise BadRequest(f"the body's {what} is {said!r}, the path's {meant!r}")
         payload = self.payload(pipeline, request.inputs)
         info = RequestInfo(
             rid,

@@ -88,6 +88,9 @@ class InferRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: StrictStr | None = Field(None, max_length=256)
+    model_name: StrictStr | None = Field(None, max_length=256)
+    """Not in the protocol's request, but KServe's client sends it: taken when it names the path's model."""
+    model_version: StrictStr | None = Field(None, max_length=256)
     parameters: dict[str, Any] | None = None
     inputs: list[TensorIn] = Field(min_length=1, max_length=MAX_INPUTS)
     outputs: list[OutputIn] | None = Field(None, max_length=MAX_INPUTS)
@@ -104,6 +107,9 @@ class InferRequest:
     """Outputs to send as binary."""
     all_binary: bool
     """``binary_data_output``: every output as binary unless it says otherwise."""
+    model_name: str | None = None
+    """The body's ``model_name`` (KServe's client repeats the path's)."""
+    model_version: str | None = None
 
 
 def _fail(path: str, rule: Rule, message: str, value: Any = None) -> ValidationFailed:
@@ -202,7 +208,16 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
         outputs = tuple(out.name for out in request.outputs)
     elif all_binary:
         binary_outputs = {spec.name for spec in signature.outputs}
-    return InferRequest(request.id, arrays, rows, outputs, frozenset(binary_outputs), all_binary)
+    return InferRequest(
+        request.id,
+        arrays,
+        rows,
+        outputs,
+        frozenset(binary_outputs),
+        all_binary,
+        request.model_name,
+        request.model_version,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,3 +134,42 @@ def test_grpc_health_is_served(grpc_digits: tuple[str, str]) -> None:
             health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"), timeout=10
         )
     assert checked.status == health_pb2.HealthCheckResponse.SERVING
+
+
+KSERVE = Path(__file__).resolve().parents[2] / ".venv-kserve" / "bin" / "python"
+
+
+def test_kserves_own_clients_read_readiness_and_infer_over_rest_and_grpc(grpc_digits: tuple[str, str]) -> None:
+    """KServe's InferenceRESTClient (v2) and InferenceGRPCClient, from a virtual environment of their
+    own (tests/integration/kserve_client.py): answers equal to the service's own route."""
+    import httpx
+
+    assert KSERVE.exists(), "KServe's clients are missing: make kserve-client (make unit installs them)"
+    url, address = grpc_digits
+    done = subprocess.run(
+        [str(KSERVE), str(Path(__file__).with_name("kserve_client.py")), url, address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    pixels = (np.arange(7 * 64, dtype=np.float32).reshape(7, 64) % 17).astype(np.float32)  # as the script sends
+    own = httpx.post(f"{url}/classify", json={"images": pixels.reshape(7, 8, 8).tolist()}, timeout=10).json()
+    labels = [r["label"] for r in own["results"]]
+    probabilities = [r["probabilities"] for r in own["results"]]
+    rest, over_grpc = found["rest"], found["grpc"]
+    assert (rest["live"], rest["ready"], rest["model_ready"], rest["unknown_model_ready"]) == (True, True, True, False)
+    for binary in ("binary=False", "binary=True"):
+        answer = rest[binary]
+        assert (answer["id"], answer["model"]) == (f"kserve-rest-{binary.removeprefix('binary=')}", "digits-mlp")
+        assert answer["label"] == labels
+        np.testing.assert_allclose(answer["probabilities"], probabilities, atol=1e-6)
+    assert rest["fallback_by_name"] == {"model": "digits-mlp-small", "served_by": "digits-mlp-small"}
+    assert rest["bad_shape"][0] == 400
+    assert "the model takes [-1, 64]" in rest["bad_shape"][1]
+    assert (over_grpc["live"], over_grpc["ready"], over_grpc["model_ready"]) == (True, True, True)
+    assert (over_grpc["answer"]["id"], over_grpc["answer"]["model"]) == ("kserve-grpc", "digits-mlp")
+    assert over_grpc["answer"]["label"] == labels
+    np.testing.assert_allclose(over_grpc["answer"]["probabilities"], probabilities, atol=1e-6)
+    assert over_grpc["unknown_model"][0] == "StatusCode.NOT_FOUND"
