@@ -15,18 +15,11 @@ Result: benchmarks/results/drift-cost.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shutil
-import sys
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
-from .audit_cost import Round, interleave, round_arguments, smoke_sized
-from .overload import RESULTS, Target, start_pinned
+from . import paired
+from .audit_cost import Round, interleave
+from .overload import Target, start_pinned
 
 OFF, ON = "drift off", "drift on"
 VARIANTS = {OFF: ["BALLAST_DRIFT_ENABLED=false"], ON: ["BALLAST_DRIFT_ENABLED=true"]}
@@ -49,58 +42,19 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[Round]]:
 
 
 def report(results: dict[str, list[Round]], args: argparse.Namespace, started: str) -> str:
-    def mid(label: str, key: str) -> float:
-        return float(np.median([getattr(r, key) for r in results[label]]))
-
-    ratios = [on.rps / off.rps for off, on in zip(results[OFF], results[ON], strict=True)]
-    ratio = float(np.median(ratios))
-    cpu = [on.cpu_us - off.cpu_us for off, on in zip(results[OFF], results[ON], strict=True)]
-    lines = [
-        f"# What drift watching costs{' (smoke: not a measurement)' if args.smoke else ''}",
-        "",
-        f"`python -m benchmarks.drift_cost {' '.join(sys.argv[1:])}`, {started}; {platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}.",
-        "",
-        f"Fraud servers (one worker each, audit trail off) with drift off and on, each on CPU 0, loaded one at "
-        f"a time; wrk on CPU 1, closed loop, {args.connections} connections, POST /score with one transaction. "
-        f"{args.rounds} rounds of {args.seconds} s per variant, interleaved, after {args.warmup_rounds} warm-up "
-        f"round(s); medians over rounds.",
-        "",
-        "| variant | req/s | p50 ms | p95 ms | CPU per answer | answers |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {label} | {mid(label, 'rps'):,.0f} | {mid(label, 'p50_ms'):.2f} | {mid(label, 'p95_ms'):.2f} | "
-            f"{mid(label, 'cpu_us'):.0f} us | {mid(label, 'answers'):,.0f} |"
-            for label in results
-        ),
-        "",
-        f"req/s with drift / without, per round: {', '.join(f'{r:.3f}' for r in ratios)}; median **{ratio:.3f}** "
-        f"({'meets' if ratio >= 0.97 else 'MISSES'} the target >= 0.97). CPU per answer more than without, per "
-        f"round: {', '.join(f'{d:+.0f}' for d in cpu)} us, median {float(np.median(cpu)):+.0f} us.",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    round_arguments(parser)
-    args = parser.parse_args()
-    smoke_sized(args)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    work = Path(tempfile.mkdtemp(prefix="ballast-drift-cost-"))
-    try:
-        results = run(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    text = report(results, args, started)
-    print(text)
-    if args.smoke:
-        if any(r.not_2xx or not r.answers for label in results for r in results[label]):
-            sys.exit("smoke: a variant answered badly or not at all")
-        return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "drift-cost.md").write_text(text + "\n")
+    return paired.report(
+        results,
+        args,
+        started,
+        module="drift_cost",
+        title="What drift watching costs",
+        setup=f"Fraud servers (one worker each, audit trail off) with drift off and on, each on CPU 0, loaded one "
+        f"at a time; wrk on CPU 1, closed loop, {args.connections} connections, POST /score with one transaction.",
+        pair=(OFF, ON),
+        compared=("req/s with drift / without", "more than without"),
+        target=0.97,
+    )
 
 
 if __name__ == "__main__":
-    main()
+    paired.main(__doc__, run, report, "drift-cost.md")

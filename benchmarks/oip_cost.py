@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import shutil
-import sys
-import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .audit_cost import Round, interleave, round_arguments, smoke_sized
-from .overload import RESULTS, start_pinned
+from . import paired
+from .audit_cost import Round, interleave
+from .overload import start_pinned
 
 OWN, V2 = "own JSON route", "V2 JSON route"
 MODEL = "bench-mlp"
@@ -55,57 +50,20 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[Round]]:
 
 
 def report(results: dict[str, list[Round]], args: argparse.Namespace, started: str) -> str:
-    def mid(label: str, key: str) -> float:
-        return float(np.median([getattr(r, key) for r in results[label]]))
-
-    ratios = [v2.rps / own.rps for own, v2 in zip(results[OWN], results[V2], strict=True)]
-    ratio = float(np.median(ratios))
-    cpu = [v2.cpu_us - own.cpu_us for own, v2 in zip(results[OWN], results[V2], strict=True)]
-    lines = [
-        f"# What the Open Inference Protocol's JSON route costs{' (smoke: not a measurement)' if args.smoke else ''}",
-        "",
-        f"`python -m benchmarks.oip_cost {' '.join(sys.argv[1:])}`, {started}; {platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}.",
-        "",
-        f"One tensor server (the heavy MLP, one worker) on CPU 0; wrk on CPU 1, closed loop, {args.connections} "
-        f"connections, one row per request, to its own route and to the V2 route in turn. {args.rounds} rounds of "
-        f"{args.seconds} s per route, interleaved, after {args.warmup_rounds} warm-up round(s); medians over rounds.",
-        "",
-        "| route | req/s | p50 ms | p95 ms | CPU per answer | answers |",
-        "|---|---|---|---|---|---|",
-        *(
-            f"| {label} | {mid(label, 'rps'):,.0f} | {mid(label, 'p50_ms'):.2f} | {mid(label, 'p95_ms'):.2f} | "
-            f"{mid(label, 'cpu_us'):.0f} us | {mid(label, 'answers'):,.0f} |"
-            for label in results
-        ),
-        "",
-        f"V2 req/s / own route's, per round: {', '.join(f'{r:.3f}' for r in ratios)}; median **{ratio:.3f}** "
-        f"({'meets' if ratio >= 0.9 else 'MISSES'} the target >= 0.9). CPU per answer more than the own route, per "
-        f"round: {', '.join(f'{d:+.0f}' for d in cpu)} us, median {float(np.median(cpu)):+.0f} us.",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    round_arguments(parser)
-    args = parser.parse_args()
-    smoke_sized(args)
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    work = Path(tempfile.mkdtemp(prefix="ballast-oip-cost-"))
-    try:
-        results = run(args, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    text = report(results, args, started)
-    print(text)
-    if args.smoke:
-        if any(r.not_2xx or not r.answers for label in results for r in results[label]):
-            sys.exit("smoke: a route answered badly or not at all")
-        return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "oip-cost.md").write_text(text + "\n")
+    return paired.report(
+        results,
+        args,
+        started,
+        module="oip_cost",
+        title="What the Open Inference Protocol's JSON route costs",
+        setup=f"One tensor server (the heavy MLP, one worker) on CPU 0; wrk on CPU 1, closed loop, "
+        f"{args.connections} connections, one row per request, to its own route and to the V2 route in turn.",
+        pair=(OWN, V2),
+        compared=("V2 req/s / own route's", "more than the own route"),
+        target=0.9,
+        column="route",
+    )
 
 
 if __name__ == "__main__":
-    main()
+    paired.main(__doc__, run, report, "oip-cost.md")

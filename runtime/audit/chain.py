@@ -98,13 +98,6 @@ def digest(packed: Packed) -> str:
     return hashlib.sha256(message(packed)).hexdigest()
 
 
-def arrays_digest(arrays: Mapping[str, np.ndarray], key: bytes | None = None) -> str:
-    """A digest of named tensors (name, dtype, shape, bytes): HMAC-SHA-256 under ``key``, else SHA-256."""
-    if key is not None:
-        return Keyed(key)(arrays)
-    return digest(pack(arrays))
-
-
 class Keyed:
     """HMAC-SHA-256 of named tensors under one key, the key's state computed once."""
 
@@ -114,10 +107,7 @@ class Keyed:
         self._base = hmac.new(key, digestmod=hashlib.sha256)
 
     def __call__(self, arrays: Mapping[str, np.ndarray]) -> str:
-        return self.packed(pack(arrays))
-
-    def packed(self, packed: Packed) -> str:
-        return self.of(message(packed))
+        return self.of(message_of(arrays))
 
     def of(self, text: bytes) -> str:
         """The HMAC of a message (:func:`message`: tensors as a digest covers them)."""

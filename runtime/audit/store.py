@@ -348,29 +348,34 @@ class AuditStore(SharedDatabase):
         return found
 
     @staticmethod
+    def _requested(db: sqlite3.Connection, request_id: str, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """``(seq, JSON)`` of ``request_id``'s rows after ``after_seq``, in order (through the ids)."""
+        seqs = [
+            int(s)
+            for (s,) in db.execute(
+                "SELECT seq FROM audit_ids WHERE request_id = ? AND seq > ? ORDER BY seq", (request_id, after_seq)
+            )
+        ]
+        for seq in seqs:
+            block = db.execute(
+                "SELECT first_seq, body FROM audit_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (seq,)
+            ).fetchone()
+            if block is not None:
+                lines = bytes(block[1]).split(b"\n")
+                if 0 <= seq - block[0] < len(lines):
+                    yield seq, lines[seq - block[0]]
+
+    @staticmethod
     def _candidates(
         db: sqlite3.Connection, request_id: str | None, since: float | None, until: float | None, after_seq: int
     ) -> Iterator[tuple[int, bytes]]:
         """``(seq, JSON)`` of the rows after ``after_seq`` that may match, in order: a request's
         rows through the ids, else the rows of the blocks whose times overlap ``since``-``until``."""
         if request_id is not None:
-            seqs = [
-                int(s)
-                for (s,) in db.execute(
-                    "SELECT seq FROM audit_ids WHERE request_id = ? AND seq > ? ORDER BY seq", (request_id, after_seq)
-                )
-            ]
-            for seq in seqs:
-                block = db.execute(
-                    "SELECT first_seq, body FROM audit_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
-                    (seq,),
-                ).fetchone()
-                if block is not None:
-                    lines = bytes(block[1]).split(b"\n")
-                    if 0 <= seq - block[0] < len(lines):
-                        yield seq, lines[seq - block[0]]
+            yield from AuditStore._requested(db, request_id, after_seq)
             return
-        clauses, params = ["first_seq + rows - 1 > ?"], [float(after_seq)]
+        clauses: list[str] = ["first_seq + rows - 1 > ?"]
+        params: list[float] = [after_seq]
         if since is not None:
             clauses.append("at_last >= ?")
             params.append(since)
@@ -404,22 +409,14 @@ class AuditStore(SharedDatabase):
                     row = orjson.loads(text)
                     if row["at"] >= since and row.get("kind", "prediction") == "prediction":
                         counts[_key(row.get("service"), row.get("version"))] += 1
-        return {(key.split("\x00")[0], key.split("\x00")[1]): n for key, n in counts.items()}
+        return {(service, version): n for key, n in counts.items() for service, version in [key.split("\x00", 1)]}
 
     def prediction(self, request_id: str, db: sqlite3.Connection | None = None) -> dict[str, Any] | None:
         """The first prediction row of ``request_id`` (on ``db``, inside a transaction the caller holds)."""
-        connection = db if db is not None else self._db
-        for (seq,) in connection.execute("SELECT seq FROM audit_ids WHERE request_id = ? ORDER BY seq", (request_id,)):
-            block = connection.execute(
-                "SELECT first_seq, body FROM audit_blocks WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (seq,)
-            ).fetchone()
-            if block is None:
-                continue
-            lines = bytes(block[1]).split(b"\n")
-            if 0 <= seq - block[0] < len(lines):
-                row: dict[str, Any] = orjson.loads(lines[seq - block[0]])
-                if row.get("kind", "prediction") == "prediction":
-                    return row
+        for _, text in self._requested(db if db is not None else self._db, request_id):
+            row: dict[str, Any] = orjson.loads(text)
+            if row.get("kind", "prediction") == "prediction":
+                return row
         return None
 
     def count(self) -> int:

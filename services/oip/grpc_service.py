@@ -87,12 +87,12 @@ class InferenceService:
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
         async def ready() -> pb.ModelReadyResponse:
             self._caller(context)
-            if request.name not in self.routes.models or not self.routes.ready():
+            if not self.routes.ready():
                 return pb.ModelReadyResponse(ready=False)
             try:
                 pipeline, _ = self.routes.pick(request.name, request.version or None, "ready", [])
             except HTTPError as exc:
-                if exc.status == 404:  # a version not deployed (or loaded) here: not ready
+                if exc.status == 404:  # no such model, or its version is not deployed (or loaded) here
                     return pb.ModelReadyResponse(ready=False)
                 raise
             return pb.ModelReadyResponse(ready=pipeline.ready)
