@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,12 +96,12 @@ def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Itera
     # Each server gets a BentoML home of its own that shares the model store and bentos: `bentoml
     # serve` empties $BENTOML_HOME/prometheus_multiproc_dir at start, so two servers on one home
     # would wipe each other's metrics.
-    server_home = home / f"home-{port}"
-    server_home.mkdir()
+    # A port can come round again in a later test: the home's name is made unique, not the port's.
+    server_home = Path(tempfile.mkdtemp(prefix=f"home-{port}-", dir=home))
     for part in ("models", "bentos"):
         if (home / part).is_dir():
             (server_home / part).symlink_to(home / part)
-    log = open(home / f"serve-{port}.log", "w")  # noqa: SIM115 -- closed in finally
+    log = open(server_home / "serve.log", "w")  # noqa: SIM115 -- closed in finally
     process = subprocess.Popen(
         [str(BIN / "bentoml"), "serve", target, "--port", str(port)],
         cwd=ROOT,
@@ -110,12 +111,12 @@ def serving(target: str, home: Path, env: dict[str, str] | None = None) -> Itera
         env={**os.environ, "BENTOML_HOME": str(server_home), "BENTOML_DO_NOT_TRACK": "true", **(env or {})},
     )
     url = Served(f"http://127.0.0.1:{port}")
-    url.process, url.log = process, home / f"serve-{port}.log"
+    url.process, url.log = process, server_home / "serve.log"
     try:
         deadline = time.monotonic() + 90
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"bentoml serve exited early:\n{(home / f'serve-{port}.log').read_text()[-3000:]}")
+                raise RuntimeError(f"bentoml serve exited early:\n{url.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                     break
