@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: kserve-client install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
+.PHONY: kserve-client peers install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -67,6 +67,23 @@ kserve-client: $(KSERVE_VENV)/.installed-stamp
 $(KSERVE_VENV)/.installed-stamp: constraints-kserve.txt
 	test -x $(KSERVE_VENV)/bin/python || $(PY) -m venv $(KSERVE_VENV)
 	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-kserve.txt kserve
+	touch $@
+
+# The peers benchmarks/compare.py measures Ballast against, each in a virtual environment of its own
+# (their requirements are not Ballast's): NVIDIA Triton through PyTriton (which ships the
+# tritonserver binary) and Ray Serve. Exact versions: constraints-triton.txt, constraints-ray.txt.
+TRITON_VENV = .venv-triton
+RAY_VENV = .venv-ray
+peers: $(TRITON_VENV)/.installed-stamp $(RAY_VENV)/.installed-stamp
+
+$(TRITON_VENV)/.installed-stamp: constraints-triton.txt
+	test -x $(TRITON_VENV)/bin/python || $(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-triton.txt nvidia-pytriton onnxruntime orjson
+	touch $@
+
+$(RAY_VENV)/.installed-stamp: constraints-ray.txt
+	test -x $(RAY_VENV)/bin/python || $(PY) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-ray.txt "ray[serve]" onnxruntime orjson
 	touch $@
 
 # The test command: lint, type check, the whole test suite (integration tests start real

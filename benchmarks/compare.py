@@ -1,17 +1,29 @@
-"""Side-by-side serving benchmark: the same ONNX model served four ways, driven by the same load
+"""Side-by-side serving benchmark: the same ONNX model served several ways, driven by the same load
 generator (wrk) with the same payloads, in one run.
 
 * ``raw``        onnxruntime in process, no HTTP: the limit (items/s at batch 1 and at its best size);
-* ``starlette``  bare Starlette under uvicorn, one onnxruntime run per request;
+* ``starlette``  bare Starlette under uvicorn, one onnxruntime run per request (no batching);
 * ``bentoml``    a BentoML service with ``@bentoml.api(batchable=True, max_batch_size=64,
                  max_latency_ms=100)``, BentoML's adaptive batching;
-* ``ballast``    ``services.tensor:Tensor`` (BentoML service, Ballast's path and batcher).
+* ``triton``     NVIDIA Triton (PyTriton's tritonserver), a Python callable running onnxruntime behind
+                 Triton's dynamic batcher (max batch 64, 2 ms queue delay), over the Open Inference
+                 Protocol: JSON, and binary tensors for 64 rows (benchmarks/peers/triton_app.py);
+* ``ray``        Ray Serve, one replica, ``@serve.batch`` (64, 2 ms) over onnxruntime, in the
+                 configuration Ray offers for throughput (direct ingress: the replica serves HTTP);
+* ``ray-proxy``  the same behind Ray's HTTP proxy (Ray's default): shows what the proxy costs;
+* ``ballast``    ``services.tensor:Tensor`` (BentoML service, Ballast's path and batcher): its own JSON
+                 and .npy routes, and the Open Inference Protocol (JSON; binary tensors for 64 rows).
+
+The peers run in virtual environments of their own (``make peers``). Every server gets one
+onnxruntime intra-op thread unless ``--threads`` says otherwise.
 
 All servers start first; then they climb a ladder of concurrency (wrk connections) together: at each
 rung each server in turn, ``--repeats`` times, the median kept (see ``interleave``). A server's goodput
 is the best req/s among the rungs with p95 <= the SLO and no non-2xx answer or socket error. The
-server's CPU time and RSS are recorded per rung. Results: ``benchmarks/results/compare.md`` and
-``compare.png`` (p95 latency against throughput).
+server's CPU time and RSS (its whole process tree) are recorded per rung. Results:
+``benchmarks/results/compare-MODEL.md`` and ``.png`` (p95 latency against throughput), with the
+ratios the targets read: Ballast's one-row goodput over the best peer's, its 64-row binary items/s
+over raw onnxruntime's best, its V2 JSON route over its own.
 
     python -m benchmarks.compare                 # full run (make bench)
     python -m benchmarks.compare --smoke         # seconds: checks the harness works (CI)
@@ -28,6 +40,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -45,6 +58,8 @@ from .processes import Server, cpu_and_rss
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+PEERS = {"triton": ROOT / ".venv-triton", "ray": ROOT / ".venv-ray", "ray-proxy": ROOT / ".venv-ray"}
+"""Each peer's virtual environment (``make peers``)."""
 
 STARLETTE_APP = """
 import os
@@ -101,6 +116,11 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = os.getenv("BENCH_TYPE")
 wrk.headers["Accept"] = os.getenv("BENCH_TYPE")
+local extra = os.getenv("BENCH_HEADER")
+if extra and extra ~= "" then
+  local name, value = extra:match("^([^:]+):%s*(.*)$")
+  wrk.headers[name] = value
+end
 function done(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f\\n",
     summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
@@ -151,6 +171,8 @@ class Result:
     rungs: list[Rung] = field(default_factory=list)
     idle_cpu_pct: float | None = None
     soak: dict[str, float] | None = None
+    triton: dict[str, float] | None = None
+    """Triton's own account of its executions (see ``triton_hop``)."""
 
     def goodput(self, slo_ms: float) -> Rung | None:
         good = [r for r in self.rungs if r.p95_ms <= slo_ms and r.bad == 0]
@@ -166,7 +188,9 @@ def drive(
     seconds: int,
     rows: int,
     content_type: str,
+    header: str = "",
 ) -> Rung:
+    """One wrk run; ``header``: one more request header, ``"Name: value"``."""
     cpu0, _ = cpu_and_rss(server.process.pid)
     started = time.monotonic()
     out = subprocess.run(
@@ -184,7 +208,7 @@ def drive(
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_TYPE": content_type},
+        env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_TYPE": content_type, "BENCH_HEADER": header},
     ).stdout
     elapsed = time.monotonic() - started
     cpu1, rss = cpu_and_rss(server.process.pid)
@@ -234,7 +258,7 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs of each server at each rung, interleaved; the median counts"
     )
-    parser.add_argument("--variants", default="starlette,bentoml,ballast")
+    parser.add_argument("--variants", default="starlette,bentoml,triton,ray,ray-proxy,ballast")
     parser.add_argument(
         "--baseline", type=Path, help="also serve Ballast from this checkout (the code before a change)"
     )
@@ -278,20 +302,26 @@ def main() -> None:
     sizes = {int(r) for r in args.rows.split(",")}
     wanted = [*args.variants.split(","), *([] if args.no_bare else ["ballast-bare"]), "ballast-before"]
     plan = [p for p in setup.plan if p.variant in wanted and p.rows in sizes]
+    missing = sorted({str(PEERS[p.variant]) for p in plan if p.variant in PEERS and not PEERS[p.variant].is_dir()})
+    if missing:
+        sys.exit(f"the peers' virtual environments are missing ({', '.join(missing)}): make peers")
     servers: dict[str, Server] = {}
     try:
         for point in plan:  # every server is up before any is measured: see interleave()
             env = {**setup.env, **(ballast_env if point.variant.startswith("ballast") else {}), **point.env}
             server = Server(setup.commands[point.variant], env, work, work / f"{point.name}-{point.rows}.log")
             servers[point.key] = server
-            server.wait(setup.path, point.warm_body)  # JSON, whatever the clients send
+            server.wait(point.path or setup.path, point.warm_body)  # JSON, whatever the clients send
         results = interleave(plan, servers, setup.path, script, ladder, seconds, args)
         for point, result in zip(plan, results, strict=True):
-            if point.variant.startswith("ballast"):
-                server = servers[point.key]
-                result.idle_cpu_pct = idle_cpu(server, 3 if args.smoke else 15)
-                if args.soak and point.rows == 1 and point.variant == "ballast":
-                    result.soak = soak(server, setup.path, point, script, args.soak)
+            server = servers[point.key]
+            if point.variant == "triton" and setup.onnx is not None:
+                result.triton = triton_hop(server, setup.onnx, args.threads, setup.env["BENCH_TRITON_TOKEN"])
+        for point, result in zip(plan, results, strict=True):  # after the ladder: each server alone
+            server = servers[point.key]
+            result.idle_cpu_pct = idle_cpu(server, 3 if args.smoke else 15)
+            if args.soak and point.rows == 1 and point.variant == "ballast":
+                result.soak = soak(server, setup.path, point, script, args.soak)
     finally:
         for server in servers.values():
             server.stop()
@@ -331,13 +361,14 @@ def interleave(
                 samples[i].append(
                     drive(
                         servers[point.key],
-                        path,
+                        point.path or path,
                         point.body,
                         script,
                         connections,
                         seconds,
                         point.rows,
                         point.content_type,
+                        point.header,
                     )
                 )
         for i in list(active):
@@ -366,6 +397,10 @@ class Point:
     warm_body: bytes
     name: str
     env: dict[str, str] = field(default_factory=dict)
+    path: str = ""
+    """The route its clients post to (empty: the setup's)."""
+    header: str = ""
+    """One more request header its clients send, ``"Name: value"``."""
 
     @property
     def key(self) -> str:
@@ -397,41 +432,97 @@ def _commands(ballast_target: str, baseline: Path | None = None) -> dict[str, li
             "--no-access-log",
         ],
         "bentoml": [str(BIN / "bentoml"), "serve", "native_app:Native", "--port", "{port}"],
+        "triton": [
+            str(PEERS["triton"] / "bin" / "python"),
+            str(ROOT / "benchmarks/peers/triton_app.py"),
+            "{port}",
+            "{port2}",
+        ],
+        "ray": [str(PEERS["ray"] / "bin" / "python"), str(ROOT / "benchmarks/peers/ray_app.py"), "{port}"],
+        "ray-proxy": [str(PEERS["ray"] / "bin" / "python"), str(ROOT / "benchmarks/peers/ray_app.py"), "{port}"],
         "ballast": ballast,
         "ballast-bare": ballast,
     }
 
 
+TRITON_MODEL = "model"
+"""The model's name in the Triton peer (input ``x``, output ``y``)."""
+V2_JSON, V2_BINARY = "V2 JSON", "V2 binary"
+
+
+def v2_json(name: str, x: np.ndarray) -> bytes:
+    """An Open Inference Protocol request of one FP32 input ``name``, as JSON."""
+    return json.dumps(
+        {"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+    ).encode()
+
+
+def v2_binary(name: str, x: np.ndarray) -> tuple[bytes, str]:
+    """The same with the input as binary tensor data and every output asked for as binary; the body
+    and its ``Inference-Header-Content-Length`` header."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": name, "shape": list(x.shape), "datatype": "FP32", "parameters": {"binary_data_size": x.nbytes}}
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    return header + x.astype("<f4").tobytes(), f"Inference-Header-Content-Length: {len(header)}"
+
+
 def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[str, str], work: Path) -> Setup:
+    """Every server's points on one tensor model: one-row JSON everywhere (Triton's and Ballast's
+    V2 JSON too), and 64 rows as Ballast's JSON and .npy, and V2 binary for Ballast and Triton."""
     rng = np.random.default_rng(1)
     width = _input_width(onnx)
+    ballast_v2 = f"/v2/models/{tag.split(':')[0]}/infer"
+    triton_v2 = f"/v2/models/{TRITON_MODEL}/infer"
     plan = []
     for rows, variant, kind in [
         (1, "starlette", "json"),
         (1, "bentoml", "json"),
+        (1, "triton", V2_JSON),
+        (1, "ray", "json"),
+        (1, "ray-proxy", "json"),
         (1, "ballast", "json"),
+        (1, "ballast", V2_JSON),
         (64, "ballast", "json"),
         (64, "ballast", "npy"),
+        (64, "ballast", V2_BINARY),
+        (64, "triton", V2_BINARY),
     ]:
         x = (rng.random((rows, width)) * 16).round(2).astype(np.float32)
-        key = "x" if variant == "bentoml" else input_name
-        body = work / f"{variant}-{rows}.{kind}"
+        key = {"bentoml": "x", "ray": "x", "ray-proxy": "x", "triton": "x"}.get(variant, input_name)
+        body = work / f"{variant}-{rows}-{kind.replace(' ', '-')}"
+        content_type, path, header = "application/json", "", ""
         if kind == "npy":
             with open(body, "wb") as f:
                 np.save(f, x, allow_pickle=False)
+            content_type = "application/x-npy"
+        elif kind == V2_BINARY:
+            data, header = v2_binary(key, x)
+            body.write_bytes(data)
+            content_type = "application/octet-stream"
+        elif kind == V2_JSON:
+            body.write_bytes(v2_json(key, x))
         else:
             body.write_text(json.dumps({key: x.tolist()}))
-        warm = json.dumps({key: x[:1].tolist()}).encode()
-        name = variant if kind == "json" else f"{variant} (.npy)"
-        plan.append(
-            Point(variant, rows, body, "application/x-npy" if kind == "npy" else "application/json", warm, name)
-        )
+        if variant == "triton" or kind.startswith("V2"):
+            path = triton_v2 if variant == "triton" else ballast_v2
+            warm = v2_json(key, x[:1])
+        else:
+            warm = json.dumps({key: x[:1].tolist()}).encode()
+        name = variant if kind == "json" else f"{variant} ({'.npy' if kind == 'npy' else kind})"
+        peer_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"} if variant == "ray" else {}
+        plan.append(Point(variant, rows, body, content_type, warm, name, peer_env, path, header))
     env = {
         **env,
         "BENCH_ONNX": str(onnx),
         "BALLAST_TENSOR_MODEL": tag,
         "BENTOML_DO_NOT_TRACK": "true",
         "PYTHONPATH": str(ROOT),
+        "BENCH_TRITON_TOKEN": secrets.token_hex(16),
     }
     return Setup(title, "/predict", onnx, env, _commands("services.tensor:Tensor"), plan)
 
@@ -532,6 +623,53 @@ def setup_fraud(args: argparse.Namespace, work: Path) -> Setup:
 SETUPS = {"mlp": setup_mlp, "digits": setup_digits, "fraud": setup_fraud}
 
 
+def triton_hop(server: Server, onnx: Path, threads: int, token: str) -> dict[str, float]:
+    """Where Triton's time went, from its statistics API: per execution (one batch through the
+    Python backend), the mean batch, the wait in its queue, and ``compute_infer``, which spans the
+    backend's stub, PyTriton's hop to the callable's process and back, and the callable itself; then
+    onnxruntime's own time for the same batch sizes, timed here in process with the same threads. The
+    difference, ``hop_ms``, is what PyTriton's path between processes adds to each execution."""
+    import urllib.request
+
+    import onnxruntime as ort
+
+    request = urllib.request.Request(
+        f"{server.url}/v2/models/{TRITON_MODEL}/stats", headers={"triton-access-token": token}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        stats = json.load(response)["model_stats"][0]
+    executions = int(stats["execution_count"])
+    inference = stats["inference_stats"]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    width = int(session.get_inputs()[0].shape[1])
+    onnx_ns = 0.0
+    for entry in stats["batch_stats"]:
+        size, count = int(entry["batch_size"]), int(entry["compute_infer"]["count"])
+        x = np.random.default_rng(0).standard_normal((size, width)).astype(np.float32)
+        session.run(None, {name: x})
+        runs, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 0.1 or runs < 5:
+            session.run(None, {name: x})
+            runs += 1
+        onnx_ns += count * (time.perf_counter() - started) / runs * 1e9
+    per = max(executions, 1)
+    infer_ms = inference["compute_infer"]["ns"] / per / 1e6
+    onnx_ms = onnx_ns / per / 1e6
+    return {
+        "executions": executions,
+        "mean_batch": int(stats["inference_count"]) / per,
+        "queue_ms": inference["queue"]["ns"] / max(int(inference["queue"]["count"]), 1) / 1e6,
+        "compute_infer_ms": infer_ms,
+        "onnxruntime_ms": onnx_ms,
+        "hop_ms": infer_ms - onnx_ms,
+        "io_ms": (inference["compute_input"]["ns"] + inference["compute_output"]["ns"]) / per / 1e6,
+    }
+
+
 def idle_cpu(server: Server, seconds: float) -> float:
     """Percent of one core the server's processes use while nobody sends anything."""
     time.sleep(2)
@@ -584,6 +722,19 @@ def report(results: list[Result], raw: dict[int, float], args: argparse.Namespac
         lines.append(
             f"| raw onnxruntime, in process | {best_rows} (best) | | {raw[best_rows]:,.0f} | | 1-2 threads | | |"
         )
+    lines.extend(targets(results, raw, args.slo_ms))
+    for r in results:
+        if r.triton:
+            t = r.triton
+            lines.append(
+                f"\n{r.variant}, {r.rows} row(s), Triton's statistics over the whole ladder: {t['executions']:,.0f} "
+                f"executions, {t['mean_batch']:.1f} rows each on average; per execution {t['queue_ms']:.2f} ms queued, "
+                f"{t['compute_infer_ms']:.2f} ms in compute_infer, of which onnxruntime takes "
+                f"{t['onnxruntime_ms']:.2f} ms "
+                f"(the same batch sizes timed in process): PyTriton's hop between processes adds "
+                f"**{t['hop_ms']:.2f} ms** per execution ({t['hop_ms'] / max(t['compute_infer_ms'], 1e-9):.0%} of it); "
+                f"the backend's input and output copies {t['io_ms']:.2f} ms."
+            )
     full = next((r for r in results if r.variant == FULL_CHAIN), None)
     bare = next((r for r in results if r.variant == BARE_CHAIN), None)
     if full and bare and (a := full.goodput(args.slo_ms)) and (b := bare.goodput(args.slo_ms)):
@@ -614,6 +765,44 @@ def report(results: list[Result], raw: dict[int, float], args: argparse.Namespac
     (RESULTS / f"{name}.md").write_text(text + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps({"results": [asdict(r) for r in results], "raw": raw}, indent=1))
     plot(results, RESULTS / f"{name}.png", args.slo_ms, title)
+
+
+PEER_VARIANTS = ("bentoml", "triton", "ray", "ray-proxy")
+
+
+def targets(results: list[Result], raw: dict[int, float], slo_ms: float) -> list[str]:
+    """The ratios the targets read: Ballast's one-row goodput (its own JSON route) over the best
+    peer's (>= 1.5); its 64-row V2 binary items/s over raw onnxruntime's at its best batch (>= 0.9);
+    its one-row V2 JSON goodput over its own JSON route's (>= 0.9)."""
+
+    def best(variant: str, rows: int) -> tuple[Result, Rung] | None:
+        found = next((r for r in results if r.variant == variant and r.rows == rows), None)
+        good = found.goodput(slo_ms) if found else None
+        return (found, good) if found and good else None
+
+    out = []
+    own = best("ballast", 1)
+    peers = [b for v in PEER_VARIANTS if (b := best(v, 1)) or (b := best(f"{v} ({V2_JSON})", 1))]
+    if own and peers:
+        top = max(peers, key=lambda b: b[1].rps)
+        out.append(
+            f"\nBallast one row, own JSON route: **{own[1].rps / top[1].rps:.2f}x** the best peer's goodput "
+            f"({own[1].rps:,.0f} against {top[0].variant}'s {top[1].rps:,.0f} req/s; target >= 1.5)."
+        )
+    binary = best(f"ballast ({V2_BINARY})", 64)
+    if binary and raw:
+        limit = max(raw.values())
+        out.append(
+            f"\nBallast 64 rows over V2 binary: **{binary[1].items_per_s / limit:.2f}x** raw onnxruntime's best "
+            f"({binary[1].items_per_s:,.0f} against {limit:,.0f} items/s; target >= 0.9)."
+        )
+    v2 = best(f"ballast ({V2_JSON})", 1)
+    if own and v2:
+        out.append(
+            f"\nBallast one row, V2 JSON route against its own JSON route: **{v2[1].rps / own[1].rps:.2f}x** "
+            f"({v2[1].rps:,.0f} against {own[1].rps:,.0f} req/s; target >= 0.9)."
+        )
+    return out
 
 
 def plot(results: list[Result], path: Path, slo_ms: float, title: str) -> None:

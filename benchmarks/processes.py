@@ -75,15 +75,22 @@ def cpu_and_rss(pid: int) -> tuple[float, float]:
 
 class Server:
     def __init__(self, command: list[str], env: dict[str, str], cwd: Path, log: Path, port: int | None = None) -> None:
+        """Start ``command`` in a process group of its own; ``{port}`` in the command or in ``env``'s
+        values is the server's port, ``{port2}`` a second free one (say, for gRPC: ``port2``)."""
         self.port = port or free_port()
+        self.port2 = free_port()
+
+        def fill(text: str) -> str:
+            return text.replace("{port}", str(self.port)).replace("{port2}", str(self.port2))
+
         self.log = open(log, "w")  # noqa: SIM115 -- closed in stop()
         self.process = subprocess.Popen(
-            [c.replace("{port}", str(self.port)) for c in command],
+            [fill(c) for c in command],
             cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **env},
+            env={**os.environ, **{k: fill(v) for k, v in env.items()}},
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
