@@ -49,6 +49,7 @@ import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -221,6 +222,75 @@ def drive(
     return Rung(connections, rps, rps * rows, float(p50), float(p95), float(p99), bad, (cpu1 - cpu0) / elapsed, rss)
 
 
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def grpc_request(model: str, name: str, x: np.ndarray) -> bytes:
+    """A ``ModelInfer`` request of one FP32 input as raw contents, serialized."""
+    from services.oip import inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model, raw_input_contents=[x.astype("<f4").tobytes()])
+    request.inputs.add(name=name, datatype="FP32", shape=list(x.shape))
+    return bytes(request.SerializeToString())
+
+
+def grpc_answer_bytes(server: Server, point: Point) -> int:
+    """Make the point's call once with grpcio (it must succeed) and return the answer's size."""
+    import grpc
+
+    from services.oip import inference_pb2 as pb
+
+    framed = point.body.read_bytes()
+    with grpc.insecure_channel(f"127.0.0.1:{server.port2}") as channel:
+        call = channel.unary_unary(GRPC_INFER, request_serializer=None, response_deserializer=None)
+        answer = call(framed[5:], timeout=30)
+    pb.ModelInferResponse.FromString(answer)  # a valid answer, or this raises
+    return len(answer)
+
+
+def drive_grpc(server: Server, point: Point, connections: int, seconds: int) -> Rung:
+    """One h2load run of gRPC ``ModelInfer`` calls: ``connections`` HTTP/2 connections, one call in
+    flight on each (closed loop, as wrk's). h2load sees HTTP statuses, not gRPC's (a gRPC error is a
+    200 with no message and a status in its trailers), so a run counts as bad the calls h2load saw
+    fail and any shortfall of answer bytes against ``point.answer_bytes`` per call."""
+    log = Path(tempfile.mkstemp(prefix="h2load-", suffix=".tsv")[1])
+    cpu0, _ = cpu_and_rss(server.process.pid)
+    started = time.monotonic()
+    out = subprocess.run(
+        [
+            "h2load",
+            f"-c{connections}",
+            "-m1",
+            f"-D{seconds}",
+            "-d",
+            str(point.body),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            f"--log-file={log}",
+            f"http://127.0.0.1:{server.port2}{GRPC_INFER}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    elapsed = time.monotonic() - started
+    cpu1, rss = cpu_and_rss(server.process.pid)
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line]
+    log.unlink()
+    ok = [int(r[2]) / 1000 for r in rows if r[1] == "200"]
+    match = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    data = re.search(r"traffic: .*\((\d+)\) data", out)
+    if match is None or data is None or not ok:
+        raise RuntimeError(f"h2load gave no result:\n{out}")
+    failed = int(match.group(2)) + int(match.group(3)) + len(rows) - len(ok)
+    short = max(0, len(ok) - int(data.group(1)) // (point.answer_bytes + 5))  # 5: gRPC's frame prefix
+    rps = len(ok) / seconds
+    p50, p95, p99 = (float(v) for v in np.percentile(ok, [50, 95, 99]))
+    return Rung(connections, rps, rps * point.rows, p50, p95, p99, failed + short, (cpu1 - cpu0) / elapsed, rss)
+
+
 def raw_limit(onnx: Path, sizes: list[int], seconds: float) -> dict[int, float]:
     """Items/s of onnxruntime in process at each batch size, the better of 1 and 2 intra-op threads."""
     import onnxruntime as ort
@@ -306,17 +376,24 @@ def main() -> None:
     if missing:
         sys.exit(f"the peers' virtual environments are missing ({', '.join(missing)}): make peers")
     servers: dict[str, Server] = {}
+    triton_before: dict[str, dict[str, Any]] = {}
     try:
         for point in plan:  # every server is up before any is measured: see interleave()
             env = {**setup.env, **(ballast_env if point.variant.startswith("ballast") else {}), **point.env}
             server = Server(setup.commands[point.variant], env, work, work / f"{point.name}-{point.rows}.log")
             servers[point.key] = server
             server.wait(point.path or setup.path, point.warm_body)  # JSON, whatever the clients send
+            if point.grpc:
+                point.answer_bytes = grpc_answer_bytes(server, point)
+            if point.variant == "triton":
+                triton_before[point.key] = triton_stats(server, setup.env["BENCH_TRITON_TOKEN"])
         results = interleave(plan, servers, setup.path, script, ladder, seconds, args)
         for point, result in zip(plan, results, strict=True):
             server = servers[point.key]
             if point.variant == "triton" and setup.onnx is not None:
-                result.triton = triton_hop(server, setup.onnx, args.threads, setup.env["BENCH_TRITON_TOKEN"])
+                result.triton = triton_hop(
+                    server, triton_before[point.key], setup.onnx, args.threads, setup.env["BENCH_TRITON_TOKEN"]
+                )
         for point, result in zip(plan, results, strict=True):  # after the ladder: each server alone
             server = servers[point.key]
             result.idle_cpu_pct = idle_cpu(server, 3 if args.smoke else 15)
@@ -359,7 +436,9 @@ def interleave(
             for i in active if repeat % 2 == 0 else active[::-1]:
                 point = plan[i]
                 samples[i].append(
-                    drive(
+                    drive_grpc(servers[point.key], point, connections, seconds)
+                    if point.grpc
+                    else drive(
                         servers[point.key],
                         point.path or path,
                         point.body,
@@ -401,6 +480,11 @@ class Point:
     """The route its clients post to (empty: the setup's)."""
     header: str = ""
     """One more request header its clients send, ``"Name: value"``."""
+    grpc: bool = False
+    """Its clients speak gRPC (``ModelInfer``, the body a framed message) to the server's ``port2``."""
+
+    answer_bytes: int = 0
+    """gRPC: the size of a good answer's message (found by one call before the ladder)."""
 
     @property
     def key(self) -> str:
@@ -447,7 +531,7 @@ def _commands(ballast_target: str, baseline: Path | None = None) -> dict[str, li
 
 TRITON_MODEL = "model"
 """The model's name in the Triton peer (input ``x``, output ``y``)."""
-V2_JSON, V2_BINARY = "V2 JSON", "V2 binary"
+V2_JSON, V2_BINARY, GRPC = "V2 JSON", "V2 binary", "gRPC"
 
 
 def v2_json(name: str, x: np.ndarray) -> bytes:
@@ -476,7 +560,8 @@ def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[s
     V2 JSON too), and 64 rows as Ballast's JSON and .npy, and V2 binary for Ballast and Triton."""
     rng = np.random.default_rng(1)
     width = _input_width(onnx)
-    ballast_v2 = f"/v2/models/{tag.split(':')[0]}/infer"
+    model = tag.split(":")[0]
+    ballast_v2 = f"/v2/models/{model}/infer"
     triton_v2 = f"/v2/models/{TRITON_MODEL}/infer"
     plan = []
     for rows, variant, kind in [
@@ -491,6 +576,10 @@ def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[s
         (64, "ballast", "npy"),
         (64, "ballast", V2_BINARY),
         (64, "triton", V2_BINARY),
+        (1, "ballast", GRPC),
+        (1, "triton", GRPC),
+        (64, "ballast", GRPC),
+        (64, "triton", GRPC),
     ]:
         x = (rng.random((rows, width)) * 16).round(2).astype(np.float32)
         key = {"bentoml": "x", "ray": "x", "ray-proxy": "x", "triton": "x"}.get(variant, input_name)
@@ -506,16 +595,22 @@ def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[s
             content_type = "application/octet-stream"
         elif kind == V2_JSON:
             body.write_bytes(v2_json(key, x))
+        elif kind == GRPC:
+            message = grpc_request(TRITON_MODEL if variant == "triton" else model, key, x)
+            body.write_bytes(b"\0" + len(message).to_bytes(4, "big") + message)
+            content_type = "application/grpc"
         else:
             body.write_text(json.dumps({key: x.tolist()}))
-        if variant == "triton" or kind.startswith("V2"):
+        if variant == "triton" or kind not in ("json", "npy"):
             path = triton_v2 if variant == "triton" else ballast_v2
             warm = v2_json(key, x[:1])
         else:
             warm = json.dumps({key: x[:1].tolist()}).encode()
         name = variant if kind == "json" else f"{variant} ({'.npy' if kind == 'npy' else kind})"
-        peer_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"} if variant == "ray" else {}
-        plan.append(Point(variant, rows, body, content_type, warm, name, peer_env, path, header))
+        point_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"} if variant == "ray" else {}
+        if variant == "ballast" and kind == GRPC:
+            point_env["BALLAST_GRPC_PORT"] = "{port2}"
+        plan.append(Point(variant, rows, body, content_type, warm, name, point_env, path, header, kind == GRPC))
     env = {
         **env,
         "BENCH_ONNX": str(onnx),
@@ -623,32 +718,63 @@ def setup_fraud(args: argparse.Namespace, work: Path) -> Setup:
 SETUPS = {"mlp": setup_mlp, "digits": setup_digits, "fraud": setup_fraud}
 
 
-def triton_hop(server: Server, onnx: Path, threads: int, token: str) -> dict[str, float]:
-    """Where Triton's time went, from its statistics API: per execution (one batch through the
-    Python backend), the mean batch, the wait in its queue, and ``compute_infer``, which spans the
-    backend's stub, PyTriton's hop to the callable's process and back, and the callable itself; then
-    onnxruntime's own time for the same batch sizes, timed here in process with the same threads. The
-    difference, ``hop_ms``, is what PyTriton's path between processes adds to each execution."""
+def triton_stats(server: Server, token: str) -> dict[str, Any]:
+    """The model's entry of Triton's statistics API (a restricted API: PyTriton's token)."""
     import urllib.request
-
-    import onnxruntime as ort
 
     request = urllib.request.Request(
         f"{server.url}/v2/models/{TRITON_MODEL}/stats", headers={"triton-access-token": token}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        stats = json.load(response)["model_stats"][0]
-    executions = int(stats["execution_count"])
-    inference = stats["inference_stats"]
+        found: dict[str, Any] = json.load(response)["model_stats"][0]
+    return found
+
+
+def triton_hop(server: Server, before: dict[str, Any], onnx: Path, threads: int, token: str) -> dict[str, float]:
+    """Where Triton's time went during the ladder (its statistics now, less ``before``, taken after
+    the warm-up): per execution (one batch through the Python backend), the mean batch, the wait in
+    its queue, and ``compute_infer``, which spans the backend's stub, PyTriton's hop to the
+    callable's process and back, and the callable itself; then onnxruntime's own time for the same
+    batch sizes, timed here in process with the same threads. The difference, ``hop_ms``, is what
+    PyTriton's path between processes adds to each execution."""
+    import onnxruntime as ort
+
+    after = triton_stats(server, token)
+
+    def spent(stats: dict[str, Any], part: str) -> tuple[int, int]:
+        entry = stats["inference_stats"][part]
+        return int(entry["count"]), int(entry["ns"])
+
+    def delta(part: str) -> tuple[int, int]:
+        (c1, n1), (c0, n0) = spent(after, part), spent(before, part)
+        return c1 - c0, n1 - n0
+
+    def by_size(stats: dict[str, Any]) -> dict[int, tuple[int, int, int]]:
+        """Per batch size: executions, and their nanoseconds in compute_infer and in the copies."""
+        return {
+            int(e["batch_size"]): (
+                int(e["compute_infer"]["count"]),
+                int(e["compute_infer"]["ns"]),
+                int(e["compute_input"]["ns"]) + int(e["compute_output"]["ns"]),
+            )
+            for e in stats["batch_stats"]
+        }
+
+    earlier = by_size(before)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     width = int(session.get_inputs()[0].shape[1])
+    executions = rows = infer_ns = io_ns = 0
     onnx_ns = 0.0
-    for entry in stats["batch_stats"]:
-        size, count = int(entry["batch_size"]), int(entry["compute_infer"]["count"])
+    for size, (count, ns, io) in by_size(after).items():
+        c0, n0, i0 = earlier.get(size, (0, 0, 0))
+        count, ns, io = count - c0, ns - n0, io - i0
+        if count <= 0:
+            continue
+        executions, rows, infer_ns, io_ns = executions + count, rows + count * size, infer_ns + ns, io_ns + io
         x = np.random.default_rng(0).standard_normal((size, width)).astype(np.float32)
         session.run(None, {name: x})
         runs, started = 0, time.perf_counter()
@@ -657,16 +783,15 @@ def triton_hop(server: Server, onnx: Path, threads: int, token: str) -> dict[str
             runs += 1
         onnx_ns += count * (time.perf_counter() - started) / runs * 1e9
     per = max(executions, 1)
-    infer_ms = inference["compute_infer"]["ns"] / per / 1e6
-    onnx_ms = onnx_ns / per / 1e6
+    queued, queue_ns = delta("queue")  # per request, not per execution
     return {
         "executions": executions,
-        "mean_batch": int(stats["inference_count"]) / per,
-        "queue_ms": inference["queue"]["ns"] / max(int(inference["queue"]["count"]), 1) / 1e6,
-        "compute_infer_ms": infer_ms,
-        "onnxruntime_ms": onnx_ms,
-        "hop_ms": infer_ms - onnx_ms,
-        "io_ms": (inference["compute_input"]["ns"] + inference["compute_output"]["ns"]) / per / 1e6,
+        "mean_batch": rows / per,
+        "queue_ms": queue_ns / max(queued, 1) / 1e6,
+        "compute_infer_ms": infer_ns / per / 1e6,
+        "onnxruntime_ms": onnx_ns / per / 1e6,
+        "hop_ms": (infer_ns - onnx_ns) / per / 1e6,
+        "io_ms": io_ns / per / 1e6,
     }
 
 
@@ -727,9 +852,9 @@ def report(results: list[Result], raw: dict[int, float], args: argparse.Namespac
         if r.triton:
             t = r.triton
             lines.append(
-                f"\n{r.variant}, {r.rows} row(s), Triton's statistics over the whole ladder: {t['executions']:,.0f} "
-                f"executions, {t['mean_batch']:.1f} rows each on average; per execution {t['queue_ms']:.2f} ms queued, "
-                f"{t['compute_infer_ms']:.2f} ms in compute_infer, of which onnxruntime takes "
+                f"\n{r.variant}, {r.rows} row(s), Triton's statistics over the ladder: {t['executions']:,.0f} "
+                f"executions, {t['mean_batch']:.1f} rows each on average; a request queued {t['queue_ms']:.2f} ms; "
+                f"per execution {t['compute_infer_ms']:.2f} ms in compute_infer, of which onnxruntime takes "
                 f"{t['onnxruntime_ms']:.2f} ms "
                 f"(the same batch sizes timed in process): PyTriton's hop between processes adds "
                 f"**{t['hop_ms']:.2f} ms** per execution ({t['hop_ms'] / max(t['compute_infer_ms'], 1e-9):.0%} of it); "
