@@ -20,7 +20,7 @@ USERS ?= 16
 DURATION ?= 30s
 SCENARIO ?= normal
 
-.PHONY: kserve-client peers install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
+.PHONY: kserve-client peers h2load install models serve bento loadtest test lint typecheck unit wrk hey nginx prometheus bench bench-smoke overload overload-edge refusal-cost soak audit rollout-drill rollout-drill-short shadow-cost audit-cost drift-cost oip-cost audit-drill drift-drill proto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -144,11 +144,16 @@ wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || \
 	  (echo "wrk is needed: apt-get install wrk" && exit 1)
 
+# h2load drives the gRPC points of the side-by-side benchmark (Debian's nghttp2-client, like wrk).
+h2load:
+	@command -v h2load >/dev/null || (apt-get update -qq && apt-get install -y -qq nghttp2-client >/dev/null) || \
+	  (echo "h2load is needed: apt-get install nghttp2-client" && exit 1)
+
 # Side-by-side serving benchmark (benchmarks/compare.py: the heavy MLP with a 5-minute soak, the
 # digits model, the fraud chain against itself with checks and metrics off) and the in-process
 # runtime overhead. About 30 minutes; results in benchmarks/results/.
-bench: install wrk models
-	$(BIN)/python -m benchmarks.compare --model mlp --threads 2 --ballast-env BALLAST_MAX_BATCH_SIZE=128 --soak 300
+bench: install wrk h2load models peers
+	$(BIN)/python -m benchmarks.compare --model mlp --threads 2 --max-batch 128 --soak 300
 	$(BIN)/python -m benchmarks.compare --model digits
 	$(BIN)/python -m benchmarks.compare --model fraud --repeats 3 --seconds 5
 	$(BIN)/python -m benchmarks.runtime_overhead
@@ -195,7 +200,7 @@ soak: install wrk hey models
 audit: install
 	$(BIN)/python -m tools.audit
 
-bench-smoke: install wrk hey nginx models
+bench-smoke: install wrk h2load hey nginx models peers
 	$(BIN)/python -m benchmarks.compare --smoke
 	$(BIN)/python -m benchmarks.runtime_overhead --smoke
 	$(BIN)/python -m benchmarks.cache_cost --smoke

@@ -105,7 +105,7 @@ class Native:
         self.session = ort.InferenceSession(os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"])
         self.name = self.session.get_inputs()[0].name
 
-    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=100)
+    @bentoml.api(batchable=True, max_batch_size=int(os.environ.get("BENCH_MAX_BATCH", "64")), max_latency_ms=100)
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.name: x.astype(np.float32)})[0]
 """
@@ -341,6 +341,12 @@ def main() -> None:
         help="onnxruntime intra-op threads for every server (Ballast: BALLAST_INTRA_OP_THREADS)",
     )
     parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=64,
+        help="the largest batch of every server that batches (Ballast: BALLAST_MAX_BATCH_SIZE)",
+    )
+    parser.add_argument(
         "--soak",
         type=int,
         default=0,
@@ -365,8 +371,13 @@ def main() -> None:
     setup = SETUPS[args.model](args, work)
     if args.baseline is not None:
         setup = with_baseline(setup, args.baseline.resolve())
-    ballast_env = {"BALLAST_INTRA_OP_THREADS": str(args.threads), **dict(kv.split("=", 1) for kv in args.ballast_env)}
+    ballast_env = {
+        "BALLAST_INTRA_OP_THREADS": str(args.threads),
+        "BALLAST_MAX_BATCH_SIZE": str(args.max_batch),
+        **dict(kv.split("=", 1) for kv in args.ballast_env),
+    }
     setup.env["BENCH_THREADS"] = str(args.threads)
+    setup.env["BENCH_MAX_BATCH"] = str(args.max_batch)
     ladder = [4, 16] if args.smoke else [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128]
     seconds = args.seconds = 2 if args.smoke else args.seconds
     sizes = {int(r) for r in args.rows.split(",")}
@@ -823,7 +834,8 @@ def soak(server: Server, path: str, point: Point, script: Path, seconds: int) ->
 def report(results: list[Result], raw: dict[int, float], args: argparse.Namespace, title: str) -> None:
     lines = [
         f"Model: {title}. SLO p95 <= {args.slo_ms:.0f} ms. onnxruntime intra-op threads: {args.threads} for every "
-        f"server{'; Ballast settings: ' + ', '.join(args.ballast_env) if args.ballast_env else ''}. "
+        f"server; largest batch {args.max_batch} for every server that batches"
+        f"{'; Ballast settings: ' + ', '.join(args.ballast_env) if args.ballast_env else ''}. "
         f"Load: wrk (1 thread, {args.seconds} s per run) on the same machine; at each rung of connections every "
         f"server in turn, {args.repeats} time(s), median kept. Machine: "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",

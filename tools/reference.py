@@ -128,7 +128,9 @@ def metrics_page() -> str:
         "`overloaded`; shed reasons `queue_full`, `deadline`, `shutting_down`; refusal reasons `server_busy`",
         "(waited too long before its handler), `server_behind` (refused on arrival while the server is",
         "behind), `server_full` (refused on arrival while `BALLAST_MAX_INFLIGHT` requests are in),",
-        "`shutting_down`, and the error types of requests the front door refused.",
+        "`shutting_down`, and the error types of requests the front door refused. The refusals' `route`",
+        "is a route's path, `/v2/models/{model}/infer` for any Open Inference Protocol inference (every",
+        "model and version under one value), or `other`.",
     ]
     return "\n".join(lines) + "\n"
 

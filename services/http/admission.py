@@ -60,6 +60,9 @@ class Admission:
         self.retry_after_s = retry_after_s
         self.guarded: frozenset[bytes] = frozenset()
         """Raw paths the protocol may refuse at the door (the prediction routes)."""
+        self._under: tuple[bytes, bytes, str] | None = None
+        """And any raw path that starts and ends so (a mounted protocol's inference paths), told
+        to ``on_refused`` by the label that stands for them all."""
         self.on_refused = on_refused
         """Told the path and reason of every request refused at the door (metrics)."""
         self.inflight = 0
@@ -67,8 +70,12 @@ class Admission:
         yet complete: what the cap counts (kept by the HTTP protocol)."""
         self._shed_until = 0.0
 
-    def guard(self, paths: Iterable[str]) -> None:
+    def guard(self, paths: Iterable[str], under: tuple[str, str, str] | None = None) -> None:
+        """Let the door refuse ``paths``, and the paths that begin with ``under[0]`` and end with
+        ``under[1]`` (``("/v2/", "/infer", label)``: the Open Inference Protocol's inference, any
+        model and version, told to ``on_refused`` as ``label``)."""
         self.guarded = frozenset(p.encode() for p in paths)
+        self._under = None if under is None else (under[0].encode(), under[1].encode(), under[2])
 
     def refuses(self, scope: MutableMapping[str, Any]) -> bool:
         """Whether the request has already waited too long to be worth serving (and if so, open
@@ -90,8 +97,12 @@ class Admission:
     def refuses_at_door(self, raw_path: bytes, now: float, inflight: int) -> RefusalReason | None:
         """Why the protocol should refuse a request for ``raw_path`` whose headers it has just read
         at loop time ``now``, with ``inflight`` requests being handled (``None``: admit it)."""
+        label = None
         if raw_path not in self.guarded:
-            return None
+            under = self._under
+            if under is None or not (raw_path.startswith(under[0]) and raw_path.endswith(under[1])):
+                return None
+            label = under[2]
         if 0 < self.max_inflight <= inflight:
             reason = RefusalReason.SERVER_FULL
         elif now < self._shed_until:
@@ -99,5 +110,5 @@ class Admission:
         else:
             return None
         if self.on_refused is not None:
-            self.on_refused(raw_path.decode(), reason)
+            self.on_refused(label or raw_path.decode(), reason)
         return reason

@@ -61,6 +61,12 @@ class Mounted(Protocol):
     Inference Protocol's ``/v2``): it reads its bodies, checks its credentials and answers its errors."""
 
     prefix: str
+    prediction_suffix: str
+    """A path under ``prefix`` that ends so runs a model (``/infer``): refused like a prediction
+    route when the server is behind, at the door too."""
+    prediction_label: str
+    """The ``route`` label its prediction paths are counted under (``/v2/models/{model}/infer``:
+    the paths themselves, with any model and version in them, would make label values without end)."""
 
     def is_prediction(self, path: str) -> bool:
         """Whether ``path`` runs a model (refused like a prediction route when the server is behind)."""
@@ -106,7 +112,12 @@ class FrontDoor:
         self.credentials = credentials
         self.drain = drain
         self.admission = admission
-        self.admission.guard(path for path, r in self.routes.items() if not r.admin)
+        self.admission.guard(
+            (path for path, r in self.routes.items() if not r.admin),
+            under=None
+            if mounted is None
+            else (mounted.prefix + "/", mounted.prediction_suffix, mounted.prediction_label),
+        )
         self.body = BodyReader(max_body_bytes)
         self.documents = dict(documents or {})
         self._count_refusal = count_refusal
@@ -153,8 +164,15 @@ class FrontDoor:
         await self.app(scope, receive, send)
 
     def count_refusal(self, path: str, reason: str) -> None:
-        if self._count_refusal is not None:
-            self._count_refusal(path if path in self.routes else "other", reason)  # bounded label values
+        if self._count_refusal is not None:  # bounded label values
+            mounted = self.mounted
+            if path not in self.routes:
+                path = (
+                    mounted.prediction_label
+                    if mounted is not None and path.startswith(mounted.prefix + "/") and mounted.is_prediction(path)
+                    else "other"
+                )
+            self._count_refusal(path, reason)
 
     async def _refuse(self, send: Send, path: str, exc: HTTPError | Overloaded) -> None:
         """Answer before any handler sees the request, and count it, so that none is silent."""

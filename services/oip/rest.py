@@ -120,8 +120,11 @@ class OipRoutes:
         """Every model of the service, the primary first: each is addressable by name (a fallback's
         inference begins the chain with it)."""
 
+    prediction_suffix = "/infer"
+    prediction_label = PREFIX + "/models/{model}/infer"
+
     def is_prediction(self, path: str) -> bool:
-        return path.endswith("/infer")
+        return path.endswith(self.prediction_suffix)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]

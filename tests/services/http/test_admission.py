@@ -61,3 +61,16 @@ def test_the_door_refuses_prediction_routes_while_the_worker_is_full() -> None:
     assert admission.refuses_at_door(b"/livez", 0.0, 50) is None  # health is never capped
     assert Admission(0.0, max_inflight=0).refuses_at_door(b"/score", 0.0, 10**6) is None  # 0: no cap
     assert refused == [("/score", "server_full")] * 2
+
+
+def test_the_door_refuses_a_mounted_protocols_inference_paths_for_any_model_and_version() -> None:
+    admission = Admission(0.0, max_inflight=1)
+    admission.guard(["/score"], under=("/v2/", "/infer", "/v2/models/{model}/infer"))
+    refused: list[str] = []
+    admission.on_refused = lambda path, reason: refused.append(path)
+    for path in (b"/score", b"/v2/models/digits-mlp/infer", b"/v2/models/any/versions/7/infer"):
+        assert admission.refuses_at_door(path, 0.0, 1) == "server_full", path
+    assert refused == ["/score", "/v2/models/{model}/infer", "/v2/models/{model}/infer"]  # bounded labels
+    for path in (b"/v2/models/digits-mlp", b"/v2/models/digits-mlp/ready", b"/v2/health/ready", b"/infer", b"/metrics"):
+        assert admission.refuses_at_door(path, 0.0, 1) is None, path  # metadata and health: never at the door
+    assert admission.refuses_at_door(b"/v2/models/digits-mlp/infer", 0.0, 0) is None  # room: admitted
