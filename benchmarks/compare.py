@@ -943,28 +943,30 @@ def targets(results: list[Result], raw: dict[int, float], slo_ms: float) -> list
 
 
 def plot(results: list[Result], path: Path, slo_ms: float, title: str) -> None:
+    """p95 latency against throughput, one panel per request size; rungs with errors or refusals
+    are left out (a refusal is fast, and would draw a throughput nobody was served)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in results:
-        ax.plot(
-            [g.items_per_s for g in r.rungs],
-            [g.p95_ms for g in r.rungs],
-            marker="o",
-            label=f"{r.variant}, {r.rows} row(s)/request",
-        )
-    ax.axhline(slo_ms, color="grey", linestyle="--", linewidth=1, label=f"SLO p95 {slo_ms:.0f} ms")
-    ax.set_xlabel("throughput (items/s)")
-    ax.set_ylabel("p95 latency (ms)")
-    ax.set_yscale("log")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    sizes = sorted({r.rows for r in results})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(7 * len(sizes), 5), squeeze=False)
+    for ax, rows in zip(axes[0], sizes, strict=True):
+        for r in results:
+            good = [g for g in r.rungs if g.bad == 0]
+            if r.rows != rows or not good:
+                continue
+            ax.plot([g.items_per_s for g in good], [g.p95_ms for g in good], marker="o", label=r.variant)
+        ax.axhline(slo_ms, color="grey", linestyle="--", linewidth=1, label=f"SLO p95 {slo_ms:.0f} ms")
+        ax.set_xlabel("throughput (items/s)")
+        ax.set_ylabel("p95 latency (ms)")
+        ax.set_yscale("log")
+        ax.set_title(f"{title}: {rows} row(s) per request", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
