@@ -61,9 +61,18 @@ MAX_RANK = 8
 HEADER = "inference-header-content-length"
 
 
+_DATATYPE_OF: dict[np.dtype[Any], str] = {}
+"""``datatype_of``'s answers (a model's few dtypes: ``newbyteorder`` builds a dtype on every call)."""
+
+
 def datatype_of(dtype: np.dtype[Any]) -> str:
     """The protocol's datatype of a model's tensor dtype (``BYTES`` for strings)."""
-    return DATATYPES.get(dtype.newbyteorder("="), "BYTES")
+    found = _DATATYPE_OF.get(dtype)
+    if found is None:
+        if len(_DATATYPE_OF) >= 256:  # bounded, whatever dtypes come by
+            _DATATYPE_OF.clear()
+        found = _DATATYPE_OF[dtype] = DATATYPES.get(dtype.newbyteorder("="), "BYTES")
+    return found
 
 
 class TensorIn(BaseModel):
@@ -320,11 +329,22 @@ def _from_json(
         info = np.iinfo(target)
         if min(elements) < info.min or max(elements) > info.max:
             raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range [{info.min}, {info.max}]")
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+    if target.kind == "f":  # as doubles first, checked, then narrowed: no overflow to silence
+        try:
+            wide = np.array(elements, dtype=np.float64)
+        except OverflowError:  # an integer beyond a double's range
+            raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range") from None
+        largest = _FLOAT_MAX[datatype]
+        if count and not (np.isfinite(wide).all() and -largest <= wide.min() and wide.max() <= largest):
+            raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
+        array = wide.astype(target).reshape(shape)
+    else:  # integers within the range (checked above), booleans
         array = np.array(elements, dtype=target).reshape(shape)
-    if target.kind == "f" and not np.isfinite(array).all():
-        raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
     return array.astype(dtype, copy=False)
+
+
+_FLOAT_MAX = {name: float(np.finfo(dtype).max) for name, dtype in DTYPES.items() if dtype.kind == "f"}
+"""The largest finite value of each float datatype."""
 
 
 def _describe(shape: Sequence[int | None]) -> str:
