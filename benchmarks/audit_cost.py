@@ -117,6 +117,8 @@ class Round:
     p95_ms: float
     not_2xx: int
     """wrk's non-2xx answers and socket errors."""
+    refused: int
+    """Requests the server refused or shed and counted (503 with Retry-After: overload, not a fault)."""
     answers: int
     """Answers the server counted (/metrics)."""
     cpu_us: float
@@ -143,12 +145,14 @@ def measure(target: Target, connections: int, seconds: int) -> Round:
     after = settle(server.url)
     cpu1, rss = cpu_and_rss(server.process.pid)
     writer1 = cpu_and_rss(writer)[0] if writer is not None and writer == find_writer(server.process.pid) else writer0
-    answers = answered(count_delta(counted, server_counts(server.url)))
+    delta = count_delta(counted, server_counts(server.url))
+    answers = answered(delta)
     return Round(
         rps=rung.rps,
         p50_ms=rung.p50_ms,
         p95_ms=rung.p95_ms,
         not_2xx=rung.bad,
+        refused=sum(n for key, n in delta.items() if key.startswith(("refused ", "shed "))),
         answers=answers,
         cpu_us=(cpu1 - cpu0) / max(answers, 1) * 1e6,
         writer_us=(writer1 - writer0) / max(after["written"] - audit["written"], 1) * 1e6,
@@ -296,7 +300,11 @@ def main() -> None:
             return
         rounds = [r for label in results for r in results[label]]
         broken = [
-            *(["a variant answered badly or not at all"] if any(r.not_2xx or not r.answers for r in rounds) else []),
+            *(
+                ["a variant answered badly (beyond the refusals it counted) or not at all"]
+                if any(r.not_2xx > r.refused or not r.answers for r in rounds)
+                else []
+            ),
             *(["the server without the trail queued rows"] if any(r.queued for r in results[OFF]) else []),
             *[
                 f"{label}: rows written differ from answers"
