@@ -263,7 +263,7 @@ def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: st
 
         setup = setup_mlp(argparse.Namespace(smoke=False), work)
         slo_ms, path, name, env = 50.0, setup.path, "services.tensor:Tensor", {**env, **setup.env}
-        [body] = [p.body for p in setup.plan if p.variant == "ballast" and p.rows == 1]
+        [body] = [p.body for p in setup.plan if p.name == "ballast" and p.rows == 1]  # its own JSON route
     env.update(dict(kv.split("=", 1) for kv in ballast_env))
     if "BENTOML_HOME" not in env:  # a home of its own: BentoML keeps its metrics files there, and
         # servers started together in one home would each count the others' requests
