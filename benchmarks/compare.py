@@ -291,18 +291,23 @@ def drive_grpc(server: Server, point: Point, connections: int, seconds: int) -> 
     return Rung(connections, rps, rps * point.rows, p50, p95, p99, failed + short, (cpu1 - cpu0) / elapsed, rss)
 
 
+def _session(onnx: Path, threads: int) -> tuple[Any, str, int]:
+    """An onnxruntime session of ``onnx`` with ``threads`` intra-op threads, its input's name and width."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
+    return session, session.get_inputs()[0].name, int(session.get_inputs()[0].shape[1])
+
+
 def raw_limit(onnx: Path, sizes: list[int], seconds: float) -> dict[int, float]:
     """Items/s of onnxruntime in process at each batch size, the better of 1 and 2 intra-op threads."""
-    import onnxruntime as ort
 
     out: dict[int, float] = {}
     for threads in (1, 2):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        width = int(session.get_inputs()[0].shape[1])
+        session, name, width = _session(onnx, threads)
         for rows in sizes:
             x = np.random.default_rng(0).standard_normal((rows, width)).astype(np.float32)
             session.run(None, {name: x})
@@ -748,7 +753,6 @@ def triton_hop(server: Server, before: dict[str, Any], onnx: Path, threads: int,
     callable's process and back, and the callable itself; then onnxruntime's own time for the same
     batch sizes, timed here in process with the same threads. The difference, ``hop_ms``, is what
     PyTriton's path between processes adds to each execution."""
-    import onnxruntime as ort
 
     after = triton_stats(server, token)
 
@@ -772,12 +776,7 @@ def triton_hop(server: Server, before: dict[str, Any], onnx: Path, threads: int,
         }
 
     earlier = by_size(before)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    width = int(session.get_inputs()[0].shape[1])
+    session, name, width = _session(onnx, threads)
     executions = rows = infer_ns = io_ns = 0
     onnx_ns = 0.0
     for size, (count, ns, io) in by_size(after).items():
