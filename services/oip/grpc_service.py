@@ -151,7 +151,7 @@ class InferenceService:
         metadata = _metadata(context)
         request_id = request.id or codecs.request_id(metadata) or new_request_id()
         pipeline, arm = routes.pick(request.model_name, request.model_version or None, request_id, metadata)
-        if routes.declaration.kind == "records":
+        if routes.records:
             raise BadRequest(
                 f"{routes.model} takes tensors made from records by the service: use {routes.declaration.route}"
             )

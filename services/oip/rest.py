@@ -108,6 +108,8 @@ class OipRoutes:
         server_version: str,
     ) -> None:
         self.declaration = declaration
+        self.records = declaration.kind == "records"
+        """The service takes records, which it makes into tensors (``kind`` is worked out on each call)."""
         self.traffic = traffic
         self.endpoints = endpoints
         self.ready = ready
@@ -220,7 +222,7 @@ class OipRoutes:
         """The ``/v2`` routes' OpenAPI document (services/oip/openapi.py), with a valid inference
         request of the model that answers now as the example."""
         example = None
-        if self.declaration.kind != "records":
+        if not self.records:
             if not self.ready():
                 raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
             pipeline, _ = self.traffic().pick("openapi")
@@ -264,7 +266,7 @@ class OipRoutes:
         rid: str,
         principal: str | None,
     ) -> None:
-        if self.declaration.kind == "records":
+        if self.records:
             raise BadRequest(
                 f"{self.model} takes tensors made from records by the service: use {self.declaration.route}"
             )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 
 import numpy as np
 import orjson
@@ -158,13 +158,58 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     return body[:length], memoryview(body)[length:]
 
 
-def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
-    """An inference request for a model of ``signature``, checked as the module says."""
-    text, binary = split_body(body, header_length)
-    try:
-        document = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise _fail("body", Rule.TYPE, f"not JSON: {exc}") from None
+_REQUEST_KEYS = frozenset(InferRequestIn.model_fields)
+_TENSOR_KEYS = frozenset(TensorIn.model_fields)
+_DATATYPES = frozenset(get_args(Datatype))
+_MAX_TEXT = 256
+_MAX_DIMENSION = 2**31 - 1
+
+
+def _text(value: Any, least: int = 0) -> bool:
+    return type(value) is str and least <= len(value) <= _MAX_TEXT
+
+
+def _optional_text(value: Any) -> bool:
+    return value is None or _text(value)
+
+
+def _usual(document: Any) -> bool:
+    """Whether ``document`` is a request that :class:`InferRequestIn` accepts as it is, and of the
+    usual form: no ``outputs`` list, and inputs of plain names, shapes and datatypes. Such a
+    document is read as it is; pydantic checks any other (and names what it refuses)."""
+    if type(document) is not dict or not _REQUEST_KEYS.issuperset(document) or document.get("outputs") is not None:
+        return False
+    if not all(_optional_text(document.get(field)) for field in ("id", "model_name", "model_version")):
+        return False
+    inputs = document.get("inputs")
+    if type(document.get("parameters")) not in _OPTIONAL_DICT or type(inputs) is not list:
+        return False
+    if not 1 <= len(inputs) <= MAX_INPUTS:
+        return False
+    for tensor in inputs:
+        if type(tensor) is not dict or not _TENSOR_KEYS.issuperset(tensor):
+            return False
+        shape = tensor.get("shape")
+        if not (
+            _text(tensor.get("name"), 1)
+            and tensor.get("datatype") in _DATATYPES
+            and type(tensor.get("parameters")) in _OPTIONAL_DICT
+            and type(shape) is list
+            and len(shape) <= MAX_RANK
+            and all(type(d) is int and 0 <= d <= _MAX_DIMENSION for d in shape)
+        ):
+            return False
+    return True
+
+
+_OPTIONAL_DICT = (dict, type(None))
+
+
+def _structure(document: Any) -> dict[str, Any]:
+    """The request's structure, checked: the document itself when :func:`_usual`, pydantic's reading
+    of it otherwise (the same fields, every one present)."""
+    if _usual(document):
+        return cast(dict[str, Any], document)
     try:
         request = InferRequestIn.model_validate(document)
     except ValidationError as exc:
@@ -173,14 +218,28 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             for e in exc.errors(include_url=False)[:20]
         ]
         raise ValidationFailed(errors, Layer.SCHEMA) from None
+    read = dict(request)
+    read["inputs"] = [dict(tensor) for tensor in request.inputs]
+    read["outputs"] = None if request.outputs is None else [dict(out) for out in request.outputs]
+    return read
+
+
+def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
+    """An inference request for a model of ``signature``, checked as the module says."""
+    text, binary = split_body(body, header_length)
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise _fail("body", Rule.TYPE, f"not JSON: {exc}") from None
+    request = _structure(document)
     given: list[Given] = []
     offset = 0
-    for index, tensor in enumerate(request.inputs):
+    for index, tensor in enumerate(request["inputs"]):
         path = f"inputs[{index}]"
-        size = _size(tensor.parameters, path)
+        size = _size(tensor.get("parameters"), path)
         raw = None
         if size is not None:
-            if tensor.data is not None:
+            if tensor.get("data") is not None:
                 raise _fail(f"{path}.data", Rule.UNKNOWN_FIELD, "data and binary_data_size are exclusive")
             if offset + size > len(binary):
                 raise _fail(
@@ -192,10 +251,10 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             raw, offset = binary[offset : offset + size], offset + size
         given.append(
             Given(
-                tensor.name,
-                tensor.datatype,
-                tuple(tensor.shape),
-                tensor.data,
+                tensor["name"],
+                tensor["datatype"],
+                tuple(tensor["shape"]),
+                tensor.get("data"),
                 raw,
                 f"{path}.parameters.binary_data_size",
             )
@@ -205,27 +264,28 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
     arrays, rows = decode_inputs(given, signature, max_rows)
     outputs = None
     binary_outputs: set[str] = set()
-    all_binary = bool(_flag(request.parameters, "binary_data_output", "parameters"))
-    if request.outputs is not None:
+    all_binary = bool(_flag(request.get("parameters"), "binary_data_output", "parameters"))
+    asked = request.get("outputs")
+    if asked is not None:
         names = {spec.name for spec in signature.outputs}
-        for index, out in enumerate(request.outputs):
-            if out.name not in names:
-                raise _fail(f"outputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no output {out.name!r}")
-            flag = _flag(out.parameters, "binary_data", f"outputs[{index}]")
+        for index, out in enumerate(asked):
+            if out["name"] not in names:
+                raise _fail(f"outputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no output {out['name']!r}")
+            flag = _flag(out.get("parameters"), "binary_data", f"outputs[{index}]")
             if flag or (flag is None and all_binary):
-                binary_outputs.add(out.name)
-        outputs = tuple(out.name for out in request.outputs)
+                binary_outputs.add(out["name"])
+        outputs = tuple(out["name"] for out in asked)
     elif all_binary:
         binary_outputs = {spec.name for spec in signature.outputs}
     return InferRequest(
-        request.id,
+        request.get("id"),
         arrays,
         rows,
         outputs,
         frozenset(binary_outputs),
         all_binary,
-        request.model_name,
-        request.model_version,
+        request.get("model_name"),
+        request.get("model_version"),
     )
 
 
@@ -300,7 +360,12 @@ def decode_inputs(
     return arrays, rows
 
 
-_KINDS: dict[str, tuple[type, ...]] = {"b": (bool,), "i": (int,), "u": (int,), "f": (int, float)}
+_KINDS: dict[str, frozenset[type]] = {
+    "b": frozenset({bool}),
+    "i": frozenset({int}),
+    "u": frozenset({int}),
+    "f": frozenset({int, float}),
+}
 """The JSON element types each kind of datatype takes (``bool`` is not an ``int`` here)."""
 
 
@@ -320,9 +385,9 @@ def _from_json(
         raise _fail(f"{path}.data", Rule.SHAPE, f"{_describe(shape)} holds {count} elements, not {len(elements)}")
     allowed = _KINDS[DTYPES[datatype].kind]
     found = set(map(type, elements))
-    if not found <= set(allowed):
-        names = ", ".join(sorted(t.__name__ for t in found - set(allowed)))
-        kinds = " or ".join(t.__name__ for t in allowed)
+    if not found <= allowed:
+        names = ", ".join(sorted(t.__name__ for t in found - allowed))
+        kinds = " or ".join(sorted(t.__name__ for t in allowed))
         raise _fail(f"{path}.data", Rule.TYPE, f"{datatype} takes {kinds}, not {names}")
     target = DTYPES[datatype]
     if target.kind in "iu" and count:
@@ -335,7 +400,7 @@ def _from_json(
         except OverflowError:  # an integer beyond a double's range
             raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range") from None
         largest = _FLOAT_MAX[datatype]
-        if count and not (np.isfinite(wide).all() and -largest <= wide.min() and wide.max() <= largest):
+        if count and not (-largest <= wide.min() and wide.max() <= largest):  # NaN compares false too
             raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
         array = wide.astype(target).reshape(shape)
     else:  # integers within the range (checked above), booleans

@@ -17,7 +17,8 @@ from runtime import ModelSignature
 from runtime.core.codes import Rule
 from runtime.core.errors import ValidationFailed
 from runtime.core.signature import TensorSpec
-from services.oip.tensors import DTYPES, InferRequest, datatype_of, encode_response, parse_request
+from services.oip import tensors
+from services.oip.tensors import DTYPES, InferRequest, InferRequestIn, datatype_of, encode_response, parse_request
 
 SIGNATURE = ModelSignature(
     inputs=(
@@ -194,3 +195,64 @@ def test_any_tensor_survives_json_and_binary_exactly(data: st.DataObject) -> Non
     for found in (as_json, as_binary):
         assert found.inputs["x"].dtype == dtype
         np.testing.assert_array_equal(found.inputs["x"], array)
+
+
+def _mostly(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``good`` three times in four, ``bad`` otherwise: most documents usual, every rule broken now and then."""
+    return st.integers(0, 3).flatmap(lambda roll: bad if roll == 0 else good)
+
+
+_TEXTS = _mostly(st.none() | st.text(max_size=256), st.text(min_size=250, max_size=300) | st.integers() | st.booleans())
+_PARAMETERS = _mostly(
+    st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.booleans(), max_size=2),
+    st.integers() | st.lists(st.integers(), max_size=1),
+)
+_TENSORS = st.fixed_dictionaries(
+    {
+        "name": _mostly(st.text(min_size=1, max_size=256), st.text(max_size=260) | st.integers() | st.none()),
+        "shape": _mostly(
+            st.lists(st.integers(0, 2**31 - 1), max_size=8),
+            st.lists(st.integers(-1, 2**31) | st.booleans() | st.floats(), max_size=10) | st.none(),
+        ),
+        "datatype": _mostly(st.sampled_from(["FP32", "INT64", "BYTES", "BOOL"]), st.sampled_from(["fp32", "FLOAT"])),
+        "data": st.lists(st.floats(allow_nan=False), max_size=3),
+    },
+    optional={"parameters": _PARAMETERS, "extra": _mostly(st.nothing(), st.integers())},
+)
+_DOCUMENTS = st.fixed_dictionaries(
+    {"inputs": _mostly(st.lists(_TENSORS, min_size=1, max_size=3), st.lists(_TENSORS, max_size=0) | st.integers())},
+    optional={
+        "id": _TEXTS,
+        "model_name": _TEXTS,
+        "model_version": _TEXTS,
+        "parameters": _PARAMETERS,
+        "outputs": _mostly(st.none(), st.lists(st.fixed_dictionaries({"name": st.text(max_size=3)}), max_size=2)),
+        "other": _mostly(st.nothing(), st.integers()),
+    },
+)
+
+
+@given(_DOCUMENTS)
+@settings(max_examples=400)
+def test_the_usual_documents_shortcut_accepts_only_what_pydantic_accepts_and_reads_it_alike(
+    document: dict[str, Any],
+) -> None:
+    """The decoder reads the usual request without pydantic: any document it reads so, pydantic
+    accepts and reads to the same fields."""
+    if not tensors._usual(document):
+        return
+    checked = InferRequestIn.model_validate(document)  # raises if the shortcut let through a bad one
+    for field in ("id", "model_name", "model_version", "parameters"):
+        assert getattr(checked, field) == document.get(field)
+    assert checked.outputs is None
+    for read, tensor in zip(checked.inputs, document["inputs"], strict=True):
+        assert (read.name, read.shape, read.datatype) == (tensor["name"], tensor["shape"], tensor["datatype"])
+        assert (read.parameters, read.data) == (tensor.get("parameters"), tensor.get("data"))
+
+
+def test_the_usual_documents_shortcut_takes_the_usual_requests() -> None:
+    """It is a shortcut only if it is taken: the requests the clients send."""
+    usual = {"id": "a", "inputs": [pixels([1, 2, 3, 4]), {**mask(), "parameters": {"binary_data_size": 16}}]}
+    assert tensors._usual(usual)
+    assert tensors._usual({**usual, "parameters": {"binary_data_output": True}, "model_name": "m"})
+    assert not tensors._usual({**usual, "outputs": [{"name": "label"}]})  # pydantic's
