@@ -35,6 +35,7 @@ from ..http.envelope import HTTPError
 from ..http.routes import RequestInfo
 from . import inference_pb2 as pb
 from . import inference_pb2_grpc as pb_grpc
+from .records import errors_at
 from .rest import EXTENSIONS, OipRoutes
 from .tensors import DTYPES, Given, datatype_of, decode_inputs
 
@@ -54,6 +55,7 @@ CONTENTS = {
     "UINT64": "uint64_contents",
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 """The typed field of ``InferTensorContents`` each datatype's elements come in."""
 CODES = {
@@ -109,7 +111,7 @@ class InferenceService:
                 name=found["name"],
                 versions=found["versions"],
                 platform=found["platform"],
-                inputs=[tensor(**t) for t in found["inputs"]],
+                inputs=[tensor(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in found["inputs"]],
                 outputs=[tensor(**t) for t in found["outputs"]],
             )
 
@@ -151,10 +153,6 @@ class InferenceService:
         metadata = _metadata(context)
         request_id = request.id or codecs.request_id(metadata) or new_request_id()
         pipeline, arm = routes.pick(request.model_name, request.model_version or None, request_id, metadata)
-        if routes.records:
-            raise BadRequest(
-                f"{routes.model} takes tensors made from records by the service: use {routes.declaration.route}"
-            )
         raw = list(request.raw_input_contents)
         if raw and len(raw) != len(request.inputs):
             raise BadRequest(f"raw_input_contents holds {len(raw)} tensors for {len(request.inputs)} inputs")
@@ -170,7 +168,8 @@ class InferenceService:
             for index, t in enumerate(request.inputs)
         ]
         signature = routes.stage_model(pipeline, request.model_name).signature
-        arrays, _ = decode_inputs(given, signature, routes.max_rows)
+        decode = routes.decode_records
+        inputs, _ = decode_inputs(given, signature, routes.max_rows) if decode is None else decode(given)
         known = {spec.name for spec in signature.outputs}
         for index, out in enumerate(request.outputs):
             if out.name not in known:
@@ -182,9 +181,11 @@ class InferenceService:
             routing_key=codecs.routing_key(metadata),
             principal=principal,
         )
-        given_pipeline = pipeline if request.model_version else None
-        payload = routes.payload(pipeline, arrays)
-        prediction, arm = await routes.endpoints.answer(payload, info, given_pipeline, arm, model=request.model_name)
+        payload = inputs if decode is not None else routes.payload(pipeline, inputs)
+        try:
+            prediction, arm = await routes.endpoints.answer(payload, info, pipeline, arm, model=request.model_name)
+        except ValidationFailed as exc:
+            raise (errors_at(exc, [t.name for t in given]) if decode is not None else exc) from None
         names = [out.name for out in request.outputs] or list(prediction.outputs)
         response = pb.ModelInferResponse(
             model_name=request.model_name, model_version=prediction.model_version, id=request.id

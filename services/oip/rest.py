@@ -18,12 +18,16 @@ say who answered (``served_by``, ``degraded``, ``route``, ``request_id``).
 
 Errors are ``{"error": "..."}`` (with ``fields`` for a validation failure): 400 for a bad request,
 404 for an unknown model, version or path, 405, 413, 503 with Retry-After when not ready or
-overloaded, 500 with nothing of the internals. Services that take records (``fraud``) list their
-model's metadata but answer inference with 400: their tensors are made from records by the service.
+overloaded, 500 with nothing of the internals.
+
+A service that takes records (``fraud``) takes them as columns, one input per field of its record
+(records.py); they are checked as its records route checks them, and answered with the model's
+outputs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -45,7 +49,9 @@ from ..http.codecs import Receive, Scope, Send, header, respond
 from ..http.envelope import HTTPError, HttpErrorType
 from ..http.routes import RequestInfo
 from . import openapi as oip_openapi
-from .tensors import HEADER, datatype_of, encode_response, parse_request
+from .records import decode_records, errors_at, fields_of, metadata_inputs
+from .records import example as records_example
+from .tensors import HEADER, Decode, datatype_of, encode_response, parse_request
 
 log = logging.getLogger("ballast.oip")
 
@@ -110,6 +116,8 @@ class OipRoutes:
         self.declaration = declaration
         self.records = declaration.kind == "records"
         """The service takes records, which it makes into tensors (``kind`` is worked out on each call)."""
+        self.fields = fields_of(declaration.request) if self.records and declaration.request else ()
+        """A records service's inputs: the fields of its record."""
         self.traffic = traffic
         self.endpoints = endpoints
         self.ready = ready
@@ -221,8 +229,9 @@ class OipRoutes:
     def openapi(self) -> dict[str, Any]:
         """The ``/v2`` routes' OpenAPI document (services/oip/openapi.py), with a valid inference
         request of the model that answers now as the example."""
-        example = None
-        if not self.records:
+        if self.records and self.declaration.request is not None:
+            example = records_example(self.declaration.request, self.fields)
+        else:
             if not self.ready():
                 raise HTTPError(503, HttpErrorType.NOT_READY, "the models are loading; retry")
             pipeline, _ = self.traffic().pick("openapi")
@@ -237,9 +246,13 @@ class OipRoutes:
             "name": model.name,
             "versions": [pipeline.version if model.name == self.model else model.version],
             "platform": "onnxruntime_onnx",
-            "inputs": _tensors(signature, "inputs"),
+            "inputs": self.inputs(signature),
             "outputs": _tensors(signature, "outputs"),
         }
+
+    def inputs(self, signature: ModelSignature) -> list[dict[str, Any]]:
+        """The inputs a request gives: the model's, or a records service's fields."""
+        return metadata_inputs(self.fields) if self.records else _tensors(signature, "inputs")
 
     def config(self, pipeline: Pipeline, name: str | None = None) -> dict[str, Any]:
         """Triton's model configuration of model ``name`` (default: the primary), as far as tools read it."""
@@ -250,7 +263,7 @@ class OipRoutes:
             "platform": "onnxruntime_onnx",
             "backend": "onnxruntime",
             "max_batch_size": self.max_rows if model.batchable else 0,
-            "input": [_config_tensor(t, model.batchable) for t in _tensors(signature, "inputs")],
+            "input": [_config_tensor(t, model.batchable) for t in self.inputs(signature)],
             "output": [_config_tensor(t, model.batchable) for t in _tensors(signature, "outputs")],
             **({"dynamic_batching": {}} if model.batchable else {}),
         }
@@ -266,22 +279,20 @@ class OipRoutes:
         rid: str,
         principal: str | None,
     ) -> None:
-        if self.records:
-            raise BadRequest(
-                f"{self.model} takes tensors made from records by the service: use {self.declaration.route}"
-            )
         headers = scope["headers"]
         body = await self.body.raw(headers, receive)
         length = header(headers, HEADER.encode())
         signature = self.stage_model(pipeline, target.model).signature
-        request = parse_request(body, length.decode("latin-1") if length else None, signature, self.max_rows)
+        request = parse_request(
+            body, length.decode("latin-1") if length else None, signature, self.max_rows, self.decode_records
+        )
         for said, meant, what in (
             (request.model_name, target.model, "model_name"),
             (request.model_version, target.version, "model_version"),
         ):
             if said is not None and meant is not None and said != meant:
                 raise BadRequest(f"the body's {what} is {said!r}, the path's {meant!r}")
-        payload = self.payload(pipeline, request.inputs)
+        payload = request.inputs if self.records else self.payload(pipeline, request.inputs)
         info = RequestInfo(
             rid,
             codecs.timeout(headers),
@@ -289,8 +300,10 @@ class OipRoutes:
             principal=principal,
             no_cache=codecs.no_cache(headers),
         )
-        given = None if target.version is None else pipeline
-        prediction, arm = await self.endpoints.answer(payload, info, given, arm, model=target.model)
+        try:
+            prediction, arm = await self.endpoints.answer(payload, info, pipeline, arm, model=target.model)
+        except ValidationFailed as exc:
+            raise (errors_at(exc, request.names) if self.records else exc) from None
         names = request.outputs or tuple(prediction.outputs)
         outputs = {name: prediction.outputs[name] for name in names}
         parameters = {
@@ -304,6 +317,13 @@ class OipRoutes:
         )
         extra = [] if json_length is None else [(HEADER.encode(), str(json_length).encode())]
         await respond(send, 200, text, rid, extra, JSON if json_length is None else BINARY)
+
+    @property
+    def decode_records(self) -> Decode | None:
+        """A records service's decoding of its inputs (``None``: the model's tensors)."""
+        if not self.records:
+            return None
+        return functools.partial(decode_records, fields=self.fields, max_rows=self.max_rows)
 
     def payload(self, pipeline: Pipeline, inputs: dict[str, Any]) -> dict[str, Any]:
         """The model's input tensors as the service's payload: a declared tensor fed to a model input
@@ -361,4 +381,5 @@ def _config_tensor(tensor: dict[str, Any], batchable: bool) -> dict[str, Any]:
     """A tensor in Triton's configuration: ``TYPE_FP32``, its dimensions without the batch one."""
     dims = tensor["shape"][1:] if batchable else tensor["shape"]
     datatype = "STRING" if tensor["datatype"] == "BYTES" else tensor["datatype"]
-    return {"name": tensor["name"], "data_type": f"TYPE_{datatype}", "dims": dims}
+    optional = {"optional": True} if tensor.get("parameters", {}).get("optional") else {}
+    return {"name": tensor["name"], "data_type": f"TYPE_{datatype}", "dims": dims, **optional}

@@ -10,7 +10,7 @@ reshaped or converted to fit: the checks, in this order, each a 400 naming the i
 
     structure     the JSON's fields and types (pydantic), at most ``MAX_INPUTS`` inputs
     name          an input the model has, once; every input the model has
-    datatype      the model's own (FP16 only in binary: JSON has no half floats); BYTES is not served
+    datatype      the model's own (FP16 only in binary: JSON has no half floats); no BYTES (records.py's)
     shape         the model's rank, its fixed dimensions, one batch size across inputs, 1 to max_rows rows
     elements      as many as the shape says (before any reshape): JSON elements of the datatype's
                   kind (booleans for BOOL, integers for integer types) and within its range;
@@ -24,7 +24,7 @@ after the JSON, with ``parameters.binary_data_size``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast, get_args
 
@@ -108,7 +108,10 @@ class InferRequestIn(BaseModel):
 @dataclass(frozen=True, slots=True)
 class InferRequest:
     id: str | None
-    inputs: dict[str, np.ndarray]
+    inputs: Any
+    """The model's input arrays by name (or what the request's ``decode`` made of them)."""
+    names: tuple[str, ...]
+    """The inputs' names, in the order given."""
     rows: int
     outputs: tuple[str, ...] | None
     """The outputs asked for, in order (``None``: all of them)."""
@@ -121,7 +124,7 @@ class InferRequest:
     model_version: str | None = None
 
 
-def _fail(path: str, rule: Rule, message: str, value: Any = None) -> ValidationFailed:
+def fail(path: str, rule: Rule, message: str, value: Any = None) -> ValidationFailed:
     return ValidationFailed([FieldError(path, rule, message, value)], Layer.SCHEMA)
 
 
@@ -130,7 +133,7 @@ def _flag(parameters: Mapping[str, Any] | None, name: str, path: str) -> bool | 
         return None
     value = parameters[name]
     if not isinstance(value, bool):
-        raise _fail(f"{path}.parameters.{name}", Rule.TYPE, "must be true or false", value)
+        raise fail(f"{path}.parameters.{name}", Rule.TYPE, "must be true or false", value)
     return value
 
 
@@ -139,7 +142,7 @@ def _size(parameters: Mapping[str, Any] | None, path: str) -> int | None:
         return None
     value = parameters["binary_data_size"]
     if type(value) is not int or value < 0:
-        raise _fail(f"{path}.parameters.binary_data_size", Rule.TYPE, "must be an integer >= 0", value)
+        raise fail(f"{path}.parameters.binary_data_size", Rule.TYPE, "must be an integer >= 0", value)
     return value
 
 
@@ -148,7 +151,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     if header_length is None:
         return body, memoryview(b"")
     if not header_length.isdigit() or int(header_length) > len(body):
-        raise _fail(
+        raise fail(
             "Inference-Header-Content-Length",
             Rule.SHAPE,
             f"must be a length within the body ({len(body)} bytes)",
@@ -224,13 +227,21 @@ def _structure(document: Any) -> dict[str, Any]:
     return read
 
 
-def parse_request(body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int) -> InferRequest:
-    """An inference request for a model of ``signature``, checked as the module says."""
+Decode = Callable[[Sequence["Given"]], tuple[Any, int]]
+"""The inputs as given -> what the service takes, and its row count (:func:`decode_inputs`'s arrays,
+or records: services/oip/records.py)."""
+
+
+def parse_request(
+    body: bytes, header_length: str | None, signature: ModelSignature, max_rows: int, decode: Decode | None = None
+) -> InferRequest:
+    """An inference request for a model of ``signature``, checked as the module says (its inputs
+    decoded by ``decode`` when given)."""
     text, binary = split_body(body, header_length)
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise _fail("body", Rule.TYPE, f"not JSON: {exc}") from None
+        raise fail("body", Rule.TYPE, f"not JSON: {exc}") from None
     request = _structure(document)
     given: list[Given] = []
     offset = 0
@@ -240,9 +251,9 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
         raw = None
         if size is not None:
             if tensor.get("data") is not None:
-                raise _fail(f"{path}.data", Rule.UNKNOWN_FIELD, "data and binary_data_size are exclusive")
+                raise fail(f"{path}.data", Rule.UNKNOWN_FIELD, "data and binary_data_size are exclusive")
             if offset + size > len(binary):
-                raise _fail(
+                raise fail(
                     f"{path}.parameters.binary_data_size",
                     Rule.SHAPE,
                     f"beyond the body's binary part ({len(binary)} bytes)",
@@ -260,8 +271,8 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
             )
         )
     if offset != len(binary):
-        raise _fail("body", Rule.SHAPE, f"{len(binary) - offset} bytes of binary data that no input claims")
-    arrays, rows = decode_inputs(given, signature, max_rows)
+        raise fail("body", Rule.SHAPE, f"{len(binary) - offset} bytes of binary data that no input claims")
+    arrays, rows = decode_inputs(given, signature, max_rows) if decode is None else decode(given)
     outputs = None
     binary_outputs: set[str] = set()
     all_binary = bool(_flag(request.get("parameters"), "binary_data_output", "parameters"))
@@ -270,7 +281,7 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
         names = {spec.name for spec in signature.outputs}
         for index, out in enumerate(asked):
             if out["name"] not in names:
-                raise _fail(f"outputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no output {out['name']!r}")
+                raise fail(f"outputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no output {out['name']!r}")
             flag = _flag(out.get("parameters"), "binary_data", f"outputs[{index}]")
             if flag or (flag is None and all_binary):
                 binary_outputs.add(out["name"])
@@ -280,6 +291,7 @@ def parse_request(body: bytes, header_length: str | None, signature: ModelSignat
     return InferRequest(
         request.get("id"),
         arrays,
+        tuple(g.name for g in given),
         rows,
         outputs,
         frozenset(binary_outputs),
@@ -313,12 +325,12 @@ def decode_inputs(
     names = [t.name for t in given]
     for index, name in enumerate(names):
         if name not in wanted:
-            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no input {name!r}", name)
+            raise fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"the model has no input {name!r}", name)
         if names.index(name) != index:
-            raise _fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"input {name!r} given twice", name)
+            raise fail(f"inputs[{index}].name", Rule.UNKNOWN_FIELD, f"input {name!r} given twice", name)
     for name in wanted:
         if name not in names:
-            raise _fail("inputs", Rule.REQUIRED, f"the model's input {name!r} is missing", name)
+            raise fail("inputs", Rule.REQUIRED, f"the model's input {name!r} is missing", name)
     arrays: dict[str, np.ndarray] = {}
     rows: int | None = None
     for index, tensor in enumerate(given):
@@ -326,23 +338,23 @@ def decode_inputs(
         spec = wanted[tensor.name]
         expected = datatype_of(spec.dtype)
         if tensor.datatype != expected:
-            raise _fail(f"{path}.datatype", Rule.TYPE, f"the model takes {expected}", tensor.datatype)
+            raise fail(f"{path}.datatype", Rule.TYPE, f"the model takes {expected}", tensor.datatype)
         if expected == "BYTES":
-            raise _fail(f"{path}.datatype", Rule.TYPE, "BYTES tensors are not served")
+            raise fail(f"{path}.datatype", Rule.TYPE, "BYTES tensors are not served")
         shape = tensor.shape
         if len(shape) != len(spec.shape) or not spec.row_shape_matches(shape[1:]):
-            raise _fail(f"{path}.shape", Rule.SHAPE, f"the model takes {_describe(spec.shape)}", list(shape))
+            raise fail(f"{path}.shape", Rule.SHAPE, f"the model takes {_describe(spec.shape)}", list(shape))
         if rows is None:
             rows = shape[0]
         if shape[0] != rows:
-            raise _fail(f"{path}.shape", Rule.SHAPE, f"every input must have the same batch size ({rows})", shape[0])
+            raise fail(f"{path}.shape", Rule.SHAPE, f"every input must have the same batch size ({rows})", shape[0])
         if not 1 <= rows <= max_rows:
-            raise _fail(f"{path}.shape", Rule.MAX_ROWS, f"the batch size must be 1 to {max_rows}", rows)
+            raise fail(f"{path}.shape", Rule.MAX_ROWS, f"the batch size must be 1 to {max_rows}", rows)
         count = math.prod(shape)
         if tensor.raw is not None:
             itemsize = DTYPES[expected].itemsize
             if len(tensor.raw) != count * itemsize:
-                raise _fail(
+                raise fail(
                     tensor.raw_path,
                     Rule.SHAPE,
                     f"{_describe(shape)} of {expected} is {count * itemsize} bytes",
@@ -351,12 +363,12 @@ def decode_inputs(
             arrays[tensor.name] = np.frombuffer(tensor.raw, dtype=DTYPES[expected]).reshape(shape).astype(spec.dtype)
         else:
             if tensor.data is None:
-                raise _fail(f"{path}.data", Rule.REQUIRED, "give data, or parameters.binary_data_size")
+                raise fail(f"{path}.data", Rule.REQUIRED, "give data, or parameters.binary_data_size")
             if expected == "FP16":
-                raise _fail(f"{path}.datatype", Rule.TYPE, "FP16 only as binary data: JSON has no half floats")
+                raise fail(f"{path}.datatype", Rule.TYPE, "FP16 only as binary data: JSON has no half floats")
             arrays[tensor.name] = _from_json(tensor.data, shape, count, expected, spec.dtype, path)
     if rows is None:
-        raise _fail("inputs", Rule.REQUIRED, "no input given")
+        raise fail("inputs", Rule.REQUIRED, "no input given")
     return arrays, rows
 
 
@@ -372,40 +384,46 @@ _KINDS: dict[str, frozenset[type]] = {
 def _from_json(
     data: Any, shape: tuple[int, ...], count: int, datatype: str, dtype: np.dtype[Any], path: str
 ) -> np.ndarray:
+    elements = json_elements(data, shape, count, path)
+    allowed = _KINDS[DTYPES[datatype].kind]
+    found = set(map(type, elements))
+    if not found <= allowed:
+        names = ", ".join(sorted(t.__name__ for t in found - allowed))
+        kinds = " or ".join(sorted(t.__name__ for t in allowed))
+        raise fail(f"{path}.data", Rule.TYPE, f"{datatype} takes {kinds}, not {names}")
+    target = DTYPES[datatype]
+    if target.kind in "iu" and count:
+        info = np.iinfo(target)
+        if min(elements) < info.min or max(elements) > info.max:
+            raise fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range [{info.min}, {info.max}]")
+    if target.kind == "f":  # as doubles first, checked, then narrowed: no overflow to silence
+        try:
+            wide = np.array(elements, dtype=np.float64)
+        except OverflowError:  # an integer beyond a double's range
+            raise fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range") from None
+        largest = _FLOAT_MAX[datatype]
+        if count and not (-largest <= wide.min() and wide.max() <= largest):  # NaN compares false too
+            raise fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
+        array = wide.astype(target).reshape(shape)
+    else:  # integers within the range (checked above), booleans
+        array = np.array(elements, dtype=target).reshape(shape)
+    return array.astype(dtype, copy=False)
+
+
+def json_elements(data: Any, shape: tuple[int, ...], count: int, path: str) -> list[Any]:
+    """The elements of a JSON ``data`` array, flat or nested (row-major), ``count`` of them."""
     if not isinstance(data, list):
-        raise _fail(f"{path}.data", Rule.TYPE, "must be an array", type(data).__name__)
+        raise fail(f"{path}.data", Rule.TYPE, "must be an array", type(data).__name__)
     if data and not isinstance(data[0], list):  # flat, the usual form: no object array to walk
         elements: list[Any] = data
     else:
         try:
             elements = np.asarray(data, dtype=object).ravel().tolist()
         except ValueError:
-            raise _fail(f"{path}.data", Rule.SHAPE, "nested lists of unequal lengths") from None
+            raise fail(f"{path}.data", Rule.SHAPE, "nested lists of unequal lengths") from None
     if len(elements) != count:
-        raise _fail(f"{path}.data", Rule.SHAPE, f"{_describe(shape)} holds {count} elements, not {len(elements)}")
-    allowed = _KINDS[DTYPES[datatype].kind]
-    found = set(map(type, elements))
-    if not found <= allowed:
-        names = ", ".join(sorted(t.__name__ for t in found - allowed))
-        kinds = " or ".join(sorted(t.__name__ for t in allowed))
-        raise _fail(f"{path}.data", Rule.TYPE, f"{datatype} takes {kinds}, not {names}")
-    target = DTYPES[datatype]
-    if target.kind in "iu" and count:
-        info = np.iinfo(target)
-        if min(elements) < info.min or max(elements) > info.max:
-            raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range [{info.min}, {info.max}]")
-    if target.kind == "f":  # as doubles first, checked, then narrowed: no overflow to silence
-        try:
-            wide = np.array(elements, dtype=np.float64)
-        except OverflowError:  # an integer beyond a double's range
-            raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range") from None
-        largest = _FLOAT_MAX[datatype]
-        if count and not (-largest <= wide.min() and wide.max() <= largest):  # NaN compares false too
-            raise _fail(f"{path}.data", Rule.TYPE, f"beyond {datatype}'s range")
-        array = wide.astype(target).reshape(shape)
-    else:  # integers within the range (checked above), booleans
-        array = np.array(elements, dtype=target).reshape(shape)
-    return array.astype(dtype, copy=False)
+        raise fail(f"{path}.data", Rule.SHAPE, f"{_describe(shape)} holds {count} elements, not {len(elements)}")
+    return elements
 
 
 _FLOAT_MAX = {name: float(np.finfo(dtype).max) for name, dtype in DTYPES.items() if dtype.kind == "f"}

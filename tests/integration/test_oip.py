@@ -112,11 +112,9 @@ def test_a_v2_client_gets_the_protocols_errors(digits_url: str, fraud_url: str) 
     assert huge.status_code == 413
     records = httpx.post(f"{fraud_url}/v2/models/fraud-gbt/infer", json={"inputs": []}, timeout=10)
     assert records.status_code == 400
-    assert "/score" in records.json()["error"]
-    assert httpx.get(f"{fraud_url}/v2/models/fraud-gbt", timeout=10).json()["inputs"][0]["shape"] == [-1, 10]
+    assert records.json()["fields"][0]["path"] == "inputs"
     documented = httpx.get(f"{fraud_url}/v2/openapi.json", timeout=10).json()["paths"]
-    assert "/v2/models/fraud-gbt" in documented
-    assert "/v2/models/fraud-gbt/infer" not in documented  # records services offer no V2 inference yet
+    assert {"/v2/models/fraud-gbt", "/v2/models/fraud-gbt/infer"} <= set(documented)
 
 
 def test_the_v2_documents_example_is_answered(digits_url: str) -> None:
