@@ -1,14 +1,15 @@
 """What the Open Inference Protocol's JSON route costs against the service's own JSON route: one
-tensor server (the heavy MLP of benchmarks/compare.py behind the tensor service), the same row sent
-as ``POST /predict`` (``{input: [[...]]}``) and as ``POST /v2/models/bench-mlp/infer`` (a V2 JSON
-request), in interleaved rounds at saturation.
+tensor server (the heavy MLP of benchmarks/compare.py, or the digits model, behind the tensor
+service), the same row sent as ``POST /predict`` (``{input: [[...]]}``) and as
+``POST /v2/models/<model>/infer`` (a V2 JSON request), in interleaved rounds at saturation. The
+digits model's 64-float row leaves the request's fixed costs most of the work.
 
-    python -m benchmarks.oip_cost [--rounds 6] [--seconds 10]    (make oip-cost)
+    python -m benchmarks.oip_cost [--model mlp|digits] [--rounds 6] [--seconds 10]    (make oip-cost)
 
 The harness is the audit benchmark's (benchmarks/audit_cost.py): the server pinned to CPU 0, wrk on
 CPU 1, closed loop, each route first in turn. Reported per route: req/s, p50 and p95, the server's
 CPU per answer, and the ratio of V2's req/s to the own route's (target: >= 0.9).
-Result: benchmarks/results/oip-cost.md.
+Result: benchmarks/results/oip-cost.md (the digits model's: oip-cost-digits.md).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .audit_cost import Round, interleave
 from .overload import start_pinned
 
 OWN, V2 = "own JSON route", "V2 JSON route"
-MODEL = "bench-mlp"
+MODELS = {"mlp": "bench-mlp", "digits": "digits-mlp"}
+"""Each ``--model``'s name in the model store (and so at ``/v2/models/...``)."""
 
 
 def v2_body(own: Path, work: Path) -> Path:
@@ -39,8 +41,9 @@ def v2_body(own: Path, work: Path) -> Path:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, list[Round]]:
-    own = start_pinned("mlp", work, [f"BALLAST_STATE_PATH={work / 'lifecycle.sqlite'}"], "oip-cost")
-    targets = {OWN: own, V2: replace(own, path=f"/v2/models/{MODEL}/infer", body=v2_body(own.body, work))}
+    own = start_pinned(args.model, work, [f"BALLAST_STATE_PATH={work / 'lifecycle.sqlite'}"], "oip-cost")
+    path = f"/v2/models/{MODELS[args.model]}/infer"
+    targets = {OWN: own, V2: replace(own, path=path, body=v2_body(own.body, work))}
     try:
         for target in targets.values():
             target.server.wait(target.path, target.body.read_bytes())
@@ -50,13 +53,14 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[Round]]:
 
 
 def report(results: dict[str, list[Round]], args: argparse.Namespace, started: str) -> str:
+    model = "the heavy MLP" if args.model == "mlp" else "the digits model"
     return paired.report(
         results,
         args,
         started,
         module="oip_cost",
         title="What the Open Inference Protocol's JSON route costs",
-        setup=f"One tensor server (the heavy MLP, one worker) on CPU 0; wrk on CPU 1, closed loop, "
+        setup=f"One tensor server ({model}, one worker) on CPU 0; wrk on CPU 1, closed loop, "
         f"{args.connections} connections, one row per request, to its own route and to the V2 route in turn.",
         pair=(OWN, V2),
         compared=("V2 req/s / own route's", "more than the own route"),
@@ -65,5 +69,11 @@ def report(results: dict[str, list[Round]], args: argparse.Namespace, started: s
     )
 
 
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp", help="the tensor server's model")
+
+
 if __name__ == "__main__":
-    paired.main(__doc__, run, report, "oip-cost.md")
+    paired.main(
+        __doc__, run, report, lambda args: "oip-cost.md" if args.model == "mlp" else "oip-cost-digits.md", arguments
+    )

@@ -244,8 +244,8 @@ class Target:
 
 def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: str) -> Target:
     """Start ``model``'s service on CPU 0 and move this process (and the load generators it starts)
-    to CPU 1. ``fraud``: the fraud chain, SLO from loadtests/slo.toml; ``mlp``: the heavy MLP of
-    benchmarks/compare.py behind the tensor service, SLO 50 ms."""
+    to CPU 1. ``fraud``: the fraud chain, SLO from loadtests/slo.toml; ``mlp`` (``digits``): the heavy
+    MLP of benchmarks/compare.py (the digits model) behind the tensor service, SLO 50 ms."""
     for tool in ("wrk", "hey", "taskset"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is needed (make {make_target} installs wrk and hey)")
@@ -259,9 +259,9 @@ def start_pinned(model: str, work: Path, ballast_env: list[str], make_target: st
         body, path, name = work / "transaction.json", "/score", "services.fraud:Fraud"
         body.write_text(json.dumps(fraud.generate(1, seed=11)[0][0]))
     else:
-        from .compare import setup_mlp
+        from .compare import setup_digits, setup_mlp
 
-        setup = setup_mlp(argparse.Namespace(smoke=False), work)
+        setup = (setup_digits if model == "digits" else setup_mlp)(argparse.Namespace(smoke=False), work)
         slo_ms, path, name, env = 50.0, setup.path, "services.tensor:Tensor", {**env, **setup.env}
         [body] = [p.body for p in setup.plan if p.name == "ballast" and p.rows == 1]  # its own JSON route
     env.update(dict(kv.split("=", 1) for kv in ballast_env))
