@@ -12,7 +12,8 @@ generator (wrk) with the same payloads, in one run.
                  configuration Ray offers for throughput (direct ingress: the replica serves HTTP);
 * ``ray-proxy``  the same behind Ray's HTTP proxy (Ray's default): shows what the proxy costs;
 * ``ballast``    ``services.tensor:Tensor`` (BentoML service, Ballast's path and batcher): its own JSON
-                 and .npy routes, and the Open Inference Protocol (JSON; binary tensors for 64 rows).
+                 and .npy routes, and the Open Inference Protocol (JSON; binary tensors for 64 rows);
+* ``ballast-2w`` the same with two workers (``BALLAST_WORKERS=2``, one per core), its JSON route.
 
 The peers run in virtual environments of their own (``make peers``). Every server gets one
 onnxruntime intra-op thread unless ``--threads`` says otherwise.
@@ -333,7 +334,7 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=1, help="runs of each server at each rung, interleaved; the median counts"
     )
-    parser.add_argument("--variants", default="starlette,bentoml,triton,ray,ray-proxy,ballast")
+    parser.add_argument("--variants", default="starlette,bentoml,triton,ray,ray-proxy,ballast,ballast-2w")
     parser.add_argument(
         "--baseline", type=Path, help="also serve Ballast from this checkout (the code before a change)"
     )
@@ -541,6 +542,7 @@ def _commands(ballast_target: str, baseline: Path | None = None) -> dict[str, li
         "ray": [str(PEERS["ray"] / "bin" / "python"), str(ROOT / "benchmarks/peers/ray_app.py"), "{port}"],
         "ray-proxy": [str(PEERS["ray"] / "bin" / "python"), str(ROOT / "benchmarks/peers/ray_app.py"), "{port}"],
         "ballast": ballast,
+        "ballast-2w": ballast,
         "ballast-bare": ballast,
     }
 
@@ -587,6 +589,7 @@ def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[s
         (1, "ray", "json"),
         (1, "ray-proxy", "json"),
         (1, "ballast", "json"),
+        (1, "ballast-2w", "json"),
         (1, "ballast", V2_JSON),
         (64, "ballast", "json"),
         (64, "ballast", "npy"),
@@ -626,6 +629,8 @@ def _tensor_setup(title: str, onnx: Path, tag: str, input_name: str, env: dict[s
         point_env = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"} if variant == "ray" else {}
         if variant == "ballast" and kind == GRPC:
             point_env["BALLAST_GRPC_PORT"] = "{port2}"
+        if variant == "ballast-2w":
+            point_env["BALLAST_WORKERS"] = "2"  # one per core
         plan.append(Point(variant, rows, body, content_type, warm, name, point_env, path, header, kind == GRPC))
     env = {
         **env,
@@ -907,9 +912,9 @@ PEER_VARIANTS = ("bentoml", "triton", "ray", "ray-proxy")
 
 
 def targets(results: list[Result], raw: dict[int, float], slo_ms: float) -> list[str]:
-    """The ratios the targets read: Ballast's one-row goodput (its own JSON route) over the best
-    peer's (>= 1.5); its 64-row V2 binary items/s over raw onnxruntime's at its best batch (>= 0.9);
-    its one-row V2 JSON goodput over its own JSON route's (>= 0.9)."""
+    """The ratios the targets read: Ballast's one-row goodput (its own JSON route; one worker, and
+    one per core) over the best peer's (>= 1.5); its 64-row V2 binary items/s over raw onnxruntime's
+    at its best batch (>= 0.9); its one-row V2 JSON goodput over its own JSON route's (>= 0.9)."""
 
     def best(variant: str, rows: int) -> tuple[Result, Rung] | None:
         found = next((r for r in results if r.variant == variant and r.rows == rows), None)
@@ -925,6 +930,12 @@ def targets(results: list[Result], raw: dict[int, float], slo_ms: float) -> list
             f"\nBallast one row, own JSON route: **{own[1].rps / top[1].rps:.2f}x** the best peer's goodput "
             f"({own[1].rps:,.0f} against {top[0].variant}'s {top[1].rps:,.0f} req/s; target >= 1.5)."
         )
+        two = best("ballast-2w", 1)
+        if two:
+            out.append(
+                f"\nBallast one row, two workers (one per core): **{two[1].rps / top[1].rps:.2f}x** "
+                f"({two[1].rps:,.0f} req/s)."
+            )
     binary = best(f"ballast ({V2_BINARY})", 64)
     if binary and raw:
         limit = max(raw.values())
