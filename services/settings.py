@@ -24,7 +24,9 @@ class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BALLAST_", extra="ignore", validate_default=True, frozen=True)
 
     workers: int = Field(1, ge=1, le=64)
-    """BentoML worker processes; each loads its own copy of the models."""
+    """BentoML worker processes; each loads its own copy of the models. A worker's event loop is the
+    bound on small models: in one run, one worker per core served 1.6 times one worker's one-row requests
+    on two cores (docs/benchmarks.md, "One worker per core")."""
     grpc_port: int = Field(0, ge=0, le=65535)
     """The Open Inference Protocol over gRPC on this port, all interfaces (0: off). Every worker
     listens on it (the port is shared, SO_REUSEPORT), in its own event loop beside HTTP."""
