@@ -126,13 +126,13 @@ def _column(tensor: Given, rows: int, path: str) -> list[Any]:
     """A column's ``rows`` values, as Python's own (``str`` for BYTES)."""
     if tensor.datatype == "BYTES":
         if tensor.raw is not None:
-            return _strings(_length_prefixed(tensor.raw, rows, tensor.raw_path), path)
+            return _strings(_length_prefixed(tensor.raw, rows, tensor.raw_path), tensor.raw_path)
         if tensor.data is None:
             raise fail(f"{path}.data", Rule.REQUIRED, "give data, or parameters.binary_data_size")
         items = json_elements(tensor.data, tensor.shape, rows, path)
         if not all(type(item) in (str, bytes) for item in items):
             raise fail(f"{path}.data", Rule.TYPE, "BYTES takes strings")
-        return _strings(items, path)
+        return _strings(items, f"{path}.data")
     dtype = DTYPES[tensor.datatype]
     if tensor.raw is not None:
         if len(tensor.raw) != rows * dtype.itemsize:
@@ -171,11 +171,11 @@ def _length_prefixed(raw: bytes | memoryview, count: int, where: str) -> list[by
     return items
 
 
-def _strings(items: Sequence[str | bytes], path: str) -> list[str]:
+def _strings(items: Sequence[str | bytes], where: str) -> list[str]:
     try:
         return [item if isinstance(item, str) else item.decode("utf-8") for item in items]
     except UnicodeDecodeError:
-        raise fail(f"{path}.data", Rule.TYPE, "BYTES elements must be UTF-8 text") from None
+        raise fail(where, Rule.TYPE, "BYTES elements must be UTF-8 text") from None
 
 
 def errors_at(exc: ValidationFailed, names: Sequence[str]) -> ValidationFailed:
