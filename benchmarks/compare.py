@@ -123,10 +123,18 @@ if extra and extra ~= "" then
   local name, value = extra:match("^([^:]+):%s*(.*)$")
   wrk.headers[name] = value
 end
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+refused = 0
+if os.getenv("BENCH_COUNT_REFUSED") == "1" then  -- a callback per answer: only where it is asked for
+  function response(status, headers, body) if status == 503 then refused = refused + 1 end end
+end
 function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + (thread:get("refused") or 0) end
   io.write(string.format("RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f\\n",
     summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
-    summary.errors.read + summary.errors.write, summary.errors.timeout, 0,
+    summary.errors.read + summary.errors.write, summary.errors.timeout, total,
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
 end
 """
@@ -143,6 +151,8 @@ class Rung:
     bad: int
     cpu_s_per_s: float
     rss_mb: float
+    refused: int = 0
+    """Of ``bad``, answers 503 (overload refused as designed); counted only in a smoke run."""
 
     @classmethod
     def median(cls, rungs: list[Rung]) -> Rung:
@@ -163,6 +173,7 @@ class Rung:
             sum(r.bad for r in rungs),
             mid("cpu_s_per_s"),
             mid("rss_mb"),
+            sum(r.refused for r in rungs),
         )
 
 
@@ -217,10 +228,11 @@ def drive(
     match = re.search(r"^RESULT (.*)$", out, re.M)
     if match is None:
         raise RuntimeError(f"wrk gave no result:\n{out}")
-    requests, micros, status, connect, rw, timeouts, _, p50, p95, p99 = match.group(1).split()
+    requests, micros, status, connect, rw, timeouts, refused, p50, p95, p99 = match.group(1).split()
     rps = int(requests) / (int(micros) / 1e6)
     bad = int(status) + int(connect) + int(rw) + int(timeouts)
-    return Rung(connections, rps, rps * rows, float(p50), float(p95), float(p99), bad, (cpu1 - cpu0) / elapsed, rss)
+    cpu = (cpu1 - cpu0) / elapsed
+    return Rung(connections, rps, rps * rows, float(p50), float(p95), float(p99), bad, cpu, rss, int(refused))
 
 
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -367,6 +379,8 @@ def main() -> None:
         help="settings for the Ballast server (repeatable)",
     )
     args = parser.parse_args()
+    if args.smoke:  # wrk counts the 503s among the non-2xx answers (a callback per answer: not in a measurement)
+        os.environ["BENCH_COUNT_REFUSED"] = "1"
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk (make bench installs it)")
     work = Path(tempfile.mkdtemp(prefix="ballast-bench-"))
@@ -421,7 +435,10 @@ def main() -> None:
             server.stop()
     if args.smoke:  # the harness must have measured every path, with good answers
         assert len(results) == len(plan), "a path was not measured"
-        assert all(r.rungs and r.rungs[0].bad == 0 for r in results), "a path answered badly"
+        # a 503 (overload refused as designed, on a machine running everything at once) is no fault
+        bad = [f"{r.variant}: {r.rungs[0].bad}" for r in results if r.rungs and r.rungs[0].bad > r.rungs[0].refused]
+        assert all(r.rungs for r in results), "a path has no rung"
+        assert not bad, f"a path answered badly: {bad}"
     raw = (
         raw_limit(setup.onnx, [1, 64] if args.smoke else [1, 8, 32, 64, 128], 1 if args.smoke else 3)
         if setup.onnx
@@ -472,7 +489,8 @@ def interleave(
             results[i].rungs.append(rung)
             print(
                 f"{plan[i].name:30s} rows={plan[i].rows:3d} c={connections:4d} {rung.rps:8.0f} req/s "
-                f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} cpu {rung.cpu_s_per_s:.2f} rss {rung.rss_mb:.0f} MB",
+                f"p95 {rung.p95_ms:7.1f} ms bad {rung.bad} (503: {rung.refused}) "
+                f"cpu {rung.cpu_s_per_s:.2f} rss {rung.rss_mb:.0f} MB",
                 flush=True,
             )
             if rung.p95_ms > 4 * args.slo_ms or rung.bad > 0:
